@@ -1,0 +1,5 @@
+import sys
+
+from arwave.cli.main import main
+
+sys.exit(main())

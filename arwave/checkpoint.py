@@ -1,0 +1,192 @@
+"""Run folders and checkpoints: safetensors weights + JSON, written atomically, loaded without pickle.
+
+Layout of a run folder:
+
+    RUN/config.json                      resolved RunConfig (written before training starts)
+    RUN/checkpoints/step-0000200/        one complete checkpoint; a folder is renamed into place
+        model.safetensors                only after every file in it is written, so a crash mid-save
+        ema.safetensors (optional)       leaves the previous checkpoint untouched
+        critic.safetensors (optional)
+        optim.safetensors + state.json   optimiser tensors, step, data position, RNG
+    RUN/metrics.csv, RUN/loss.png        training log
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+CHECKPOINTS = "checkpoints"
+
+
+from arwave.errors import ArwaveError  # noqa: E402
+
+
+class CheckpointError(ArwaveError):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------------
+# atomic file writes
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """safetensors file written to a temp name, then renamed. Shared storage is copied so it saves."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such weights file")
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as err:  # safetensors raises its own error types
+        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# optimiser state <-> (tensors, json) without pickle
+
+def flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, Any] = {"param_groups": state["param_groups"], "state": {}}
+    for pid, entries in state["state"].items():
+        meta["state"][str(pid)] = {}
+        for name, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"{pid}.{name}"] = value
+                meta["state"][str(pid)][name] = "__tensor__"
+            else:
+                meta["state"][str(pid)][name] = value
+    return tensors, meta
+
+
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state = {}
+    for pid, entries in meta["state"].items():
+        state[int(pid)] = {
+            name: tensors[f"{pid}.{name}"] if value == "__tensor__" else value for name, value in entries.items()
+        }
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+# ---------------------------------------------------------------------------------------------------
+# checkpoint folders
+
+def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINTS / f"step-{step:08d}"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints, oldest first (temporary folders of an interrupted save are ignored)."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    done = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / "state.json").is_file()]
+    return sorted(done, key=lambda p: p.name)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def save_checkpoint(run_dir: str | Path, step: int, files: dict[str, dict[str, torch.Tensor]],
+                    state: dict, keep: int = 2) -> Path:
+    """Write `files` (name -> tensors) and `state.json` into a temp folder, fsync, rename into place,
+    then prune old checkpoints beyond `keep`."""
+    final = checkpoint_dir(run_dir, step)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{final.name}-"))
+    try:
+        for name, tensors in files.items():
+            save_tensors(tmp / f"{name}.safetensors", tensors)
+        atomic_write_text(tmp / "state.json", json.dumps(state, indent=2))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def resolve_run(path: str | Path) -> tuple[Path, Path]:
+    """(run folder, checkpoint folder) for a run folder or a checkpoint folder inside one."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such run folder")
+    if (path / "state.json").is_file() and path.parent.name == CHECKPOINTS:
+        return path.parent.parent, path
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"{path}: not an arwave run folder (no config.json)")
+    ckpt = latest_checkpoint(path)
+    if ckpt is None:
+        raise CheckpointError(f"{path}: run has no complete checkpoint yet")
+    return path, ckpt
+
+
+def read_config(run_dir: str | Path):
+    from arwave.config import run_config_from_dict
+    path = Path(run_dir) / "config.json"
+    try:
+        return run_config_from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path}: unreadable config ({err})") from None
+
+
+def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True):
+    """Load any trained run (codec, AR model, classifier) from its folder. Never unpickles.
+
+    Uses the EMA weights when the run kept them (and `ema` is true). The model is returned in eval
+    mode, with `.run_dir` and `.config` attributes.
+    """
+    from arwave.registry import get_kind
+    run_dir, ckpt = resolve_run(path)
+    cfg = read_config(run_dir)
+    model = get_kind(cfg.kind).build_model(cfg, run_dir)
+    weights = ckpt / ("ema.safetensors" if ema and (ckpt / "ema.safetensors").is_file() else "model.safetensors")
+    missing, unexpected = model.load_state_dict(load_tensors(weights), strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{weights}: weights do not match the config (missing {missing[:5]}, unexpected {unexpected[:5]})")
+    model.run_dir = run_dir
+    model.config = cfg
+    return model.to(device).eval()

@@ -1,0 +1,48 @@
+"""The contract between a model kind and the one training loop (`arwave.training.loop.train`).
+
+A task owns the model (and optionally an adversary), the datasets, and the loss. The loop owns
+everything else: devices, DDP, optimisers, schedules, EMA, clipping, logging, checkpoints, resume.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+from torch.utils.data import Dataset
+
+
+class Task:
+    """Subclass per model kind. Attributes the loop reads:
+
+    model      -- the nn.Module trained, EMA'd and saved as `model.safetensors`.
+    critic     -- optional adversary (the codec's discriminator), saved as `critic.safetensors`.
+    train_set  -- a Dataset; items are fetched with `train_set[(index, seed)]` where `seed` is a
+                  deterministic int for random crops, so resumed and distributed runs see the same data.
+    val_set    -- optional Dataset (items fetched with `val_set[(index, 0)]`).
+    collate    -- optional DataLoader collate_fn.
+    """
+
+    model: nn.Module
+    critic: nn.Module | None = None
+    train_set: Dataset
+    val_set: Dataset | None = None
+    collate: Callable | None = None
+
+    def loss(self, model: nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss for one batch. `model` may be DDP-wrapped: run the forward through it
+        (`model(...)`) so gradients are synchronised. Returns (scalar loss, numbers to log)."""
+        raise NotImplementedError
+
+    def critic_loss(self, critic: nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float]] | None:
+        """Adversary loss, called right after `loss` on the same batch (the task may keep what it
+        needs from `loss`, detached). `critic` may be DDP-wrapped. Return None to skip this step."""
+        return None
+
+    def val_metrics(self, model: nn.Module, batch: Any) -> dict[str, float]:
+        """Validation numbers for one batch (called under torch.no_grad, model unwrapped, eval mode)."""
+        loss, logs = self.loss(model, batch, step=-1)
+        return {"loss": float(loss), **logs}
+
+    def on_checkpoint(self, model: nn.Module, run_dir, step: int) -> None:
+        """Hook after each checkpoint (rank 0 only), e.g. write listenable examples."""
