@@ -1,0 +1,60 @@
+"""Encode a dataset split through a codec once and cache the result beside the codec run.
+
+AR models train on codec outputs (continuous latents for CAM, token maps for AAR and the next-token
+baseline). Encoding is the expensive part, so it happens once per (codec run, manifest, split, encoder
+name); later epochs and later runs read `CODEC_RUN/cache/<name>-<split>-<hash>.safetensors`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from arwave.checkpoint import load_tensors, save_tensors
+
+
+def _fingerprint(files: list[str], extra: dict) -> str:
+    h = hashlib.sha1(json.dumps(extra, sort_keys=True).encode())
+    for f in files:
+        st = Path(f).stat()
+        h.update(f"{f}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:12]
+
+
+def encode_files(
+    files: list[str],
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    cache_dir: str | Path,
+    name: str,
+    sample_rate: int,
+    channels: int,
+    extra: dict | None = None,
+    progress: bool = True,
+) -> list[torch.Tensor]:
+    """Return `encode(audio)` for every file (audio (C, N) at `sample_rate`/`channels`), cached.
+
+    `name` identifies the encoder (e.g. "latents", "msrq-codes"); `extra` holds anything else the
+    result depends on (codec checkpoint step, window size). Unreadable files are skipped (the manifest
+    already filtered them; this only guards against files that vanished since).
+    """
+    from arwave.data.audio import AudioError, load_audio
+
+    extra = {"sample_rate": sample_rate, "channels": channels, **(extra or {})}
+    path = Path(cache_dir) / f"{name}-{_fingerprint(files, extra)}.safetensors"
+    if path.is_file():
+        tensors = load_tensors(path)
+        return [tensors[str(i)] for i in range(len(tensors))]
+    out: list[torch.Tensor] = []
+    for f in tqdm(files, desc=f"encoding {name}", unit="file", disable=not progress, leave=False):
+        try:
+            audio = load_audio(f, sample_rate=sample_rate, channels=channels)
+        except AudioError:
+            continue
+        with torch.no_grad():
+            out.append(encode(audio).detach().cpu().contiguous())
+    save_tensors(path, {str(i): t for i, t in enumerate(out)})
+    return out
