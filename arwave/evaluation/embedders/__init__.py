@@ -1,0 +1,231 @@
+"""Audio embedders for FAD, ISc and KL: one interface, a registry of names, shared audio helpers.
+
+An `Embedder` turns clips into
+
+* frame-level embeddings (one vector per analysis block of a clip, e.g. 2.32 s for aisfx). FAD pools
+  the frames of *all* clips into one Gaussian fit, as VGGish-FAD does;
+* clip-level class posteriors (the mean of the frame posteriors of a clip), for ISc and KL, when the
+  embedder has a classification head (`class_names` is set).
+
+Every FAD/ISc/KL number is reported together with the embedder's `name`: values from different
+embedders are not comparable.
+
+Names understood by `get_embedder`:
+    aisfx                    pretrained sound-effects CNN whose weights ship in the `aisfx` wheel
+    classifier:RUN_DIR       an arwave classifier run (`arwave train classifier`), like Inception for FID
+    vggish / panns / clap    adapters that need `weights=PATH` (a local weight file of the user)
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from arwave.errors import ArwaveError
+
+
+class EmbedderError(ArwaveError):
+    pass
+
+
+def cache_root() -> Path:
+    """Root of arwave's caches: $ARWAVE_CACHE, else ~/.cache/arwave."""
+    env = os.environ.get("ARWAVE_CACHE", "")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "arwave"
+
+
+def pick_device(device: str | torch.device | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+# ---------------------------------------------------------------------------------------------------
+# clips: a (B, C, N) tensor or a list of (C, N) / (N,) tensors of any lengths
+
+def as_clips(wave) -> list[torch.Tensor]:
+    """Split the input into a list of (C, N) float tensors (a 2-D tensor is ambiguous and refused)."""
+    if isinstance(wave, np.ndarray):
+        wave = torch.from_numpy(wave)
+    if torch.is_tensor(wave):
+        if wave.dim() != 3:
+            raise EmbedderError(f"expected audio of shape (batch, channels, samples) or a list of (channels, samples) "
+                                f"clips, got a tensor of shape {tuple(wave.shape)}")
+        return [w.float() for w in wave]
+    clips = []
+    for i, w in enumerate(wave):
+        w = torch.as_tensor(w).float()
+        if w.dim() == 1:
+            w = w[None]
+        if w.dim() != 2:
+            raise EmbedderError(f"clip {i}: expected (channels, samples), got shape {tuple(w.shape)}")
+        clips.append(w)
+    return clips
+
+
+def mono_at_rate(clip: torch.Tensor, sample_rate: int, target_rate: int) -> torch.Tensor:
+    """(C, N) at `sample_rate` -> (N',) mono (channel mean) at `target_rate`, resampled with soxr."""
+    x = clip.detach().float().mean(0).cpu()
+    if not torch.isfinite(x).all():
+        raise EmbedderError("audio holds NaN or inf values")
+    if int(sample_rate) != int(target_rate):
+        import soxr
+        x = torch.from_numpy(np.ascontiguousarray(soxr.resample(x.numpy(), int(sample_rate), int(target_rate), quality="HQ")))
+    return x.float()
+
+
+# ---------------------------------------------------------------------------------------------------
+# mel filterbank (librosa's formulas, written out so that librosa is not needed)
+
+def hz_to_mel(f: np.ndarray | float, htk: bool) -> np.ndarray:
+    f = np.asarray(f, dtype=np.float64)
+    if htk:                                   # mel = 2595 log10(1 + f / 700)
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+    # Slaney (Auditory Toolbox): linear below 1 kHz (3 mel per 200 Hz), logarithmic above
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
+
+
+def mel_to_hz(m: np.ndarray | float, htk: bool) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    if htk:
+        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None,
+                   htk: bool = False, norm: str | float | None = "slaney") -> torch.Tensor:
+    """(n_mels, n_fft // 2 + 1) triangular filters, as `librosa.filters.mel`.
+
+    Triangles are linear in Hz between n_mels + 2 mel-spaced edge frequencies. norm="slaney" scales
+    each triangle by 2 / (f_hi - f_lo) (constant energy per band); a number p divides each filter by its
+    l_p norm (p = 1: each filter sums to one); None leaves peaks at 1.
+    """
+    fmax = sample_rate / 2 if fmax is None else fmax
+    fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    edges = mel_to_hz(np.linspace(hz_to_mel(fmin, htk), hz_to_mel(fmax, htk), n_mels + 2), htk)
+    widths = np.diff(edges)
+    ramps = edges[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    if norm == "slaney":
+        weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    elif norm is not None:
+        p = float(norm)
+        lengths = (np.abs(weights) ** p).sum(1, keepdims=True) ** (1.0 / p)
+        weights = weights / np.where(lengths > np.finfo(np.float32).tiny, lengths, 1.0)
+    return torch.from_numpy(weights.astype(np.float32))
+
+
+# ---------------------------------------------------------------------------------------------------
+# the interface
+
+@dataclass
+class Features:
+    frames: torch.Tensor              # (F, dim) float32: frame embeddings of every clip, clip after clip
+    clip_index: torch.Tensor          # (F,) long: the clip each frame belongs to
+    posteriors: torch.Tensor | None   # (B, K) clip-level class probabilities (mean over the clip's frames)
+
+
+def frames_to_clips(frames: torch.Tensor, clip_index: torch.Tensor, num_clips: int) -> torch.Tensor:
+    """Mean of each clip's frames: (F, D) -> (num_clips, D)."""
+    out = torch.zeros(num_clips, frames.shape[1], dtype=frames.dtype)
+    out.index_add_(0, clip_index, frames)
+    counts = torch.bincount(clip_index, minlength=num_clips).clamp_min(1).to(frames.dtype)
+    return out / counts[:, None]
+
+
+class Embedder:
+    """Base class. Subclasses set `name`, `sample_rate`, `dim`, `cache_key` (name + weights identity,
+    used to key cached reference statistics), optionally `class_names`, and implement `_run`."""
+
+    name: str
+    sample_rate: int
+    dim: int
+    cache_key: str
+    class_names: list[str] | None = None
+    batch_size: int = 32
+
+    @property
+    def has_posteriors(self) -> bool:
+        return bool(self.class_names)
+
+    def _run(self, clips: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Mono clips (N,) at `self.sample_rate` -> per clip (frames (f, dim), frame probabilities (f, K) or None)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def features(self, wave, sample_rate: int | None = None) -> Features:
+        """Frame embeddings and clip posteriors of `wave`: a (B, C, N) tensor or a list of (C, N) clips at
+        `sample_rate` (default: the embedder's own rate). Channels are averaged; audio is resampled."""
+        clips = as_clips(wave)
+        rate = self.sample_rate if sample_rate is None else int(sample_rate)
+        outs = self._run([mono_at_rate(c, rate, self.sample_rate) for c in clips])
+        frames = torch.cat([f for f, _ in outs]).float().cpu() if outs else torch.zeros(0, self.dim)
+        clip_index = torch.cat([torch.full((len(f),), i, dtype=torch.long) for i, (f, _) in enumerate(outs)]) \
+            if outs else torch.zeros(0, dtype=torch.long)
+        post = None
+        if self.has_posteriors and outs:
+            post = torch.stack([p.float().mean(0) for _, p in outs]).cpu()
+        return Features(frames, clip_index, post)
+
+    def embed(self, wave, sample_rate: int | None = None) -> torch.Tensor:
+        """(F, dim) frame embeddings of all clips, concatenated (what FAD fits its Gaussian to)."""
+        return self.features(wave, sample_rate).frames
+
+    def embed_clips(self, wave, sample_rate: int | None = None) -> torch.Tensor:
+        """(B, dim): the mean frame embedding of each clip."""
+        feats = self.features(wave, sample_rate)
+        return frames_to_clips(feats.frames, feats.clip_index, len(as_clips(wave)))
+
+    def posteriors(self, wave, sample_rate: int | None = None) -> torch.Tensor:
+        """(B, K) clip-level class probabilities (ISc, KL)."""
+        if not self.has_posteriors:
+            raise EmbedderError(f"embedder {self.name!r} has no classification head: ISc and KL need class posteriors")
+        return self.features(wave, sample_rate).posteriors
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, sample_rate={self.sample_rate}, dim={self.dim})"
+
+
+# ---------------------------------------------------------------------------------------------------
+# registry
+
+EMBEDDER_NAMES = ("aisfx", "classifier:RUN_DIR", "vggish", "panns", "clap")
+
+
+def get_embedder(name: "str | Embedder", device: str | torch.device | None = "cpu", **kw) -> Embedder:
+    """Build an embedder by name (see the module docstring). An Embedder instance is returned as is.
+
+    `classifier:RUN_DIR` or `classifier` with `run=RUN_DIR`; adapters take `weights=PATH`.
+    """
+    if isinstance(name, Embedder):
+        return name
+    base, _, arg = str(name).partition(":")
+    if base == "aisfx":
+        from arwave.evaluation.embedders.aisfx import AisfxEmbedder
+        return AisfxEmbedder(device=device, **kw)
+    if base == "classifier":
+        from arwave.evaluation.embedders.classifier import ClassifierEmbedder
+        run = arg or kw.pop("run", None)
+        if not run:
+            raise EmbedderError("embedder 'classifier' needs a run folder: use 'classifier:RUN_DIR' "
+                                "(a run trained with `arwave train classifier`)")
+        return ClassifierEmbedder(run, device=device, **kw)
+    if base in ("vggish", "panns", "clap"):
+        from arwave.evaluation.embedders import adapters
+        weights = arg or kw.pop("weights", None)
+        return adapters.build(base, weights, device=device, **kw)
+    raise EmbedderError(f"unknown embedder {name!r} (known: {', '.join(EMBEDDER_NAMES)})")
+
+
+__all__ = ["Embedder", "Features", "EmbedderError", "get_embedder", "EMBEDDER_NAMES", "mel_filterbank",
+           "as_clips", "mono_at_rate", "frames_to_clips", "cache_root", "pick_device"]

@@ -1,0 +1,275 @@
+"""The one training loop every arwave model goes through (codec, CAM family, AAR, next-token, classifier).
+
+A model kind supplies a `Task` (model, optional critic, datasets, loss); this loop does the rest:
+seeding, devices, torchrun + DistributedDataParallel, AdamW with warm-up + cosine LR, gradient
+clipping, optional EMA weights, an optional adversary step, periodic validation, a progress bar,
+metrics CSV + PNG, atomic checkpoints every N steps, and `resume` that continues exactly (same step,
+optimiser state, same data position; random draws are seeded from (seed, step, rank)).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from arwave import checkpoint as ckpt
+from arwave.config import RunConfig, run_config_to_json
+from arwave.errors import ArwaveError
+from arwave.registry import get_kind
+from arwave.training import distributed
+from arwave.training.logger import MetricsLog, plot_metrics
+from arwave.training.sampler import ResumableBatchSampler
+from arwave.training.task import Task
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warm-up to 1, then cosine from 1 down to `min_ratio` at `total` steps."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class EMA:
+    """Exponential moving average of the weights: θ_ema ← d·θ_ema + (1 − d)·θ (buffers copied)."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for e, p in zip(self.model.parameters(), model.parameters()):
+            e.lerp_(p.detach(), 1 - self.decay)
+        for e, b in zip(self.model.buffers(), model.buffers()):
+            e.copy_(b)
+
+
+def _to_device(batch, device):
+    if torch.is_tensor(batch):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _logs_to_floats(loss: torch.Tensor, logs: dict) -> dict[str, float]:
+    out = {"loss": float(loss.detach())}
+    out.update({k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in logs.items()})
+    return out
+
+
+def _optimizer(params, lr, betas, weight_decay):
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        return None
+    return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+
+
+def _clip(module: nn.Module, max_norm: float) -> float:
+    params = [p for p in module.parameters() if p.grad is not None]
+    if max_norm <= 0 or not params:
+        return 0.0
+    return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+
+
+def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
+          task: Task | None = None) -> Path:
+    """Train `cfg` into `run_dir`; with `resume`, continue from its latest checkpoint.
+
+    Run under `torchrun --nproc_per_node=N` for data parallel training; `data.batch_size` is per process.
+    """
+    run_dir = Path(run_dir)
+    tc = cfg.train
+    dist_info = distributed.setup(tc.device)
+    device = dist_info.device
+    main = dist_info.is_main
+
+    start = ckpt.latest_checkpoint(run_dir) if resume else None
+    if resume and start is None:
+        raise ArwaveError(f"{run_dir}: --resume given but the run has no checkpoint yet")
+    if not resume and ckpt.latest_checkpoint(run_dir) is not None:
+        raise ArwaveError(f"{run_dir}: already holds a trained run; pass --resume to continue it or choose another --out")
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.atomic_write_text(run_dir / "config.json", run_config_to_json(cfg))
+    distributed.barrier()
+
+    torch.manual_seed(tc.seed + dist_info.rank)
+    if task is None:
+        task = get_kind(cfg.kind).build_task(cfg, run_dir)
+    distributed.barrier()
+    if main:  # the task may have filled config fields (label names, codec facts): record the resolved config
+        ckpt.atomic_write_text(run_dir / "config.json", run_config_to_json(cfg))
+
+    model = task.model.to(device)
+    critic = task.critic.to(device) if task.critic is not None else None
+    optimizer = _optimizer(model.parameters(), tc.lr, tc.betas, tc.weight_decay)
+    if optimizer is None:
+        raise ArwaveError(f"{cfg.kind}: the model has no trainable parameters")
+    critic_opt = _optimizer(critic.parameters(), tc.critic_lr, tc.critic_betas, 0.0) if critic is not None else None
+    ema = EMA(model, tc.ema_decay) if tc.ema_decay > 0 else None
+
+    step = 0
+    if start is not None:
+        step = _restore(start, model, critic, optimizer, critic_opt, ema, device)
+    def set_lr(at_step: int) -> float:
+        factor = lr_factor(at_step, tc.warmup_steps, tc.max_steps, tc.lr_min_ratio)
+        for group in optimizer.param_groups:
+            group["lr"] = tc.lr * factor
+        for group in critic_opt.param_groups if critic_opt is not None else []:
+            group["lr"] = tc.critic_lr * factor
+        return tc.lr * factor
+
+    ddp_model, ddp_critic = model, critic
+    if dist_info.world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        unused = getattr(task, "find_unused_parameters", False)
+        ddp_model = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
+        if critic is not None:
+            ddp_critic = DistributedDataParallel(critic, device_ids=ids)
+
+    sampler = ResumableBatchSampler(len(task.train_set), cfg.data.batch_size, tc.seed,
+                                    dist_info.rank, dist_info.world, start_step=step)
+    loader = DataLoader(task.train_set, batch_sampler=sampler, collate_fn=task.collate,
+                        num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0)
+    log = MetricsLog(run_dir, resume_step=step if start is not None else None) if main else None
+    bar = tqdm(total=tc.max_steps, initial=step, desc=f"train {cfg.kind}", unit="step",
+               disable=not (progress and main), dynamic_ncols=True)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.mixed_precision and device.type == "cuda")
+
+    def save(at_step: int) -> None:
+        if main:
+            _save(run_dir, at_step, model, critic, optimizer, critic_opt, ema, sampler, cfg, dist_info)
+            task.on_checkpoint(ema.model if ema else model, run_dir, at_step)
+        distributed.barrier()
+
+    t_start = time.time()
+    t_log, step_log = time.time(), step
+    try:
+        for batch in loader:
+            if step >= tc.max_steps:
+                break
+            batch = _to_device(batch, device)
+            # noise draws are a function of (seed, step, rank) alone, so a resumed run repeats them exactly
+            torch.manual_seed(tc.seed * 1_000_003 + step * 1_009 + dist_info.rank)
+            lr = set_lr(step)
+            model.train()
+            with autocast:
+                loss, logs = task.loss(ddp_model, batch, step)
+            if not torch.isfinite(loss):
+                raise ArwaveError(f"{cfg.kind}: loss became {float(loss)} at step {step}; lower train.lr or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = _clip(model, tc.grad_clip)
+            optimizer.step()
+            values = _logs_to_floats(loss, logs)
+            if critic is not None:
+                with autocast:
+                    out = task.critic_loss(ddp_critic, batch, step)
+                if out is not None:
+                    closs, clogs = out
+                    critic_opt.zero_grad(set_to_none=True)
+                    closs.backward()
+                    _clip(critic, tc.grad_clip)
+                    critic_opt.step()
+                    values.update({f"critic_{k}": v for k, v in _logs_to_floats(closs, clogs).items()})
+            if ema is not None:
+                ema.update(model)
+            step += 1
+            bar.update(1)
+            if main and (step % tc.log_every == 0 or step == 1):
+                now = time.time()
+                speed = (step - step_log) / max(now - t_log, 1e-9)
+                t_log, step_log = now, step
+                values.update(lr=lr, grad_norm=grad_norm, steps_per_s=speed)
+                log.log(step, "train", values)
+                bar.set_postfix(loss=f"{values['loss']:.4g}", refresh=False)
+            if task.val_set is not None and tc.val_every > 0 and step % tc.val_every == 0 and main:
+                log.log(step, "val", validate(task, ema.model if ema else model, cfg, device))
+            if tc.ckpt_every > 0 and step % tc.ckpt_every == 0:
+                save(step)
+            out_of_time = tc.minutes > 0 and (time.time() - t_start) > tc.minutes * 60
+            if distributed.broadcast_flag(out_of_time, device):
+                break
+    except KeyboardInterrupt:
+        if main:
+            tqdm.write(f"interrupted: saving a checkpoint at step {step} (continue with --resume)")
+        save(step)
+        bar.close()
+        distributed.cleanup()
+        raise
+    bar.close()
+    if task.val_set is not None and main and tc.val_every > 0:
+        log.log(step, "val", validate(task, ema.model if ema else model, cfg, device))
+    latest = ckpt.latest_checkpoint(run_dir)
+    if latest is None or latest.name != ckpt.checkpoint_dir(run_dir, step).name:
+        save(step)
+    if main:
+        plot_metrics(run_dir / "metrics.csv", run_dir / "loss.png", title=f"{cfg.kind} ({cfg.preset})")
+    distributed.cleanup()
+    return run_dir
+
+
+@torch.no_grad()
+def validate(task: Task, model: nn.Module, cfg: RunConfig, device: torch.device) -> dict[str, float]:
+    """Mean of `task.val_metrics` over the first `val_batches` batches of the validation set (fixed crops)."""
+    model.eval()
+    n = min(len(task.val_set), cfg.train.val_batches * cfg.data.batch_size)
+    totals: dict[str, float] = {}
+    batches = 0
+    for s in range(0, n, cfg.data.batch_size):
+        items = [task.val_set[(i, 0)] for i in range(s, min(n, s + cfg.data.batch_size))]
+        batch = task.collate(items) if task.collate else torch.utils.data.default_collate(items)
+        for k, v in task.val_metrics(model, _to_device(batch, device)).items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+        batches += 1
+    model.train()
+    return {k: v / max(batches, 1) for k, v in totals.items()}
+
+
+def _save(run_dir, step, model, critic, optimizer, critic_opt, ema, sampler, cfg, dist_info) -> None:
+    files = {"model": model.state_dict()}
+    if ema is not None:
+        files["ema"] = ema.model.state_dict()
+    if critic is not None:
+        files["critic"] = critic.state_dict()
+    opt_tensors, opt_meta = ckpt.flatten_optimizer(optimizer.state_dict())
+    optim = {f"opt.{k}": v for k, v in opt_tensors.items()}
+    meta = {"optimizer": opt_meta}
+    if critic_opt is not None:
+        c_tensors, c_meta = ckpt.flatten_optimizer(critic_opt.state_dict())
+        optim.update({f"critic_opt.{k}": v for k, v in c_tensors.items()})
+        meta["critic_optimizer"] = c_meta
+    files["optim"] = optim
+    # the data position follows from the step (the DataLoader prefetches ahead of the loop)
+    state = {"step": step, "kind": cfg.kind, "world_size": dist_info.world, "time": time.time(),
+             "data": {"epoch": step // sampler.steps_per_epoch, "batch_in_epoch": step % sampler.steps_per_epoch},
+             **meta}
+    ckpt.save_checkpoint(run_dir, step, files, state, keep=cfg.train.keep_checkpoints)
+
+
+def _restore(path: Path, model, critic, optimizer, critic_opt, ema, device) -> int:
+    state = json.loads((path / "state.json").read_text())
+    model.load_state_dict(ckpt.load_tensors(path / "model.safetensors", device))
+    if critic is not None:
+        critic.load_state_dict(ckpt.load_tensors(path / "critic.safetensors", device))
+    if ema is not None and (path / "ema.safetensors").is_file():
+        ema.model.load_state_dict(ckpt.load_tensors(path / "ema.safetensors", device))
+    optim = ckpt.load_tensors(path / "optim.safetensors", device)
+    opt_t = {k[len("opt."):]: v for k, v in optim.items() if k.startswith("opt.")}
+    optimizer.load_state_dict(ckpt.unflatten_optimizer(opt_t, state["optimizer"]))
+    if critic_opt is not None and "critic_optimizer" in state:
+        c_t = {k[len("critic_opt."):]: v for k, v in optim.items() if k.startswith("critic_opt.")}
+        critic_opt.load_state_dict(ckpt.unflatten_optimizer(c_t, state["critic_optimizer"]))
+    return int(state["step"])
