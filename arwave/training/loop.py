@@ -30,11 +30,12 @@ from arwave.training.sampler import ResumableBatchSampler
 from arwave.training.task import Task
 
 
-def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warm-up to 1, then cosine from 1 down to `min_ratio` at `total` steps."""
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float, time_fraction: float = 0.0) -> float:
+    """Linear warm-up to 1, then cosine from 1 down to `min_ratio` at `total` steps — or, under a
+    wall-clock budget, at the end of the budget (`time_fraction` = elapsed / budget), whichever is first."""
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    progress = min(1.0, max((step - warmup) / max(1, total - warmup), time_fraction))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -124,13 +125,15 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     if start is not None:
         step = _restore(start, model, critic, optimizer, critic_opt, ema, device)
     def set_lr(at_step: int) -> float:
-        factor = lr_factor(at_step, tc.warmup_steps, tc.max_steps, tc.lr_min_ratio)
+        elapsed = (time.time() - t_start) / (tc.minutes * 60) if tc.minutes > 0 else 0.0
+        factor = lr_factor(at_step, tc.warmup_steps, tc.max_steps, tc.lr_min_ratio, elapsed)
         for group in optimizer.param_groups:
             group["lr"] = tc.lr * factor
         for group in critic_opt.param_groups if critic_opt is not None else []:
             group["lr"] = tc.critic_lr * factor
         return tc.lr * factor
 
+    t_start = time.time()
     ddp_model, ddp_critic = model, critic
     if dist_info.world > 1:
         ids = [device.index] if device.type == "cuda" else None
@@ -154,7 +157,6 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
             task.on_checkpoint(ema.model if ema else model, run_dir, at_step)
         distributed.barrier()
 
-    t_start = time.time()
     t_log, step_log = time.time(), step
     try:
         for batch in loader:
