@@ -21,10 +21,9 @@ clip posteriors when the embedder has a classification head).
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -130,7 +129,7 @@ def list_audio_files(folder: str | Path) -> list[Path]:
 @dataclass
 class AudioSource:
     """Clips to embed, in a fixed order, yielded in batches of (list of (C, N) tensors, sample rate)."""
-    batches: callable             # () -> Iterator[tuple[list[Tensor], int]]
+    batches: Callable[[], Iterator[tuple[list[torch.Tensor], int]]]
     num_clips: int
     key: str | None               # content hash for the stats cache (None = do not cache)
     description: str
@@ -144,16 +143,15 @@ def _hash(*parts) -> str:
     return h.hexdigest()[:16]
 
 
-def audio_source(src, sample_rate: int | None = None, split: str = "test", batch_clips: int = 16,
-                 segment_seconds: float | None = None) -> AudioSource:
+def audio_source(src, sample_rate: int | None = None, split: str = "test", batch_clips: int = 16) -> AudioSource:
     """Wrap any of: a (B, C, N) tensor or list of (C, N) tensors (needs `sample_rate`), a folder of audio
-    files, a manifest.jsonl (its `split`, cut in `segment_seconds` crops, default the full data config
-    segment), or a Dataset whose items are {"audio": (C, N)} and that has a `sample_rate` attribute."""
+    files (sorted by path), a manifest.jsonl (the whole files of its `split`), one audio file, or a
+    Dataset whose items are {"audio": (C, N)} and that has a `sample_rate` attribute."""
     if torch.is_tensor(src) or isinstance(src, (list, tuple)):
         clips = as_clips(src)
         if sample_rate is None:
             raise FADError("audio given as tensors needs its sample_rate")
-        key = _hash("tensors", sample_rate, *[hashlib.sha256(c.contiguous().numpy().tobytes()).hexdigest() for c in clips])
+        key = _hash("tensors", sample_rate, *[hashlib.sha256(c.detach().cpu().contiguous().numpy().tobytes()).hexdigest() for c in clips])
 
         def batches():
             for i in range(0, len(clips), batch_clips):
@@ -164,7 +162,7 @@ def audio_source(src, sample_rate: int | None = None, split: str = "test", batch
         if path.is_dir():
             return _folder_source(path, batch_clips)
         if path.is_file() and path.suffix == ".jsonl":
-            return _manifest_source(path, split, segment_seconds, batch_clips)
+            return _manifest_source(path, split, batch_clips)
         if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:
             return _files_source([path], path.parent, batch_clips)
         raise FADError(f"{path}: not a folder of audio, a manifest.jsonl or an audio file")
@@ -173,10 +171,11 @@ def audio_source(src, sample_rate: int | None = None, split: str = "test", batch
     raise FADError(f"cannot read audio from {type(src).__name__}")
 
 
-def _files_source(files: list[Path], root: Path, batch_clips: int) -> AudioSource:
+def _files_source(files: list[Path], root: Path | None, batch_clips: int) -> AudioSource:
     import soundfile
     from arwave.data.audio import load_audio
-    stats = [(str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    name = (lambda f: str(f.relative_to(root))) if root else (lambda f: str(f.resolve()))
+    stats = [(name(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
     key = _hash("files", *stats)
 
     def batches():
@@ -188,35 +187,39 @@ def _files_source(files: list[Path], root: Path, batch_clips: int) -> AudioSourc
                 by_rate.setdefault(rate, []).append(load_audio(f, sample_rate=rate))
             for rate, waves in by_rate.items():
                 yield waves, rate
-    return AudioSource(batches, len(files), key, f"{root} ({len(files)} files)")
+    return AudioSource(batches, len(files), key, f"{root or 'files'} ({len(files)} files)")
 
 
 def _folder_source(folder: Path, batch_clips: int) -> AudioSource:
     return _files_source(list_audio_files(folder), folder, batch_clips)
 
 
-def _manifest_source(manifest: Path, split: str, segment_seconds: float | None, batch_clips: int) -> AudioSource:
-    from arwave.config import DataConfig
-    from arwave.data.dataset import dataset_for_split
-    cfg = DataConfig(manifest=str(manifest))
-    seg = segment_seconds if segment_seconds is not None else cfg.segment_seconds
-    ds = dataset_for_split(cfg, split, segment_samples=int(round(seg * cfg.sample_rate)), random_crop=False)
-    src = _dataset_source(ds, batch_clips, sample_rate=cfg.sample_rate)
-    src.key = _hash("manifest", manifest.read_bytes(), split, seg, cfg.sample_rate, cfg.channels)
-    src.description = f"{manifest} [{split}] ({len(ds)} clips)"
+def _manifest_source(manifest: Path, split: str, batch_clips: int) -> AudioSource:
+    """The whole files of one split of a manifest, each at its own rate."""
+    from arwave.data.dataset import AudioCropDataset
+    ds = AudioCropDataset(manifest, split, 48000, 1, 1, random_crop=False)
+    if len(ds) == 0:
+        raise FADError(f"{manifest}: no files in split {split!r}")
+    src = _files_source([Path(p) for p in ds.file_paths], None, batch_clips)
+    src.description = f"{manifest} [{split}] ({len(ds)} files)"
     return src
 
 
-def _dataset_source(ds, batch_clips: int, sample_rate: int | None = None) -> AudioSource:
-    rate = sample_rate or getattr(ds, "sample_rate", None)
+def _dataset_source(ds, batch_clips: int) -> AudioSource:
+    """Items ds[(i, 0)]["audio"] (fixed crops), at ds.sample_rate."""
+    rate = getattr(ds, "sample_rate", None)
     if rate is None:
-        raise FADError(f"{type(ds).__name__}: a dataset used as FAD reference needs a sample_rate attribute")
-    key = getattr(ds, "fingerprint", None)   # datasets may expose a content hash; else not cached
+        raise FADError(f"{type(ds).__name__}: a dataset used for FAD needs a sample_rate attribute")
+    key = None
+    source = getattr(ds, "source", None)         # AudioCropDataset: the manifest and how it is cropped
+    if isinstance(source, str) and Path(source).is_file():
+        key = _hash("dataset", Path(source).read_bytes(), ds.split, ds.sample_rate, ds.channels,
+                    ds.segment_samples, ds.random_crop)
 
     def batches():
         for i in range(0, len(ds), batch_clips):
             yield [ds[(j, 0)]["audio"] for j in range(i, min(i + batch_clips, len(ds)))], int(rate)
-    return AudioSource(batches, len(ds), _hash("dataset", key) if key else None, f"{type(ds).__name__} ({len(ds)} clips)")
+    return AudioSource(batches, len(ds), key, f"{type(ds).__name__} ({len(ds)} clips)")
 
 
 # ---------------------------------------------------------------------------------------------------

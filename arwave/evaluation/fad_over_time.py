@@ -11,7 +11,6 @@ same along the curve; compare models with the same number of rollouts.
 """
 from __future__ import annotations
 
-import torch
 
 from arwave.evaluation.embedders import as_clips, get_embedder
 from arwave.evaluation.fad import FADError, GaussianStats, StatsAccumulator, fad_from_stats, reference_stats

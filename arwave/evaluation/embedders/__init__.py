@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -168,7 +167,13 @@ class Embedder:
         `sample_rate` (default: the embedder's own rate). Channels are averaged; audio is resampled."""
         clips = as_clips(wave)
         rate = self.sample_rate if sample_rate is None else int(sample_rate)
-        outs = self._run([mono_at_rate(c, rate, self.sample_rate) for c in clips])
+        mono = []
+        for i, c in enumerate(clips):
+            try:
+                mono.append(mono_at_rate(c, rate, self.sample_rate))
+            except EmbedderError as err:
+                raise EmbedderError(f"clip {i} of {len(clips)}: {err}") from None
+        outs = self._run(mono)
         frames = torch.cat([f for f, _ in outs]).float().cpu() if outs else torch.zeros(0, self.dim)
         clip_index = torch.cat([torch.full((len(f),), i, dtype=torch.long) for i, (f, _) in enumerate(outs)]) \
             if outs else torch.zeros(0, dtype=torch.long)

@@ -1,0 +1,120 @@
+"""`arwave bench {codec,cam,nextscale-vs-nexttoken,train}`: speed, measured (never asserted in tests).
+
+Every bench prints a table and, with `--json`, one JSON object as its last stdout line. Record figures
+in docs/benchmarks.md together with the command and the machine.
+"""
+from __future__ import annotations
+
+import json
+import platform
+
+import torch
+
+
+def machine() -> dict:
+    return {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def _print_rows(rows: list[dict], cols: list[str]) -> None:
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
+    table = [[c for c in cols]] + [[fmt(r.get(c, "")) for c in cols] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    for row in table:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+
+
+def _split(s: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in s.split(",") if x.strip())
+
+
+def run_codec(args) -> int:
+    from arwave.bench.codec import bench_codec
+    rows = bench_codec(_split(args.preset), _split(args.bottleneck), seconds=args.seconds, threads=args.threads,
+                       device=args.device, repeats=args.repeats)
+    if not args.json:
+        _print_rows(rows, ["preset", "bottleneck", "params", "sample_rate", "tokens_per_second", "encode_xrt", "decode_xrt"])
+    else:
+        print(json.dumps({"bench": "codec", "machine": machine(), "rows": rows}))
+    return 0
+
+
+def run_cam(args) -> int:
+    from arwave.bench.cam import bench_cam
+    rows = bench_cam(presets=_split(args.preset), heads=_split(args.head),
+                     batch_sizes=tuple(int(b) for b in _split(args.batch)), frames=args.frames,
+                     head_steps=args.head_steps)
+    if not args.json:
+        _print_rows(rows, [k for k in rows[0] if not isinstance(rows[0][k], (dict, list))] if rows else [])
+    else:
+        print(json.dumps({"bench": "cam", "machine": machine(), "rows": rows}))
+    return 0
+
+
+def run_nextscale(args) -> int:
+    from arwave.bench.nextscale import bench_nextscale_vs_nexttoken
+    out = bench_nextscale_vs_nexttoken(args.preset, args.seconds, tuple(int(b) for b in _split(args.batch)),
+                                       args.repeats, args.device, args.threads, progress=not args.json)
+    out["machine"] = machine()
+    if not args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(json.dumps(out))
+    return 0
+
+
+def run_train(args) -> int:
+    from arwave.bench.train import bench_train
+    from arwave.cli.train import resolve_config
+    cfg = resolve_config(args, args.kind)
+    row = bench_train(cfg, steps=args.steps, threads=args.threads)
+    if not args.json:
+        _print_rows([row], ["kind", "preset", "batch_size", "steps_per_s", "items_per_s", "wall_s_incl_setup"])
+    else:
+        print(json.dumps({"bench": "train", "machine": machine(), "rows": [row]}))
+    return 0
+
+
+def register(sub) -> None:
+    from arwave.cli.train import add_run_options
+    from arwave.registry import KIND_NAMES
+
+    p = sub.add_parser("bench", help="measure speed: codec, CAM streaming, next-scale vs next-token, training")
+    b = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+
+    c = b.add_parser("codec", help="encode/decode speed (× real time) and parameters per preset and bottleneck")
+    c.add_argument("--preset", default="tiny,small,paper")
+    c.add_argument("--bottleneck", default="continuous,msrq,rvq")
+    c.add_argument("--seconds", type=float, default=10.0)
+    c.add_argument("--repeats", type=int, default=2)
+    c.add_argument("--threads", type=int)
+    c.add_argument("--device", default="cpu")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=run_codec)
+
+    m = b.add_parser("cam", help="CAM ms per frame (backbone / head / decode), real-time factor, latency, memory")
+    m.add_argument("--preset", default="tiny,small,paper")
+    m.add_argument("--head", default="rf,gmm,ddpm")
+    m.add_argument("--batch", default="1,16")
+    m.add_argument("--frames", type=int, default=32)
+    m.add_argument("--head-steps", type=int, default=None)
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=run_cam)
+
+    n = b.add_parser("nextscale-vs-nexttoken", help="AR steps and wall time: AAR vs the next-token baseline")
+    n.add_argument("--preset", default="small")
+    n.add_argument("--seconds", type=float, default=10.0)
+    n.add_argument("--batch", default="1,16")
+    n.add_argument("--repeats", type=int, default=2)
+    n.add_argument("--threads", type=int)
+    n.add_argument("--device", default="cpu")
+    n.add_argument("--json", action="store_true")
+    n.set_defaults(func=run_nextscale)
+
+    t = b.add_parser("train", help="training steps per second of any kind, through the real training loop")
+    t.add_argument("kind", choices=KIND_NAMES)
+    add_run_options(t)
+    t.add_argument("--steps", type=int, default=20)
+    t.add_argument("--threads", type=int)
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=run_train)

@@ -1,0 +1,193 @@
+"""`arwave eval {recon,gen,fad-over-time,classifier}`: the metrics of docs/metrics.md from the command line.
+
+Each prints a readable summary, and with `--json` one JSON object as its last stdout line.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from arwave.errors import ArwaveError
+
+
+def emit(result: dict, as_json: bool, lines: list[str]) -> None:
+    for line in lines:
+        print(line)
+    if as_json:
+        print(json.dumps(result, default=float))
+
+
+def _reference_dataset(model, args, seconds: float):
+    """Fixed crops of `seconds` from the reference split, at the model's rate and channels."""
+    from arwave.config import DataConfig
+    from arwave.data.dataset import dataset_for_split
+    data = DataConfig(**{**vars(model.config.data)}) if hasattr(model, "config") else DataConfig()
+    if args.reference:
+        data.manifest = str(Path(args.reference).resolve())
+    data.sample_rate, data.channels = model.sample_rate, model.channels
+    ds = dataset_for_split(data, args.split, segment_samples=round(seconds * model.sample_rate), random_crop=False)
+    if len(ds) == 0:
+        raise ArwaveError(f"reference split {args.split!r} is empty")
+    return ds
+
+
+def sampling_kwargs(args) -> dict:
+    """The sampling options a user gave (only those), named as AudioGenerator.generate takes them."""
+    names = {"class_label": "class_label", "cfg": "cfg", "top_k": "top_k", "top_p": "top_p",
+             "k_inf": "k_inf", "head_steps": "head_steps", "temperature": "temperature"}
+    return {key: getattr(args, attr) for attr, key in names.items() if getattr(args, attr, None) is not None}
+
+
+def add_sampling_options(p) -> None:
+    p.add_argument("--class", dest="class_label", metavar="LABEL", help="class (instrument) to condition on")
+    p.add_argument("--cfg", type=float, help="classifier-free guidance weight")
+    p.add_argument("--top-k", type=int, help="top-k sampling (token models)")
+    p.add_argument("--top-p", type=float, help="nucleus sampling (token models)")
+    p.add_argument("--k-inf", type=float, help="inference noise level on generated context frames (CAM)")
+    p.add_argument("--head-steps", type=int, help="sampling steps of the per-frame head (CAM rf/ddpm)")
+    p.add_argument("--temperature", type=float, help="sampling temperature")
+
+
+def run_recon(args) -> int:
+    import arwave
+    from arwave.config import DataConfig
+    from arwave.data.dataset import dataset_for_split
+    from arwave.evaluation.recon import evaluate_recon
+
+    codec = arwave.load(args.run)
+    data = DataConfig(**vars(codec.config.data))
+    if args.data:
+        data.manifest = str(Path(args.data).resolve())
+    seconds = args.seconds or data.segment_seconds
+    ds = dataset_for_split(data, args.split, segment_samples=round(seconds * codec.sample_rate), random_crop=False)
+    result = evaluate_recon(codec, ds, max_items=args.max_items, progress=not args.json)
+    result.update(run=str(args.run), split=args.split, seconds_per_item=seconds)
+    emit(result, args.json, [f"{args.run}: {result['bottleneck']} codec, {result['tokens_per_second']:g} tokens/s, "
+                             f"MEL distance {result['mel_distance']:.4f}, STFT distance {result['stft_distance']:.4f} "
+                             f"over {result['num_items']} items of {seconds:g} s ({args.split})"])
+    return 0
+
+
+def run_gen(args) -> int:
+    import torch
+
+    import arwave
+    from arwave.data.audio import write_audio
+    from arwave.evaluation.generated import evaluate_generated
+
+    model = arwave.load(args.run)
+    clips = []
+    for i in range(0, args.num, args.batch):
+        n = min(args.batch, args.num - i)
+        clips.append(model.generate(args.seconds, num=n, seed=args.seed + i, **sampling_kwargs(args)))
+    waves = torch.cat(clips)
+    if args.out:
+        out = Path(args.out)
+        for i, w in enumerate(waves):
+            write_audio(out / f"gen-{i:03d}.wav", w, model.sample_rate)
+    reference = _reference_dataset(model, args, args.seconds)
+    result = evaluate_generated(waves, reference, embedder=args.embedder, classifier_run=args.classifier,
+                                sample_rate=model.sample_rate, progress=not args.json)
+    result.update(run=str(args.run), seconds=args.seconds, split=args.split)
+    lines = [f"{args.run}: {args.num} clips of {args.seconds:g} s vs {result['num_reference']} reference clips"]
+    for name in result["embedders"]:
+        parts = [f"FAD {result['fad'][name]:.4f}"]
+        if name in result.get("isc", {}):
+            parts.append(f"ISc {result['isc'][name]:.3f}")
+        if name in result.get("kl_marginal", {}):
+            parts.append(f"KL(marginal) {result['kl_marginal'][name]:.4f}")
+        lines.append(f"  [{name}] " + ", ".join(parts))
+    emit(result, args.json, lines)
+    return 0
+
+
+def training_context_seconds(model) -> float:
+    """How much audio the model sees at once in training (CAM: `context` frames; AAR/next-token: a window)."""
+    m = model.config.model
+    frames = getattr(m, "context", None) or getattr(m, "window_frames", None)
+    if frames and hasattr(model, "frame_rate"):
+        return float(frames) / float(model.frame_rate)
+    if hasattr(model, "window_seconds"):
+        return float(model.window_seconds)
+    return float(model.config.data.segment_seconds)
+
+
+def run_fad_over_time(args) -> int:
+    import arwave
+    from arwave.evaluation.fad_over_time import fad_over_time, plot_fad_over_time
+
+    results = {}
+    for run in args.runs:
+        model = arwave.load(run)
+        context = training_context_seconds(model)
+        seconds = args.seconds or args.context_multiple * context
+        window = args.window or context
+        waves = model.generate(seconds, num=args.num, seed=args.seed, **sampling_kwargs(args))
+        reference = _reference_dataset(model, args, window)
+        res = fad_over_time(waves, model.sample_rate, reference, embedder=args.embedder, window_seconds=window,
+                            progress=not args.json)
+        res.update(run=str(run), rollout_seconds=seconds, context_seconds=context)
+        results[Path(run).name] = res
+    if args.plot:
+        plot_fad_over_time(results, args.plot)
+    lines = [f"{name}: FAD per {r['window_seconds']:g} s window [{r['embedder']}] "
+             + " ".join(f"{v:.3f}" for v in r["fad"]) + f"  (FAD_acc {r['fad_acc']:.3f})" for name, r in results.items()]
+    emit({"runs": results, "plot": args.plot}, args.json, lines)
+    return 0
+
+
+def run_classifier(args) -> int:
+    from arwave.evaluation.classifier import evaluate_classifier
+    result = evaluate_classifier(args.run, split=args.split, progress=not args.json)
+    emit(result, args.json, [f"{args.run}: accuracy {result['accuracy']:.3f} on {result['num_items']} {args.split} items"])
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate: reconstruction, generation (FAD/ISc/KL), FAD over time, classifier")
+    ev = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+
+    r = ev.add_parser("recon", help="MEL and STFT distance of a codec's reconstructions over a split")
+    r.add_argument("run", help="codec run folder")
+    r.add_argument("--data", metavar="MANIFEST", help="manifest (default: the codec's training data)")
+    r.add_argument("--split", default="test")
+    r.add_argument("--seconds", type=float, help="length of each evaluated crop [the codec's training window]")
+    r.add_argument("--max-items", type=int)
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=run_recon)
+
+    g = ev.add_parser("gen", help="FAD / ISc / KL of generated audio against a reference split")
+    g.add_argument("run", help="AR model run folder (cam, aar, nexttoken)")
+    g.add_argument("--seconds", type=float, default=4.0)
+    g.add_argument("--num", type=int, default=16)
+    g.add_argument("--batch", type=int, default=8, help="clips generated at once")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--embedder", default="aisfx", help="aisfx | classifier:RUN | vggish | clap | panns")
+    g.add_argument("--classifier", metavar="RUN", help="also use this trained classifier (FAD + ISc + KL)")
+    g.add_argument("--reference", metavar="MANIFEST", help="reference audio (default: the model's training data)")
+    g.add_argument("--split", default="test")
+    g.add_argument("--out", metavar="DIR", help="also write the generated clips here")
+    add_sampling_options(g)
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=run_gen)
+
+    f = ev.add_parser("fad-over-time", help="FAD of successive windows of long rollouts (error accumulation)")
+    f.add_argument("runs", nargs="+", help="one or more AR model runs (one line each on the plot)")
+    f.add_argument("--context-multiple", type=float, default=4.0, help="rollout length in training contexts [4]")
+    f.add_argument("--seconds", type=float, help="rollout length in seconds (overrides --context-multiple)")
+    f.add_argument("--window", type=float, help="window length in seconds [one training context]")
+    f.add_argument("--num", type=int, default=8, help="rollouts per model")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--embedder", default="aisfx")
+    f.add_argument("--reference", metavar="MANIFEST")
+    f.add_argument("--split", default="test")
+    f.add_argument("--plot", metavar="PNG", help="write the FAD-vs-time plot here")
+    add_sampling_options(f)
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=run_fad_over_time)
+
+    c = ev.add_parser("classifier", help="accuracy of a trained classifier on a split")
+    c.add_argument("run")
+    c.add_argument("--split", default="test")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=run_classifier)
