@@ -173,10 +173,9 @@ def datasets_from_config(data_cfg, segment_samples: int | None = None) -> tuple[
     """(train set with random crops, val set with centre crops or None if the manifest has no val files)."""
     manifest = _manifest_for(data_cfg)
     segment = _segment(data_cfg, segment_samples)
-    make = lambda split, rnd: AudioCropDataset(manifest, split, data_cfg.sample_rate, data_cfg.channels,
-                                               segment, rnd, data_cfg.label_key)
-    train = make("train", True)
+    train, val = (AudioCropDataset(manifest, split, data_cfg.sample_rate, data_cfg.channels, segment,
+                                   random_crop, data_cfg.label_key)
+                  for split, random_crop in (("train", True), ("val", False)))
     if len(train) == 0:
         raise ArwaveError(f"{manifest}: no files in split 'train'")
-    val = make("val", False)
     return train, (val if len(val) else None)

@@ -39,6 +39,14 @@ def group_hash(key: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0 ** 64
 
 
+def split_of(key: str, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> str:
+    """The hash rule alone: u = group_hash(key); train if u < f_train, val if u < f_train + f_val,
+    else test (fractions normalised to sum 1)."""
+    total = float(sum(fractions))
+    u = group_hash(key)
+    return SPLITS[0] if u < fractions[0] / total else SPLITS[1] if u < (fractions[0] + fractions[1]) / total else SPLITS[2]
+
+
 def assign_splits(keys: Sequence[str], fractions: Sequence[float] = DEFAULT_FRACTIONS) -> list[str]:
     """Split name for each of `keys` (group keys; equal keys get equal splits).
 
@@ -49,10 +57,8 @@ def assign_splits(keys: Sequence[str], fractions: Sequence[float] = DEFAULT_FRAC
     if len(fractions) != 3 or any(f < 0 for f in fractions) or sum(fractions) <= 0:
         raise ArwaveError(f"split fractions must be three non-negative numbers (train, val, test), got {list(fractions)}")
     total = float(sum(fractions))
-    cuts = (fractions[0] / total, (fractions[0] + fractions[1]) / total)
     groups = sorted(set(keys), key=lambda k: (group_hash(k), k))
-    by_hash = {g: SPLITS[0] if group_hash(g) < cuts[0] else SPLITS[1] if group_hash(g) < cuts[1] else SPLITS[2]
-               for g in groups}
+    by_hash = {g: split_of(g, fractions) for g in groups}
     wanted = [s for s, f in zip(SPLITS, fractions) if f > 0]
     if not set(wanted) <= set(by_hash.values()):
         by_hash = dict(zip(groups, _rank_split(len(groups), [f / total for f in fractions])))
