@@ -147,7 +147,8 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     loader = DataLoader(task.train_set, batch_sampler=sampler, collate_fn=task.collate,
                         num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0)
     log = MetricsLog(run_dir, resume_step=step if start is not None else None) if main else None
-    bar = tqdm(total=tc.max_steps, initial=step, desc=f"train {cfg.kind}", unit="step",
+    # under a wall-clock budget the step count is open-ended: show steps and speed without a total
+    bar = tqdm(total=tc.max_steps if tc.minutes <= 0 else None, initial=step, desc=f"train {cfg.kind}", unit="step",
                disable=not (progress and main), dynamic_ncols=True)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.mixed_precision and device.type == "cuda")
 
