@@ -3,7 +3,7 @@
 One interface, three heads (config `head`):
 
     loss(z (N, W), x (N, D)) -> scalar         training loss
-    sample(z, generator, temperature=1.0, steps=None, z_uncond=None, cfg=0.0) -> x (N, D)
+    sample(z, generator, temperature=1.0, steps=None, z_uncond=None, cfg=0.0) -> x (N, D) float32
 
 - "rf"   rectified flow (CAM, MAR-RF). Convention: σ = 0 is data, σ = 1 is noise,
          x_σ = (1 − σ)·x + σ·n,  target velocity v = dx_σ/dσ = n − x,  loss ||v_θ(x_σ, σ, z) − v||².
@@ -11,7 +11,8 @@ One interface, three heads (config `head`):
 - "ddpm" ε-prediction DDPM (MAR): cosine schedule over 1000 steps, ε-MSE loss, fixed posterior variance
          (MAR learns the variance with an extra VB loss; we keep it out: few-step respaced sampling with
          the posterior variance works without it). Sampling respaced to `steps` steps; the temperature
-         multiplies the injected noise (as in MAR).
+         multiplies the injected noise (as in MAR); the x0 estimate is clamped to ±`clip` (unit-scale
+         latents; 0 = off), without which the first step from ᾱ_T ≈ 0 blows up small ε errors.
 - "gmm"  GIVT: a mixture of `modes` diagonal Gaussians; exact NLL; temperature scales the std devs.
 
 Classifier-free guidance (rf, ddpm): the prediction for the conditional state z and the unconditional
@@ -48,8 +49,9 @@ class AdaLNResBlock(nn.Module):
         nn.init.zeros_(self.ada[-1].weight)
         nn.init.zeros_(self.ada[-1].bias)
 
-    def forward(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        shift, scale, gate = self.ada(y).chunk(3, dim=-1)
+    def forward(self, h: torch.Tensor, mod: torch.Tensor) -> torch.Tensor:
+        """mod = self.ada(y), precomputed (sampling computes it for every step at once)."""
+        shift, scale, gate = mod.chunk(3, dim=-1)
         return h + gate * self.mlp(modulate(self.norm(h), shift, scale))
 
 
@@ -57,7 +59,11 @@ class AdaLNMLP(nn.Module):
     """f(x, t, z): x (N, D) noisy frame, t (N,) or scalar time in [0, 1000], z (N, cond_dim).
 
     y = time_mlp(sinusoidal(t)) + cond_proj(z) conditions every block; adaLN and output layers start at
-    zero, so the untrained network outputs 0."""
+    zero, so the untrained network outputs 0.
+
+    Sampling speed: the adaLN modulations depend on (t, z) only, not on x, so `modulations` computes
+    them for all S steps of a frame in one batched matmul per layer (reading those weights once per
+    frame instead of once per step); each step then runs only the x path (`body`)."""
 
     def __init__(self, dim: int, cond_dim: int, width: int, depth: int, freq_dim: int = 256):
         super().__init__()
@@ -79,25 +85,37 @@ class AdaLNMLP(nn.Module):
     def cond(self, z: torch.Tensor) -> torch.Tensor:
         return self.cond_proj(z)
 
-    def body(self, x: torch.Tensor, t_emb: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """The network given precomputed time and condition embeddings (sampling reuses them)."""
-        y = t_emb + c
-        h = self.input_proj(x)
-        for block in self.blocks:
-            h = block(h, y)
-        shift, scale = self.final_ada(y).chunk(2, dim=-1)
-        return self.out(modulate(self.final_norm(h), shift, scale))
+    def modulations(self, y: torch.Tensor) -> list[torch.Tensor]:
+        """adaLN parameters of every block and of the final layer for conditioning y (..., width)."""
+        return [block.ada(y) for block in self.blocks] + [self.final_ada(y)]
+
+    def body(self, x: torch.Tensor, mods: list[torch.Tensor]) -> torch.Tensor:
+        """The x path; x and the output stay float32 whatever the weights' dtype (bf16 inference)."""
+        h = self.input_proj(x.to(self.input_proj.weight.dtype))
+        for block, mod in zip(self.blocks, mods):
+            h = block(h, mod)
+        shift, scale = mods[-1].chunk(2, dim=-1)
+        return self.out(modulate(self.final_norm(h), shift, scale)).float()
 
     def forward(self, x, t, z):
-        return self.body(x, self.time(t), self.cond(z))
+        return self.body(x, self.modulations(self.time(t) + self.cond(z)))
+
+    def step_modulations(self, t: torch.Tensor, z: torch.Tensor, z_uncond: torch.Tensor | None = None):
+        """For sampling: modulations of S steps (times t (S,)) for rows z (N, cond_dim), with the
+        unconditional rows appended when guiding -> list over steps of lists over layers."""
+        c = self.cond(z)
+        if z_uncond is not None:
+            c = torch.cat([c, self.cond(z_uncond)])
+        mods = self.modulations(self.time(t)[:, None, :] + c[None])          # each (S, N', ·)
+        return [[m[i] for m in mods] for i in range(t.shape[0])]
 
 
-def _guided(net: AdaLNMLP, x, t_emb, c, c_uncond, cfg: float) -> torch.Tensor:
-    """One network call; with guidance, cond and uncond share it as a doubled batch."""
-    if c_uncond is None or cfg == 0:
-        return net.body(x, t_emb, c)
-    both = net.body(torch.cat([x, x]), t_emb, torch.cat([c, c_uncond]))
-    cond, uncond = both.chunk(2)
+def _guided(net: AdaLNMLP, x, mods, cfg: float) -> torch.Tensor:
+    """One network call; with guidance, cond and uncond rows share it as a doubled batch and the
+    outputs are mixed as (1 + cfg)·cond − cfg·uncond."""
+    if not cfg:
+        return net.body(x, mods)
+    cond, uncond = net.body(torch.cat([x, x]), mods).chunk(2)
     return (1 + cfg) * cond - cfg * uncond
 
 
@@ -130,14 +148,12 @@ class RectifiedFlowHead(nn.Module):
     def sample(self, z, generator=None, temperature: float = 1.0, steps: int | None = None,
                z_uncond=None, cfg: float = 0.0) -> torch.Tensor:
         steps = int(steps or self.steps)
-        x = temperature * torch.randn(z.shape[0], self.dim, device=z.device, dtype=z.dtype, generator=generator)
-        sigmas = torch.linspace(1.0, 0.0, steps + 1, device=z.device, dtype=z.dtype)
-        t_emb = self.net.time(sigmas[:-1] * 1000)                     # (steps, width), once per call
-        c = self.net.cond(z)
-        c_u = self.net.cond(z_uncond) if z_uncond is not None and cfg != 0 else None
-        for i in range(steps):
-            v = _guided(self.net, x, t_emb[i], c, c_u, cfg)
-            x = x + (sigmas[i + 1] - sigmas[i]) * v                    # Euler step, dσ < 0
+        guided = z_uncond is not None and cfg != 0
+        x = temperature * torch.randn(z.shape[0], self.dim, device=z.device, generator=generator)   # float32 state
+        sigmas = torch.linspace(1.0, 0.0, steps + 1, device=z.device)
+        mods = self.net.step_modulations(sigmas[:-1] * 1000, z, z_uncond if guided else None)
+        for i, dsigma in enumerate((sigmas[1:] - sigmas[:-1]).tolist()):
+            x = x + dsigma * _guided(self.net, x, mods[i], cfg if guided else 0.0)    # Euler, dσ < 0
         return x
 
 
@@ -166,9 +182,9 @@ def respace(alphas_cumprod: torch.Tensor, steps: int) -> tuple[torch.Tensor, tor
 
 class DDPMHead(nn.Module):
     def __init__(self, dim: int, cond_dim: int, width: int, depth: int, batch_mul: int = 4,
-                 train_steps: int = 1000, steps: int = 25):
+                 train_steps: int = 1000, steps: int = 25, clip: float = 6.0):
         super().__init__()
-        self.dim, self.batch_mul, self.train_steps, self.steps = dim, batch_mul, train_steps, steps
+        self.dim, self.batch_mul, self.train_steps, self.steps, self.clip = dim, batch_mul, train_steps, steps, clip
         self.net = AdaLNMLP(dim, cond_dim, width, depth)
         self.register_buffer("alphas_cumprod", cosine_alphas_cumprod(train_steps).float(), persistent=False)
 
@@ -190,14 +206,17 @@ class DDPMHead(nn.Module):
         ct = (1 - ab_prev) * (1 - betas).sqrt() / (1 - ab)
         std = (betas * (1 - ab_prev) / (1 - ab)).sqrt()
         coeffs = torch.stack([ab.sqrt(), (1 - ab).sqrt(), c0, ct, std], 1).tolist()   # python floats
-        x = torch.randn(z.shape[0], self.dim, device=z.device, dtype=z.dtype, generator=generator)
-        t_emb = self.net.time(ts.to(device=z.device, dtype=z.dtype))
-        c = self.net.cond(z)
-        c_u = self.net.cond(z_uncond) if z_uncond is not None and cfg != 0 else None
+        guided = z_uncond is not None and cfg != 0
+        x = torch.randn(z.shape[0], self.dim, device=z.device, generator=generator)                 # float32 state
+        mods = self.net.step_modulations(ts.to(device=z.device, dtype=torch.float32), z, z_uncond if guided else None)
         for i in reversed(range(len(ts))):
             sa, s1a, k0, kt, sd = coeffs[i]
-            eps = _guided(self.net, x, t_emb[i], c, c_u, cfg)
+            eps = _guided(self.net, x, mods[i], cfg if guided else 0.0)
             x0 = (x - s1a * eps) / sa
+            if self.clip > 0:
+                # near t = T, ᾱ ≈ 2e−9: x0 = (x − √(1−ᾱ)ε̂)/√ᾱ multiplies any error of ε̂ by ~2e4, so
+                # x0 is clamped to the latents' plausible range (IDDPM clips images to [−1, 1] likewise)
+                x0 = x0.clamp(-self.clip, self.clip)
             x = k0 * x0 + kt * x
             if i > 0:
                 x = x + temperature * sd * torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
@@ -208,8 +227,10 @@ class DDPMHead(nn.Module):
 # Gaussian mixture (GIVT)
 
 def squareplus(x: torch.Tensor) -> torch.Tensor:
-    """(x + √(x² + 4))/2: a smooth positive map, ≈ x for large x, ≈ 1/|x| for very negative x."""
-    return 0.5 * (x + torch.sqrt(x * x + 4))
+    """(x + √(x² + 4))/2: a smooth positive map, ≈ x for large x, ≈ 1/|x| for very negative x.
+    For x < 0 the equal form 2/(√(x² + 4) − x) avoids cancellation."""
+    root = torch.sqrt(x * x + 4)
+    return torch.where(x >= 0, 0.5 * (x + root), 2 / (root - x))
 
 
 class ResMLP(nn.Module):
@@ -272,20 +293,21 @@ class GMMHead(nn.Module):
         j = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)[:, 0]       # (N,)
         rows = torch.arange(z.shape[0], device=z.device)
         eps = torch.randn(means.shape[0], self.dim, device=z.device, generator=generator)
-        return (means[rows, j] + temperature * scales[rows, j] * eps).to(z.dtype)
+        return means[rows, j] + temperature * scales[rows, j] * eps
 
 
 DEFAULT_STEPS = {"rf": 8, "ddpm": 25, "gmm": 1}
 
 
 def make_head(kind: str, dim: int, cond_dim: int, width: int, depth: int, *, batch_mul: int = 4,
-              rf_time: str = "logit_normal", steps: int = 0, gmm_modes: int = 32, ddpm_steps: int = 1000) -> nn.Module:
+              rf_time: str = "logit_normal", steps: int = 0, gmm_modes: int = 32, ddpm_steps: int = 1000,
+              ddpm_clip: float = 6.0) -> nn.Module:
     """`steps` = default sampling steps (0: the head's default, DEFAULT_STEPS)."""
     steps = steps or DEFAULT_STEPS.get(kind, 1)
     if kind == "rf":
         return RectifiedFlowHead(dim, cond_dim, width, depth, batch_mul, rf_time, steps)
     if kind == "ddpm":
-        return DDPMHead(dim, cond_dim, width, depth, batch_mul, ddpm_steps, steps)
+        return DDPMHead(dim, cond_dim, width, depth, batch_mul, ddpm_steps, steps, ddpm_clip)
     if kind == "gmm":
         return GMMHead(dim, cond_dim, width, depth, gmm_modes)
     raise ValueError(f"head must be one of {HEADS}, got {kind!r}")

@@ -1,0 +1,270 @@
+"""`arwave generate` and `arwave stream`: sample audio from any trained autoregressive run (CAM family,
+AAR, next-token). Generic: the run is loaded with `arwave.load`, and the sampling options the user
+gave are passed as keyword arguments to the model's `generate` / `stream`. Each model declares the
+options it understands in `sampling_options`; any other option is refused with a one-line error.
+
+    generate RUN --seconds S --out FILE.wav [--num N] [--seed S] [sampling options] [--json]
+        --num N > 1 writes FILE-0.wav … FILE-{N−1}.wav
+    stream RUN [--seconds S] [--out FILE|-] [--seed S] [sampling options] [--json]
+        writes a 16-bit PCM WAV while it is generated. To stdout (`-`) the header's RIFF and data sizes
+        are 0xFFFFFFFF ("unknown length", read by ffmpeg/sox/aplay/soundfile); to a file they are
+        patched at the end. RTF and latency to first audio go to stderr.
+
+Sampling options -> keyword arguments: --prompt FILE -> prompt (waveform (C, N) at the model's rate),
+--class LABEL -> class_label (index into the model's label_names, or an int), --embedding FILE ->
+embedding (float tensor from .npy / .safetensors), --cfg -> cfg,
+--top-k -> top_k, --top-p -> top_p, --k-inf -> k_inf, --head-steps -> head_steps,
+--temperature -> temperature.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import sys
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+
+from arwave.errors import ArwaveError
+
+# CLI flag -> keyword argument of generate()/stream()
+SAMPLING_FLAGS = {"prompt": "--prompt", "class_label": "--class", "embedding": "--embedding", "cfg": "--cfg", "top_k": "--top-k",
+                  "top_p": "--top-p", "k_inf": "--k-inf", "head_steps": "--head-steps", "temperature": "--temperature"}
+
+
+def _add_sampling(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=None, help="random seed (same seed, same audio)")
+    p.add_argument("--prompt", default=None, metavar="FILE", help="audio file to continue")
+    p.add_argument("--class", dest="class_label", default=None, metavar="LABEL", help="class name (or index) to condition on")
+    p.add_argument("--embedding", default=None, metavar="FILE",
+                   help="condition embedding (E,) or (num, E) in a .npy or single-tensor .safetensors file")
+    p.add_argument("--cfg", type=float, default=None, metavar="W", help="classifier-free guidance weight")
+    p.add_argument("--top-k", dest="top_k", type=int, default=None, metavar="K", help="token models: keep the K most likely")
+    p.add_argument("--top-p", dest="top_p", type=float, default=None, metavar="P", help="token models: nucleus mass")
+    p.add_argument("--k-inf", dest="k_inf", type=float, default=None, metavar="K", help="CAM: noise level put on generated context frames")
+    p.add_argument("--head-steps", dest="head_steps", type=int, default=None, metavar="S", help="CAM: sampling steps of the per-frame head")
+    p.add_argument("--temperature", type=float, default=None, metavar="T", help="sampling temperature")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
+    p.add_argument("--precision", default=None, choices=("float32", "bfloat16"),
+                   help="weights of the AR model (bfloat16 halves the memory read per frame; CPU with AVX512-BF16 or GPU)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch intra-op threads (stream default 1: decoding runs on its own thread)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
+
+
+def register(sub) -> None:
+    g = sub.add_parser("generate", help="generate audio files from a trained AR model run",
+                       description="Generate audio clips from a trained autoregressive run (CAM, AAR, next-token).")
+    g.add_argument("run", help="run folder (or a checkpoint folder inside it)")
+    g.add_argument("--seconds", type=float, required=True, help="length of each clip")
+    g.add_argument("--out", required=True, metavar="FILE", help="output file (.wav/.flac/...); N>1: FILE-0 … FILE-{N-1}")
+    g.add_argument("--num", type=int, default=1, help="number of clips (sampled as one batch)")
+    _add_sampling(g)
+    g.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("stream", help="stream audio while it is generated (WAV to a file or stdout)",
+                       description="Generate one clip and write it as it is generated (16-bit WAV). '-' = stdout.")
+    s.add_argument("run", help="run folder (or a checkpoint folder inside it)")
+    s.add_argument("--seconds", type=float, default=10.0, help="length to generate (default 10)")
+    s.add_argument("--out", default="-", metavar="FILE|-", help="WAV file, or - for stdout (default)")
+    _add_sampling(s)
+    s.set_defaults(func=cmd_stream)
+
+
+# ---------------------------------------------------------------------------------------------------
+# shared
+
+def _device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ArwaveError("--device cuda: no CUDA device is available")
+    return name
+
+
+def load_generator(run: str, device: str = "cpu", precision: str | None = None, threads: int | None = None):
+    import arwave
+    if threads is not None:
+        if threads < 1:
+            raise ArwaveError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    model = arwave.load(run, device=_device(device))
+    kind = getattr(getattr(model, "config", None), "kind", type(model).__name__)
+    if not hasattr(model, "generate") or not getattr(model, "sample_rate", None):
+        raise ArwaveError(f"{run}: a {kind} run does not generate audio (use a cam, aar or nexttoken run)")
+    if precision not in (None, "float32"):
+        if not hasattr(model, "set_precision"):
+            raise ArwaveError(f"{kind} models do not take --precision")
+        model.set_precision(precision)
+    return model
+
+
+def resolve_class(model, label: str) -> int:
+    """A class name from the model's label list, or an integer index."""
+    names = list(getattr(model, "label_names", []) or [])
+    if label in names:
+        return names.index(label)
+    try:
+        return int(label)
+    except ValueError:
+        known = ", ".join(names) if names else "none: the model is unconditional"
+        raise ArwaveError(f"--class {label}: unknown class (known: {known})") from None
+
+
+def sampling_kwargs(model, args) -> dict:
+    """The sampling options the user gave, checked against the model's `sampling_options`."""
+    given = {k: getattr(args, k) for k in SAMPLING_FLAGS if getattr(args, k, None) is not None}
+    supported = getattr(model, "sampling_options", None)
+    if supported is not None:
+        bad = [SAMPLING_FLAGS[k] for k in given if k not in supported]
+        if bad:
+            kind = getattr(getattr(model, "config", None), "kind", type(model).__name__)
+            ok = " ".join(SAMPLING_FLAGS[k] for k in SAMPLING_FLAGS if k in supported) or "none"
+            raise ArwaveError(f"{kind} models do not take {', '.join(bad)} (they take: {ok})")
+    if "prompt" in given:
+        from arwave.data.audio import load_audio
+        given["prompt"] = load_audio(given["prompt"], sample_rate=model.sample_rate, channels=model.channels)
+    if "class_label" in given:
+        given["class_label"] = resolve_class(model, given["class_label"])
+    if "embedding" in given:
+        given["embedding"] = load_embedding(given["embedding"])
+    return given
+
+
+def load_embedding(path: str) -> torch.Tensor:
+    """A float vector (E,) or matrix (num, E) from .npy (no pickles) or a one-tensor .safetensors."""
+    p = Path(path)
+    if not p.is_file():
+        raise ArwaveError(f"{p}: no such embedding file")
+    try:
+        if p.suffix == ".npy":
+            return torch.from_numpy(np.load(p, allow_pickle=False)).float()
+        if p.suffix == ".safetensors":
+            from arwave.checkpoint import load_tensors
+            tensors = load_tensors(p)
+            if len(tensors) != 1:
+                raise ArwaveError(f"{p}: expected one tensor, found {len(tensors)}")
+            return next(iter(tensors.values())).float()
+    except ValueError as err:
+        raise ArwaveError(f"{p}: unreadable embedding ({err})") from None
+    raise ArwaveError(f"{p}: embeddings are read from .npy or .safetensors files")
+
+
+def _check_seconds(seconds: float) -> None:
+    if not seconds > 0:
+        raise ArwaveError(f"--seconds must be > 0, got {seconds}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# generate
+
+def output_paths(out: str, num: int) -> list[Path]:
+    path = Path(out)
+    if num == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(num)]
+
+
+def cmd_generate(args) -> int:
+    from arwave.data.audio import write_audio
+    _check_seconds(args.seconds)
+    if args.num < 1:
+        raise ArwaveError(f"--num must be >= 1, got {args.num}")
+    model = load_generator(args.run, args.device, args.precision, args.threads)
+    kwargs = sampling_kwargs(model, args)
+    paths = output_paths(args.out, args.num)
+    t0 = time.perf_counter()
+    audio = model.generate(seconds=args.seconds, num=args.num, seed=args.seed, **kwargs)
+    wall = time.perf_counter() - t0
+    for path, clip in zip(paths, audio):
+        write_audio(path, clip, model.sample_rate)
+        print(f"wrote {path}")
+    rtf = args.num * args.seconds / max(wall, 1e-9)
+    print(f"generated {args.num} × {args.seconds:g} s in {wall:.2f} s ({rtf:.2f}× real time)", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"files": [str(p) for p in paths], "num": args.num, "seconds": args.seconds,
+                          "sample_rate": model.sample_rate, "channels": model.channels, "seed": args.seed,
+                          "wall_s": round(wall, 4), "rtf": round(rtf, 4)}))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# stream
+
+class WavStreamWriter:
+    """16-bit PCM WAV written chunk by chunk. Sizes are 0xFFFFFFFF until `close`, which patches them
+    when the output is seekable (a file) and leaves them "unknown" otherwise (a pipe)."""
+
+    UNKNOWN = 0xFFFFFFFF
+
+    def __init__(self, f: BinaryIO, sample_rate: int, channels: int):
+        self.f, self.sample_rate, self.channels = f, int(sample_rate), int(channels)
+        self.data_bytes = 0
+        self.f.write(self._header(self.UNKNOWN))
+        self.f.flush()
+
+    def _header(self, data_bytes: int) -> bytes:
+        riff = self.UNKNOWN if data_bytes == self.UNKNOWN else 36 + data_bytes
+        block = 2 * self.channels
+        return (b"RIFF" + struct.pack("<I", riff) + b"WAVE"
+                + b"fmt " + struct.pack("<IHHIIHH", 16, 1, self.channels, self.sample_rate,
+                                        self.sample_rate * block, block, 16)
+                + b"data" + struct.pack("<I", data_bytes))
+
+    def write(self, chunk: torch.Tensor) -> None:
+        """chunk (channels, n) float in [-1, 1]."""
+        data = np.clip(chunk.detach().cpu().float().numpy(), -1.0, 1.0)
+        pcm = np.round(data.T * 32767.0).astype("<i2").tobytes()          # interleaved frames
+        self.f.write(pcm)
+        self.f.flush()
+        self.data_bytes += len(pcm)
+
+    def close(self) -> None:
+        try:
+            seekable = self.f.seekable()
+        except (AttributeError, OSError):
+            seekable = False
+        if seekable:
+            self.f.seek(0)
+            self.f.write(self._header(self.data_bytes))
+            self.f.seek(0, 2)
+        self.f.flush()
+
+
+def cmd_stream(args) -> int:
+    _check_seconds(args.seconds)
+    to_stdout = args.out == "-"
+    if to_stdout and args.json:
+        raise ArwaveError("--json needs --out FILE (stdout carries the audio)")
+    if to_stdout and sys.stdout.isatty():
+        raise ArwaveError("refusing to write binary audio to a terminal: pipe it (| aplay) or give --out FILE")
+    model = load_generator(args.run, args.device, args.precision, 1 if args.threads is None else args.threads)
+    kwargs = sampling_kwargs(model, args)
+    f = sys.stdout.buffer if to_stdout else open(args.out, "wb")
+    samples, first = 0, None
+    try:
+        writer = WavStreamWriter(f, model.sample_rate, model.channels)
+        t0 = time.perf_counter()
+        for chunk in model.stream(seconds=args.seconds, seed=args.seed, **kwargs):
+            if first is None:
+                first = time.perf_counter() - t0
+            writer.write(chunk)
+            samples += chunk.shape[-1]
+        wall = time.perf_counter() - t0
+        writer.close()
+    finally:
+        if not to_stdout:
+            f.close()
+    audio_s = samples / model.sample_rate
+    rtf = audio_s / max(wall, 1e-9)
+    print(f"streamed {audio_s:.2f} s of audio in {wall:.2f} s: {rtf:.2f}× real time, "
+          f"first audio after {1000 * (first or 0):.0f} ms", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"file": args.out, "audio_s": round(audio_s, 4), "wall_s": round(wall, 4),
+                          "rtf": round(rtf, 4), "first_audio_ms": round(1000 * (first or 0), 2),
+                          "sample_rate": model.sample_rate, "channels": model.channels, "seed": args.seed}))
+    return 0

@@ -1,0 +1,285 @@
+"""Model kind `cam`: the continuous autoregressive family (CAM, MAR-RF, MAR, GIVT, GIVT+noise).
+
+The names of SPEC §3 are switches of one config:
+
+    CAM         head="rf"    noise_aug=True          MAR-RF   head="rf"    noise_aug=False
+    MAR         head="ddpm"  noise_aug=False         GIVT     head="gmm"   noise_aug=False
+    GIVT+noise  head="gmm"   noise_aug=True
+
+Training data = the latents of a trained continuous codec (`--set codec_run=runs/codec`), encoded once
+per (codec checkpoint, split) and cached in `CODEC_RUN/cache/`. At training start the codec run is
+copied into `CAM_RUN/codec/` (config + latest weights) and `parent = "codec"`, so `arwave.load(CAM_RUN)`
+alone gives a model that decodes audio.
+"""
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from arwave.config import DataConfig, RunConfig, TrainConfig
+from arwave.errors import ArwaveError
+from arwave.models.cam.heads import HEADS
+from arwave.models.cam.model import CAM
+from arwave.models.cam.noise import MODES
+from arwave.registry import Kind, KindNotAvailable, register
+from arwave.training.task import Task
+
+
+@dataclass
+class CAMConfig:
+    # latents (facts of the codec; filled from it at training start)
+    latent_dim: int = 64                # D
+    hop: int = 4096                     # audio samples per latent frame
+    latent_scale: float = 0.0           # RMS of the training latents (0 = measure at training start);
+                                        # the model works on latents / latent_scale (unit RMS)
+    # backbone
+    width: int = 256
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    context: int = 64                   # frames per training crop = attention span at inference
+    # head
+    head: str = "rf"                    # rf | gmm | ddpm
+    head_width: int = 256
+    head_depth: int = 3
+    head_batch_mul: int = 4             # (σ, noise) draws per z_t per step (rf, ddpm)
+    head_steps: int = 0                 # default sampling steps; 0 = head default (rf 8, ddpm 25)
+    rf_time: str = "logit_normal"       # σ sampling in training: uniform | logit_normal
+    gmm_modes: int = 32
+    ddpm_steps: int = 1000
+    ddpm_clip: float = 6.0              # |x0 estimate| clamp in ddpm sampling (0 = off)
+    # noise augmentation
+    noise_aug: bool = True
+    k_max: float = 0.5                  # k ~ U(0, k_max) per context frame
+    noise_aug_mode: str = "linear"      # linear: (1−k)x + kε | vp: √(1−k)x + √k ε
+    k_inf: float = 0.02                 # default inference noise (used only if trained with noise_aug)
+    # conditioning
+    conditional: bool = False           # class-conditioned on the manifest's labels
+    num_classes: int = 0                # filled from the data when conditional
+    label_names: list[str] = field(default_factory=list)
+    class_dropout: float = 0.1          # label dropped in training (enables CFG)
+    # codec
+    codec_run: str = ""                 # codec run folder (required to start training)
+    stream_window: int = 8              # frames decoded per chunk if the codec cannot stream
+
+
+def check_config(c: CAMConfig) -> None:
+    if c.head not in HEADS:
+        raise ArwaveError(f"cam: head must be one of {', '.join(HEADS)}, got {c.head!r}")
+    if c.noise_aug_mode not in MODES:
+        raise ArwaveError(f"cam: noise_aug_mode must be one of {', '.join(MODES)}, got {c.noise_aug_mode!r}")
+    if c.rf_time not in ("uniform", "logit_normal"):
+        raise ArwaveError(f"cam: rf_time must be uniform or logit_normal, got {c.rf_time!r}")
+    if not 0.0 <= c.k_max <= 1.0 or not 0.0 <= c.k_inf < 1.0:
+        raise ArwaveError(f"cam: need 0 <= k_max <= 1 and 0 <= k_inf < 1 (got k_max={c.k_max}, k_inf={c.k_inf})")
+    if c.context < 2:
+        raise ArwaveError(f"cam: context must be >= 2 frames, got {c.context}")
+    if c.width % c.heads:
+        raise ArwaveError(f"cam: width {c.width} is not divisible by heads {c.heads}")
+
+
+def build_model(cfg: RunConfig, run_dir: Path | None = None) -> CAM:
+    """The CAM of `cfg`; with a run folder whose config names a parent, its codec is loaded and attached."""
+    check_config(cfg.model)
+    codec = None
+    if run_dir is not None and cfg.parent:
+        from arwave.checkpoint import load
+        codec = load(Path(run_dir) / cfg.parent)
+        if getattr(codec, "latent_dim", cfg.model.latent_dim) != cfg.model.latent_dim:
+            raise ArwaveError(f"{run_dir}: codec latent_dim {codec.latent_dim} != cam latent_dim {cfg.model.latent_dim}")
+    return CAM(cfg.model, codec, sample_rate=cfg.data.sample_rate, channels=cfg.data.channels,
+               hop=getattr(codec, "hop", None) or cfg.model.hop)
+
+
+# ---------------------------------------------------------------------------------------------------
+# data: crops of cached latents
+
+class LatentCrops(Dataset):
+    """Crops of `context` frames from per-file latents (D, T_f). item = {"latents": (context, D), "label": int}.
+
+    Items are (file, chunk) pairs, T_f // context per file, so an epoch covers the data about once.
+    random_crop: start = Random(seed).randrange(T_f − context + 1); else start = chunk·context (val).
+    Files shorter than `context` are left out."""
+
+    def __init__(self, latents: list[torch.Tensor], labels: list[int], context: int, random_crop: bool, name: str = ""):
+        keep = [i for i, z in enumerate(latents) if z.shape[-1] >= context]
+        self.latents = [latents[i] for i in keep]
+        self.labels = [labels[i] for i in keep]
+        self.context, self.random_crop = context, random_crop
+        self.items = [(f, j) for f, z in enumerate(self.latents) for j in range(z.shape[-1] // context)]
+        self.skipped = len(latents) - len(keep)
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key):
+        index, seed = key if isinstance(key, tuple) else (key, 0)
+        f, j = self.items[index]
+        z = self.latents[f]
+        start = random.Random(seed).randrange(z.shape[-1] - self.context + 1) if self.random_crop else j * self.context
+        return {"latents": z[:, start:start + self.context].t().contiguous(), "label": self.labels[f]}
+
+
+def _copy_codec_run(src: Path, dst: Path) -> None:
+    """Copy a codec run (config.json + its latest checkpoint's weights, no optimiser) to `dst`, atomically."""
+    from arwave.checkpoint import CHECKPOINTS, latest_checkpoint
+    ckpt = latest_checkpoint(src) if (src / "config.json").is_file() else None
+    if ckpt is None:
+        raise ArwaveError(f"{src}: not a trained codec run (needs config.json and a checkpoint)")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=".codec-"))
+    try:
+        shutil.copy2(src / "config.json", tmp / "config.json")
+        (tmp / CHECKPOINTS / ckpt.name).mkdir(parents=True)
+        for name in ("model.safetensors", "ema.safetensors", "state.json"):
+            if (ckpt / name).is_file():
+                shutil.copy2(ckpt / name, tmp / CHECKPOINTS / ckpt.name / name)
+        if dst.exists():
+            shutil.rmtree(dst)
+        tmp.rename(dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+class CAMTask(Task):
+    def __init__(self, cfg: RunConfig, run_dir: str | Path):
+        from arwave.checkpoint import latest_checkpoint, load
+        from arwave.data.dataset import dataset_for_split
+        from arwave.data.encoded import encode_files
+
+        run_dir = Path(run_dir)
+        mc = cfg.model
+        check_config(mc)
+        local = run_dir / "codec"
+        if mc.codec_run:
+            src = Path(mc.codec_run).expanduser()
+            if not src.is_dir():
+                raise ArwaveError(f"{src}: no such codec run (codec_run)")
+            if not (local / "config.json").is_file():
+                _copy_codec_run(src, local)
+        elif not (local / "config.json").is_file():
+            raise ArwaveError("cam: training needs a trained continuous codec: add --set codec_run=RUN_DIR_OF_CODEC")
+        cfg.parent = "codec"
+        codec = load(local)
+        if not hasattr(codec, "latent_dim") or not hasattr(codec, "hop"):
+            raise ArwaveError(f"{local}: this codec has no continuous latents (train it with the continuous bottleneck)")
+        if (codec.sample_rate, codec.channels) != (cfg.data.sample_rate, cfg.data.channels):
+            raise ArwaveError(
+                f"cam: data is {cfg.data.sample_rate} Hz, {cfg.data.channels} channel(s) but the codec "
+                f"{mc.codec_run or local} is "
+                f"{codec.sample_rate} Hz, {codec.channels} channel(s); set data.sample_rate/data.channels to the codec's")
+        mc.latent_dim, mc.hop = int(codec.latent_dim), int(codec.hop)
+
+        device = "cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu"
+        codec.to(device)
+        cache_dir = (Path(mc.codec_run).expanduser() if mc.codec_run else local) / "cache"
+        # the cache depends on the codec (source run + checkpoint), not on this CAM run
+        cache_key = {"codec_src": str(Path(mc.codec_run).expanduser().resolve()) if mc.codec_run else "local",
+                     "codec_step": latest_checkpoint(local).name}
+        sets = {}
+        for split in ("train", "val"):
+            files = dataset_for_split(cfg.data, split, segment_samples=1)
+            if mc.conditional:
+                mc.label_names, mc.num_classes = list(files.label_names), len(files.label_names)
+            if not files.file_paths:
+                sets[split] = None
+                continue
+            lat = encode_files(files.file_paths, lambda a: codec.encode(a[None].to(device))[0].float().cpu(), cache_dir, f"cam-latents-{split}",
+                               cfg.data.sample_rate, cfg.data.channels, extra=cache_key)
+            labels = files.labels
+            if len(lat) != len(labels):      # encode_files skipped a file that vanished since indexing
+                if mc.conditional:
+                    raise ArwaveError(f"cam: {len(labels) - len(lat)} file(s) of split {split!r} could not be read; "
+                                      "re-run `arwave data prepare` so the labels line up")
+                labels = [-1] * len(lat)
+            sets[split] = LatentCrops(lat, labels, mc.context, random_crop=(split == "train"), name=split)
+        codec.cpu()
+        train = sets["train"]
+        if train is not None and train.latents and mc.latent_scale <= 0:
+            # noise levels k, k_inf and the head's N(0, I) prior assume unit-scale frames
+            sq = sum(float(z.double().pow(2).sum()) for z in train.latents)
+            count = sum(z.numel() for z in train.latents)
+            mc.latent_scale = max(math.sqrt(sq / max(count, 1)), 1e-8)
+        if train is None or len(train) == 0:
+            secs = mc.context * mc.hop / cfg.data.sample_rate
+            raise ArwaveError(f"cam: no training file is at least context={mc.context} frames ({secs:.1f} s) long; "
+                              "lower --set context=N or add longer audio")
+        self.train_set = train
+        self.val_set = sets["val"] if sets["val"] is not None and len(sets["val"]) else None
+        self.conditional = mc.conditional
+        self.model = CAM(mc, None, sample_rate=cfg.data.sample_rate, channels=cfg.data.channels, hop=mc.hop)
+
+    def loss(self, model, batch, step):
+        labels = batch["label"] if self.conditional else None
+        return model(batch["latents"], labels), {}
+
+    def val_metrics(self, model, batch):
+        # the same noise draws for every validation, so val losses are comparable across steps
+        device = batch["latents"].device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(0)
+            return {"loss": float(self.loss(model, batch, -1)[0])}
+
+
+# ---------------------------------------------------------------------------------------------------
+# presets
+
+def _codec_facts(name: str) -> tuple[int, int, int, int]:
+    """(sample_rate, channels, hop, latent_dim) of the codec preset `{name}-continuous`, the codec a CAM
+    of this size trains on (the defaults below repeat it for when the codec kind is unavailable)."""
+    defaults = {"tiny": (16000, 2, 160, 8), "small": (48000, 2, 4096, 32), "paper": (48000, 2, 4096, 64)}[name]
+    try:
+        from arwave.registry import preset
+        m = preset("codec", f"{name}-continuous").model
+    except (KindNotAvailable, ImportError):
+        return defaults
+    return m.sample_rate, m.channels, int(math.prod(m.strides)), int(m.latent_dim)
+
+
+def _run(name: str, model: CAMConfig, train: TrainConfig, batch: int) -> RunConfig:
+    sr, ch, hop, dim = _codec_facts(name)
+    model.hop, model.latent_dim = hop, dim
+    data = DataConfig(sample_rate=sr, channels=ch, segment_seconds=model.context * hop / sr, batch_size=batch)
+    return RunConfig(kind="cam", preset=name, model=model, data=data, train=train)
+
+
+def preset_tiny() -> RunConfig:
+    """Tests: seconds on CPU."""
+    return _run("tiny", CAMConfig(width=32, depth=2, heads=2, context=16, head_width=32, head_depth=1,
+                                  head_batch_mul=2),
+                TrainConfig(max_steps=20, lr=1e-3, warmup_steps=2, log_every=5, val_every=10, val_batches=1,
+                            ckpt_every=10), batch=4)
+
+
+def preset_small() -> RunConfig:
+    """The demo: learns the corpus latents' short-term structure in ~10 minutes on 2 CPU cores."""
+    return _run("small", CAMConfig(width=256, depth=4, heads=4, context=32, head_width=256, head_depth=3),
+                TrainConfig(max_steps=3000, minutes=10.0, lr=5e-4, warmup_steps=100, weight_decay=0.01,
+                            log_every=20, val_every=250, val_batches=4, ckpt_every=500), batch=16)
+
+
+def preset_paper() -> RunConfig:
+    """Paper-sized (GPU): 16 layers × 768, 12 heads; MAR-B-like head (6 blocks × 1024); ≈ 150M parameters."""
+    return _run("paper", CAMConfig(width=768, depth=16, heads=12, context=128, head_width=1024, head_depth=6),
+                TrainConfig(max_steps=400_000, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.02, warmup_steps=5000,
+                            lr_min_ratio=0.1, grad_clip=1.0, ema_decay=0.9999, log_every=100, val_every=5000,
+                            val_batches=16, ckpt_every=5000, mixed_precision=True), batch=64)
+
+
+register(Kind(
+    name="cam",
+    config_cls=CAMConfig,
+    presets={"tiny": preset_tiny, "small": preset_small, "paper": preset_paper},
+    build_model=build_model,
+    build_task=CAMTask,
+    description="continuous autoregressive model on codec latents (CAM / MAR-RF / MAR / GIVT via head + noise_aug)",
+))
