@@ -57,6 +57,7 @@ class TrainConfig:
     device: str = "auto"            # auto | cpu | cuda
     mixed_precision: bool = False   # bf16 autocast, used on GPU only
     compile: bool = False
+    threads: int = 0                # torch intra-op threads; 0 = torch's default (all cores)
 
 
 @dataclass

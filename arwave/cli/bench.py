@@ -40,13 +40,12 @@ def run_codec(args) -> int:
 
 
 def run_cam(args) -> int:
-    from arwave.bench.cam import bench_cam
+    from arwave.bench.cam import bench_cam, format_table
     rows = bench_cam(presets=_split(args.preset), heads=_split(args.head),
                      batch_sizes=tuple(int(b) for b in _split(args.batch)), frames=args.frames,
-                     head_steps=args.head_steps)
-    if not args.json:
-        _print_rows(rows, [k for k in rows[0] if not isinstance(rows[0][k], (dict, list))] if rows else [])
-    else:
+                     head_steps=args.head_steps, threads=args.threads, precision=args.precision)
+    print(format_table(rows))
+    if args.json:
         print(json.dumps({"bench": "cam", "machine": machine(), "rows": rows}))
     return 0
 
@@ -96,8 +95,10 @@ def register(sub) -> None:
     m.add_argument("--preset", default="tiny,small,paper")
     m.add_argument("--head", default="rf,gmm,ddpm")
     m.add_argument("--batch", default="1,16")
-    m.add_argument("--frames", type=int, default=32)
-    m.add_argument("--head-steps", type=int, default=None)
+    m.add_argument("--frames", type=int, default=None, help="frames generated per measurement [the preset's context, ≤ 64]")
+    m.add_argument("--head-steps", type=int, default=None, help="rf/ddpm sampling steps [the preset's default]")
+    m.add_argument("--threads", type=int)
+    m.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=run_cam)
 

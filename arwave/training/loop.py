@@ -92,6 +92,8 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     """
     run_dir = Path(run_dir)
     tc = cfg.train
+    if tc.threads > 0:
+        torch.set_num_threads(tc.threads)
     dist_info = distributed.setup(tc.device)
     device = dist_info.device
     main = dist_info.is_main
@@ -141,6 +143,9 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         ddp_model = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
         if critic is not None:
             ddp_critic = DistributedDataParallel(critic, device_ids=ids)
+
+    if tc.compile:
+        ddp_model = torch.compile(ddp_model)
 
     sampler = ResumableBatchSampler(len(task.train_set), cfg.data.batch_size, tc.seed,
                                     dist_info.rank, dist_info.world, start_step=step)
@@ -213,7 +218,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         distributed.cleanup()
         raise
     bar.close()
-    if task.val_set is not None and main and tc.val_every > 0:
+    if task.val_set is not None and main and tc.val_every > 0 and step % tc.val_every != 0:
         log.log(step, "val", validate(task, ema.model if ema else model, cfg, device))
     latest = ckpt.latest_checkpoint(run_dir)
     if latest is None or latest.name != ckpt.checkpoint_dir(run_dir, step).name:
