@@ -1,0 +1,128 @@
+"""What AAR and the next-token baseline share: a frozen codec attached to the model, the condition
+inputs of a sampling call (class names/ids, embedding vectors), and prompt / latent codec I/O.
+
+The codec is attached, not owned: it is neither in `parameters()` nor in `state_dict()` (the run's
+weights are the AR model's alone; `RUN/codec/` holds the codec run), it stays in eval mode (its EMA
+codebooks must never update) and it moves with `.to(...)`.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from arwave.errors import ArwaveError
+from arwave.models.generator import AudioGenerator
+
+
+class CodecGenerator(AudioGenerator):
+    """An AudioGenerator over the tokens of an attached codec. Subclasses set `cfg` (with `cond`,
+    `label_names`, `num_classes`) and `condition` (a ConditionEmbedding) and call `attach`."""
+
+    def attach(self, codec: nn.Module | None, quantizer: nn.Module | None) -> None:
+        self._attached = {"codec": codec, "quantizer": quantizer}
+
+    @property
+    def codec(self) -> nn.Module:
+        if self._attached["codec"] is None:
+            raise ArwaveError(f"{type(self).__name__}: no codec attached (load the model with arwave.load(RUN))")
+        return self._attached["codec"]
+
+    @property
+    def quantizer(self) -> nn.Module:
+        if self._attached["quantizer"] is None:
+            raise ArwaveError(f"{type(self).__name__}: no quantizer attached")
+        return self._attached["quantizer"]
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.codec.sample_rate)
+
+    @property
+    def channels(self) -> int:
+        return int(self.codec.channels)
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.cfg.label_names)
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        for m in {id(m): m for m in self._attached.values() if m is not None}.values():
+            m._apply(fn, recurse)
+        return self
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in self._attached.values():
+            if m is not None:
+                m.eval()
+        return self
+
+    def condition_vectors(self, num: int, class_label=None, embedding=None) -> tuple[torch.Tensor, bool]:
+        """(num, width) condition vectors for a sampling call, and whether any condition was given
+        (without one the sample is unconditional: the null condition, and guidance is off)."""
+        device = next(self.condition.parameters()).device
+        labels = embeddings = None
+        if class_label is not None:
+            if self.cfg.cond != "class":
+                raise ArwaveError(f"this model is conditioned on {self.cfg.cond!r}, not on a class label")
+            labels = parse_labels(class_label, num, self.cfg.label_names, self.cfg.num_classes).to(device)
+        if embedding is not None:
+            if self.cfg.cond != "embedding":
+                raise ArwaveError(f"this model is conditioned on {self.cfg.cond!r}, not on an embedding")
+            embeddings = torch.as_tensor(embedding, dtype=torch.float32, device=device)
+            embeddings = embeddings.expand(num, -1) if embeddings.dim() == 1 else embeddings
+            if embeddings.shape[0] != num:
+                raise ArwaveError(f"got {embeddings.shape[0]} condition embeddings for {num} samples")
+        conditional = labels is not None or embeddings is not None
+        return self.condition(num, labels, embeddings), conditional
+
+
+def parse_labels(class_label, num: int, names: list[str], num_classes: int) -> torch.Tensor:
+    """A class name, an id, or a list of either (one per sample) -> (num,) long."""
+    items = class_label if isinstance(class_label, (list, tuple)) else \
+        class_label.tolist() if torch.is_tensor(class_label) and class_label.dim() > 0 else [class_label] * num
+    if len(items) != num:
+        raise ArwaveError(f"got {len(items)} class labels for {num} samples")
+    out = []
+    for item in items:
+        item = item.item() if torch.is_tensor(item) else item
+        if isinstance(item, str) and not item.lstrip("-").isdigit():
+            if item not in names:
+                raise ArwaveError(f"unknown class label {item!r} (known: {', '.join(names) or 'none'})")
+            out.append(names.index(item))
+        else:
+            value = int(item)
+            if not 0 <= value < num_classes:
+                raise ArwaveError(f"class label {value} out of range (the model knows {num_classes} classes)")
+            out.append(value)
+    return torch.tensor(out, dtype=torch.long)
+
+
+
+def decode_latent(codec: nn.Module, z_hat: torch.Tensor) -> torch.Tensor:
+    """Quantized latents ẑ (B, C, F) -> audio (B, channels, F·hop) through the codec's decoder."""
+    return codec.decode_latents(z_hat)
+
+
+def encode_prompt_latent(codec: nn.Module, prompt: torch.Tensor, num: int, frames: int, device) -> torch.Tensor:
+    """Encoder latents before quantization (num, C, n) of the last n = min(prompt frames, `frames`)
+    frames of a prompt waveform (C, N) or (num, C, N) at the codec's rate. An msrq codec encodes whole
+    windows, so at least one window ending at the prompt's end is encoded (zero-padded on the left)."""
+    prompt = torch.as_tensor(prompt, dtype=torch.float32, device=device)
+    if prompt.dim() == 1:
+        prompt = prompt[None]
+    if prompt.dim() == 2:
+        prompt = prompt[None].expand(num, -1, -1)
+    if prompt.dim() != 3 or prompt.shape[0] != num:
+        raise ArwaveError(f"prompt must be (channels, samples) or ({num}, channels, samples), got {tuple(prompt.shape)}")
+    if prompt.shape[1] != codec.channels:
+        raise ArwaveError(f"prompt has {prompt.shape[1]} channels, the codec expects {codec.channels}")
+    hop = int(codec.hop)
+    n = min(prompt.shape[-1] // hop, int(frames))
+    if n < 1:
+        raise ArwaveError(f"prompt is shorter than one latent frame ({hop} samples)")
+    span = max(n, int(codec.window_frames)) if codec.kind == "msrq" else n
+    x = F.pad(prompt[..., prompt.shape[-1] - n * hop:], ((span - n) * hop, 0))
+    return codec.encode_latents(x).float()[..., -n:]

@@ -1,0 +1,280 @@
+"""Model kind `aar`: next-scale prediction over the token maps of a trained msrq (SAT) codec.
+
+Training data = the MSRQ codes of aligned windows of every file, encoded once per (codec checkpoint,
+split, window stride) and cached in `CODEC_RUN/cache/`. Windows start every `window_stride` windows
+(0.5: a half-window-shifted copy of the data; MSRQ codes depend on the window alignment, so this is
+the cheap form of random crops). At training start the codec run is copied into `RUN/codec/`
+(config + latest weights) and `parent = "codec"`, so `arwave.load(RUN)` alone rebuilds the model
+with its codec attached.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from arwave.config import ConfigError, DataConfig, RunConfig, TrainConfig
+from arwave.errors import ArwaveError
+from arwave.models.aar.condition import COND_KINDS
+from arwave.models.aar.model import AAR, AARConfig
+from arwave.registry import Kind, register
+from arwave.training.task import Task
+
+__all__ = ["AARConfig", "AARTask", "build_model", "attach_codec_run", "clip_conditions", "TokenItems"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# the codec run (shared with the next-token kind)
+
+def _copy_run(src: Path, dst: Path) -> None:
+    """Copy a run (config.json + its latest checkpoint's weights, no optimiser state) to `dst`, atomically."""
+    from arwave.checkpoint import CHECKPOINTS, resolve_run
+    src, ckpt = resolve_run(src)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}-"))
+    try:
+        shutil.copy2(src / "config.json", tmp / "config.json")
+        (tmp / CHECKPOINTS / ckpt.name).mkdir(parents=True)
+        for name in ("model.safetensors", "ema.safetensors", "state.json"):
+            if (ckpt / name).is_file():
+                shutil.copy2(ckpt / name, tmp / CHECKPOINTS / ckpt.name / name)
+        if dst.exists():
+            shutil.rmtree(dst)
+        tmp.rename(dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def attach_codec_run(cfg: RunConfig, run_dir: str | Path, kind: str) -> tuple[nn.Module, Path, dict]:
+    """Copy `cfg.model.codec_run` into RUN/codec (once), set `cfg.parent = "codec"` and load it.
+
+    Returns (codec, cache folder, cache key): caches live in the SOURCE codec run (shared by every AR
+    run on that codec), keyed by its checkpoint."""
+    from arwave.checkpoint import latest_checkpoint, load
+    run_dir = Path(run_dir)
+    local = run_dir / "codec"
+    codec_run = cfg.model.codec_run
+    if codec_run:
+        src = Path(codec_run).expanduser()
+        if not (src / "config.json").is_file():
+            raise ArwaveError(f"{src}: not a codec run folder (codec_run)")
+        if not (local / "config.json").is_file():
+            _copy_run(src, local)
+    elif not (local / "config.json").is_file():
+        raise ConfigError(f"{kind}: training needs a trained codec: add --set codec_run=RUN_DIR_OF_CODEC")
+    cfg.parent = "codec"
+    codec = load(local)
+    cache_dir = (Path(codec_run).expanduser() if codec_run else local) / "cache"
+    key = {"codec": str(Path(codec_run).expanduser().resolve()) if codec_run else "local",
+           "checkpoint": latest_checkpoint(local).name}
+    return codec, cache_dir, key
+
+
+def clip_conditions(cfg: RunConfig, files, split: str, cache_dir: Path, key: dict) -> list[torch.Tensor] | None:
+    """Per-file condition embeddings (cond = "embedding"), or None.
+
+    `embedder = "manifest:KEY"` reads a precomputed vector from each manifest row's field KEY (any
+    embedder run offline); any other name goes through arwave.evaluation.embedders.get_embedder and
+    embeds the whole file (AAR: a clip-level embedding conditions every window of the clip)."""
+    m = cfg.model
+    if m.cond != "embedding":
+        return None
+    if not m.embedder:
+        raise ConfigError(f"{cfg.kind}: cond=embedding needs --set embedder=NAME (an embedder name or manifest:KEY)")
+    if m.embedder.startswith("manifest:"):
+        field = m.embedder.split(":", 1)[1]
+        out = []
+        for row in files.rows:
+            if field not in row:
+                raise ArwaveError(f"{row['path']}: manifest row has no {field!r} vector (embedder={m.embedder})")
+            out.append(torch.tensor(row[field], dtype=torch.float32).flatten())
+    else:
+        from arwave.data.encoded import encode_files
+        from arwave.evaluation.embedders import get_embedder
+        embedder = get_embedder(m.embedder)
+        out = encode_files(files.file_paths, lambda a: embedder.embed_clips([a], files.sample_rate)[0], cache_dir,
+                           f"{cfg.kind}-embedding-{split}", files.sample_rate, files.channels,
+                           extra={"embedder": getattr(embedder, "cache_key", m.embedder)})
+    if out:
+        m.embed_dim = int(out[0].numel())
+    return out
+
+
+class TokenItems(Dataset):
+    """Fixed training items: codes (M, ...) long, labels (M,), optional embeddings (M, E).
+    item = {"codes": codes[i], "label": int, ["embedding": (E,)]}; the seed is not used (no crops)."""
+
+    def __init__(self, codes: torch.Tensor, labels: torch.Tensor, embeddings: torch.Tensor | None = None):
+        self.codes, self.labels, self.embeddings = codes, labels, embeddings
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, key):
+        index = key[0] if isinstance(key, tuple) else key
+        item = {"codes": self.codes[index], "label": int(self.labels[index])}
+        if self.embeddings is not None:
+            item["embedding"] = self.embeddings[index]
+        return item
+
+
+# ---------------------------------------------------------------------------------------------------
+# model and task
+
+def check_config(m: AARConfig) -> None:
+    if m.cond not in COND_KINDS:
+        raise ConfigError(f"aar: cond must be one of {', '.join(COND_KINDS)}, got {m.cond!r}")
+    if m.width % m.heads:
+        raise ConfigError(f"aar: width {m.width} is not divisible by heads {m.heads}")
+    if not 0 < m.window_stride <= 1:
+        raise ConfigError(f"aar: window_stride must be in (0, 1], got {m.window_stride}")
+    if not 0 <= m.cond_drop < 1:
+        raise ConfigError(f"aar: cond_drop must be in [0, 1), got {m.cond_drop}")
+
+
+def build_model(cfg: RunConfig, run_dir: Path | None = None) -> AAR:
+    """The AAR of `cfg`; with a run folder whose config names a parent, its codec is loaded and attached."""
+    check_config(cfg.model)
+    codec = None
+    if run_dir is not None and cfg.parent:
+        from arwave.checkpoint import load
+        codec = load(Path(run_dir) / cfg.parent)
+    return AAR(cfg.model, codec=codec)
+
+
+def msrq_window_codes(codec: nn.Module, audio: torch.Tensor, stride: float, batch: int = 32) -> torch.Tensor:
+    """(C, N) audio -> (W, L) MSRQ codes of the windows starting every `stride` windows (hop-aligned);
+    a file shorter than one window is zero-padded to one."""
+    window, hop = int(codec.window_samples), int(codec.hop)
+    step = max(hop, int(round(stride * codec.window_frames)) * hop)
+    if audio.shape[-1] < window:
+        audio = F.pad(audio, (0, window - audio.shape[-1]))
+    device = next(codec.parameters()).device
+    starts = list(range(0, audio.shape[-1] - window + 1, step))
+    out = []
+    for i in range(0, len(starts), batch):
+        x = torch.stack([audio[:, s:s + window] for s in starts[i:i + batch]]).to(device)
+        codes = codec.encode(x, chunk_frames=0)                         # K × (b, 1, s_k)
+        out.append(torch.cat([c[:, 0] for c in codes], dim=1).cpu())
+    return torch.cat(out)
+
+
+class AARTask(Task):
+    """Cross-entropy of the teacher-forced next-scale logits over all L tokens of a window."""
+
+    def __init__(self, cfg: RunConfig, run_dir: str | Path):
+        from arwave.data.dataset import dataset_for_split
+        from arwave.data.encoded import encode_files
+
+        m: AARConfig = cfg.model
+        check_config(m)
+        codec, cache_dir, key = attach_codec_run(cfg, run_dir, "aar")
+        if getattr(codec, "kind", None) != "msrq":
+            raise ArwaveError(f"aar: {m.codec_run or 'RUN/codec'} has a {getattr(codec, 'kind', '?')!r} bottleneck; "
+                              "AAR needs an msrq codec")
+        cfg.data.sample_rate, cfg.data.channels = int(codec.sample_rate), int(codec.channels)
+        cfg.data.segment_seconds = codec.window_samples / codec.sample_rate
+        device = "cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu"
+        codec.to(device)
+        sets = {}
+        for split in ("train", "val"):
+            files = dataset_for_split(cfg.data, split, segment_samples=1)
+            if m.cond == "class":
+                m.label_names, m.num_classes = list(files.label_names), len(files.label_names)
+            if not files.file_paths:
+                sets[split] = None
+                continue
+            per_file = encode_files(files.file_paths, lambda a: msrq_window_codes(codec, a, m.window_stride),
+                                    cache_dir, f"aar-codes-{split}", files.sample_rate, files.channels,
+                                    extra={**key, "stride": m.window_stride})
+            if len(per_file) != len(files.file_paths):
+                raise ArwaveError(f"aar: {len(files.file_paths) - len(per_file)} file(s) of split {split!r} could not "
+                                  "be read; re-run `arwave data prepare` so the labels line up")
+            conds = clip_conditions(cfg, files, split, cache_dir, key)
+            counts = [len(c) for c in per_file]
+            labels = torch.tensor([lab for lab, n in zip(files.labels, counts) for _ in range(n)], dtype=torch.long)
+            emb = torch.cat([e[None].expand(n, -1) for e, n in zip(conds, counts)]) if conds is not None else None
+            sets[split] = TokenItems(torch.cat(per_file), labels, emb)
+        codec.cpu()
+        if sets["train"] is None or len(sets["train"]) == 0:
+            raise ArwaveError("aar: no training windows (the train split is empty)")
+        self.train_set, self.val_set = sets["train"], sets["val"]
+        self.cfg = cfg
+        self.model = AAR(m, codec=codec)
+
+    def loss(self, model, batch, step):
+        codes = batch["codes"]
+        logits = model(codes, labels=batch.get("label"), embeddings=batch.get("embedding"),
+                       cond_drop=self.cfg.model.cond_drop if step >= 0 else 0.0)
+        ce = F.cross_entropy(logits.float().flatten(0, 1), codes.flatten(), reduction="none").view(codes.shape)
+        with torch.no_grad():
+            acc = (logits.argmax(-1) == codes).float().mean()
+            first = self.cfg.model.scales[0]
+            half = sum(self.cfg.model.scales[:len(self.cfg.model.scales) // 2])
+        return ce.mean(), {"acc": acc, "ce_coarse": ce[:, :half].mean().detach(),
+                           "ce_fine": ce[:, half:].mean().detach(), "ce_first": ce[:, :first].mean().detach()}
+
+    def on_checkpoint(self, model, run_dir, step: int) -> None:
+        """Write one listenable sample (first class, default sampling): RUN/samples/sample-<step>.wav."""
+        from arwave.data.audio import write_audio
+        was_training = model.training
+        model.eval()
+        label = 0 if self.cfg.model.cond == "class" and self.cfg.model.num_classes else None
+        audio = model.generate(model.codec.window_samples / model.sample_rate, num=1, seed=0, class_label=label)[0]
+        model.train(was_training)
+        write_audio(Path(run_dir) / "samples" / f"sample-{step:08d}.wav", audio.clamp(-1, 1).cpu(), model.sample_rate)
+
+
+# ---------------------------------------------------------------------------------------------------
+# presets (the codec preset of the same name gives the tokens: `arwave train codec --preset NAME`)
+
+def _run(name: str, model: AARConfig, train: TrainConfig, batch: int) -> RunConfig:
+    try:
+        from arwave.registry import preset
+        c = preset("codec", name).model
+        data = DataConfig(sample_rate=c.sample_rate, channels=c.channels, segment_seconds=c.window_seconds,
+                          batch_size=batch)
+    except (ImportError, ArwaveError):
+        data = DataConfig(batch_size=batch)
+    return RunConfig(kind="aar", preset=name, model=model, data=data, train=train)
+
+
+def preset_tiny() -> RunConfig:
+    """Tests: seconds on CPU (tiny msrq codec: 25 frames, 6 scales, 64 codes)."""
+    return _run("tiny", AARConfig(width=32, depth=2, heads=2),
+                TrainConfig(max_steps=4, lr=1e-3, warmup_steps=1, log_every=2, val_every=4, val_batches=1,
+                            ckpt_every=4, grad_clip=2.0), batch=4)
+
+
+def preset_small() -> RunConfig:
+    """The demo: 4 × 256 (5M parameters) on the small msrq codec (1 s = 75 frames, 16 scales, 455 tokens);
+    about 2 s per step of 8 windows on one busy CPU core, so the 10-minute budget is ~300-500 steps."""
+    return _run("small", AARConfig(width=256, depth=4, heads=4),
+                TrainConfig(max_steps=3000, minutes=10.0, lr=5e-4, betas=(0.9, 0.95), weight_decay=0.05,
+                            warmup_steps=50, lr_min_ratio=0.05, grad_clip=2.0, log_every=20, val_every=250, val_batches=4,
+                            ckpt_every=500), batch=8)
+
+
+def preset_paper() -> RunConfig:
+    """AAR-d16 (VAR d16: 16 layers × 1024, 16 heads, ≈ 300M parameters) on SAT's 455 tokens per second;
+    AdamW (0.9, 0.95), lr 1e-4, wd 0.05, clip 2, bf16 (research/aar.md §2.6)."""
+    return _run("paper", AARConfig(width=1024, depth=16, heads=16),
+                TrainConfig(max_steps=400_000, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05, warmup_steps=2000,
+                            lr_min_ratio=0.01, grad_clip=2.0, log_every=100, val_every=5000, val_batches=16,
+                            ckpt_every=5000, mixed_precision=True), batch=64)
+
+
+register(Kind(
+    name="aar",
+    config_cls=AARConfig,
+    presets={"tiny": preset_tiny, "small": preset_small, "paper": preset_paper},
+    build_model=build_model,
+    build_task=AARTask,
+    description="AAR: next-scale prediction (VAR-style) over the token maps of an msrq (SAT) codec",
+))
