@@ -162,6 +162,28 @@ def resolve_run(path: str | Path) -> tuple[Path, Path]:
     return path, ckpt
 
 
+def copy_run(src: str | Path, dst: str | Path) -> Path:
+    """Copy a run (config.json + its latest checkpoint's weights, no optimiser state) to `dst`, atomically.
+    AR runs keep a copy of their codec this way, so a run folder is self-contained."""
+    src, ckpt = resolve_run(src)
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}-"))
+    try:
+        shutil.copy2(src / "config.json", tmp / "config.json")
+        (tmp / CHECKPOINTS / ckpt.name).mkdir(parents=True)
+        for name in ("model.safetensors", "ema.safetensors", "state.json"):
+            if (ckpt / name).is_file():
+                shutil.copy2(ckpt / name, tmp / CHECKPOINTS / ckpt.name / name)
+        if dst.exists():
+            shutil.rmtree(dst)
+        os.replace(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dst
+
+
 def read_config(run_dir: str | Path):
     from arwave.config import run_config_from_dict
     path = Path(run_dir) / "config.json"

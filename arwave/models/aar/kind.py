@@ -9,8 +9,6 @@ with its codec attached.
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -21,59 +19,12 @@ from torch.utils.data import Dataset
 from arwave.config import ConfigError, DataConfig, RunConfig, TrainConfig
 from arwave.errors import ArwaveError
 from arwave.models.aar.condition import COND_KINDS
+from arwave.models.codec_parent import attach_codec_run
 from arwave.models.aar.model import AAR, AARConfig
 from arwave.registry import Kind, register
 from arwave.training.task import Task
 
 __all__ = ["AARConfig", "AARTask", "build_model", "attach_codec_run", "clip_conditions", "TokenItems"]
-
-
-# ---------------------------------------------------------------------------------------------------
-# the codec run (shared with the next-token kind)
-
-def _copy_run(src: Path, dst: Path) -> None:
-    """Copy a run (config.json + its latest checkpoint's weights, no optimiser state) to `dst`, atomically."""
-    from arwave.checkpoint import CHECKPOINTS, resolve_run
-    src, ckpt = resolve_run(src)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}-"))
-    try:
-        shutil.copy2(src / "config.json", tmp / "config.json")
-        (tmp / CHECKPOINTS / ckpt.name).mkdir(parents=True)
-        for name in ("model.safetensors", "ema.safetensors", "state.json"):
-            if (ckpt / name).is_file():
-                shutil.copy2(ckpt / name, tmp / CHECKPOINTS / ckpt.name / name)
-        if dst.exists():
-            shutil.rmtree(dst)
-        tmp.rename(dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def attach_codec_run(cfg: RunConfig, run_dir: str | Path, kind: str) -> tuple[nn.Module, Path, dict]:
-    """Copy `cfg.model.codec_run` into RUN/codec (once), set `cfg.parent = "codec"` and load it.
-
-    Returns (codec, cache folder, cache key): caches live in the SOURCE codec run (shared by every AR
-    run on that codec), keyed by its checkpoint."""
-    from arwave.checkpoint import latest_checkpoint, load
-    run_dir = Path(run_dir)
-    local = run_dir / "codec"
-    codec_run = cfg.model.codec_run
-    if codec_run:
-        src = Path(codec_run).expanduser()
-        if not (src / "config.json").is_file():
-            raise ArwaveError(f"{src}: not a codec run folder (codec_run)")
-        if not (local / "config.json").is_file():
-            _copy_run(src, local)
-    elif not (local / "config.json").is_file():
-        raise ConfigError(f"{kind}: training needs a trained codec: add --set codec_run=RUN_DIR_OF_CODEC")
-    cfg.parent = "codec"
-    codec = load(local)
-    cache_dir = (Path(codec_run).expanduser() if codec_run else local) / "cache"
-    key = {"codec": str(Path(codec_run).expanduser().resolve()) if codec_run else "local",
-           "checkpoint": latest_checkpoint(local).name}
-    return codec, cache_dir, key
 
 
 def clip_conditions(cfg: RunConfig, files, split: str, cache_dir: Path, key: dict) -> list[torch.Tensor] | None:

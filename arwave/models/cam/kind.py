@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from arwave.errors import ArwaveError
 from arwave.models.cam.heads import HEADS
 from arwave.models.cam.model import CAM
 from arwave.models.cam.noise import MODES
+from arwave.models.codec_parent import attach_codec_run
 from arwave.registry import Kind, KindNotAvailable, register
 from arwave.training.task import Task
 
@@ -128,49 +127,17 @@ class LatentCrops(Dataset):
         return {"latents": z[:, start:start + self.context].t().contiguous(), "label": self.labels[f]}
 
 
-def _copy_codec_run(src: Path, dst: Path) -> None:
-    """Copy a codec run (config.json + its latest checkpoint's weights, no optimiser) to `dst`, atomically."""
-    from arwave.checkpoint import CHECKPOINTS, latest_checkpoint
-    ckpt = latest_checkpoint(src) if (src / "config.json").is_file() else None
-    if ckpt is None:
-        raise ArwaveError(f"{src}: not a trained codec run (needs config.json and a checkpoint)")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=".codec-"))
-    try:
-        shutil.copy2(src / "config.json", tmp / "config.json")
-        (tmp / CHECKPOINTS / ckpt.name).mkdir(parents=True)
-        for name in ("model.safetensors", "ema.safetensors", "state.json"):
-            if (ckpt / name).is_file():
-                shutil.copy2(ckpt / name, tmp / CHECKPOINTS / ckpt.name / name)
-        if dst.exists():
-            shutil.rmtree(dst)
-        tmp.rename(dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 class CAMTask(Task):
     def __init__(self, cfg: RunConfig, run_dir: str | Path):
-        from arwave.checkpoint import latest_checkpoint, load
         from arwave.data.dataset import dataset_for_split
         from arwave.data.encoded import encode_files
 
         run_dir = Path(run_dir)
         mc = cfg.model
         check_config(mc)
-        local = run_dir / "codec"
-        if mc.codec_run:
-            src = Path(mc.codec_run).expanduser()
-            if not src.is_dir():
-                raise ArwaveError(f"{src}: no such codec run (codec_run)")
-            if not (local / "config.json").is_file():
-                _copy_codec_run(src, local)
-        elif not (local / "config.json").is_file():
-            raise ArwaveError("cam: training needs a trained continuous codec: add --set codec_run=RUN_DIR_OF_CODEC")
-        cfg.parent = "codec"
-        codec = load(local)
-        if not hasattr(codec, "latent_dim") or not hasattr(codec, "hop"):
+        codec, cache_dir, cache_key = attach_codec_run(cfg, run_dir, "cam")
+        local = run_dir / cfg.parent
+        if getattr(codec, "kind", "continuous") != "continuous":
             raise ArwaveError(f"{local}: this codec has no continuous latents (train it with the continuous bottleneck)")
         if (codec.sample_rate, codec.channels) != (cfg.data.sample_rate, cfg.data.channels):
             raise ArwaveError(
@@ -181,10 +148,6 @@ class CAMTask(Task):
 
         device = "cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu"
         codec.to(device)
-        cache_dir = (Path(mc.codec_run).expanduser() if mc.codec_run else local) / "cache"
-        # the cache depends on the codec (source run + checkpoint), not on this CAM run
-        cache_key = {"codec_src": str(Path(mc.codec_run).expanduser().resolve()) if mc.codec_run else "local",
-                     "codec_step": latest_checkpoint(local).name}
         sets = {}
         for split in ("train", "val"):
             files = dataset_for_split(cfg.data, split, segment_samples=1)

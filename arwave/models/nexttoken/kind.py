@@ -17,7 +17,8 @@ from torch.utils.data import Dataset
 from arwave.config import ConfigError, DataConfig, RunConfig, TrainConfig
 from arwave.errors import ArwaveError
 from arwave.models.aar.condition import COND_KINDS
-from arwave.models.aar.kind import attach_codec_run, clip_conditions
+from arwave.models.aar.kind import clip_conditions
+from arwave.models.codec_parent import attach_codec_run
 from arwave.models.nexttoken.model import PATTERNS, NextToken, NextTokenConfig
 from arwave.registry import Kind, register
 from arwave.training.task import Task

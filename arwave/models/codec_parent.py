@@ -1,0 +1,36 @@
+"""AR models are built on a trained codec run. Each AR run keeps a copy of it in RUN/codec (so the run
+folder is self-contained and `arwave.load(RUN)` needs nothing else), and encodings of the data are
+cached in the SOURCE codec run, shared by every AR run trained on that codec."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch.nn as nn
+
+from arwave.config import ConfigError, RunConfig
+from arwave.errors import ArwaveError
+
+
+def attach_codec_run(cfg: RunConfig, run_dir: str | Path, kind: str) -> tuple[nn.Module, Path, dict]:
+    """Copy `cfg.model.codec_run` into RUN/codec (once), set `cfg.parent = "codec"` and load it.
+
+    Returns (codec, cache folder, cache key): caches live in the SOURCE codec run (shared by every AR
+    run on that codec), keyed by its checkpoint."""
+    from arwave.checkpoint import copy_run, latest_checkpoint, load
+    run_dir = Path(run_dir)
+    local = run_dir / "codec"
+    codec_run = cfg.model.codec_run
+    if codec_run:
+        src = Path(codec_run).expanduser()
+        if not (src / "config.json").is_file():
+            raise ArwaveError(f"{src}: not a codec run folder (codec_run)")
+        if not (local / "config.json").is_file():
+            copy_run(src, local)
+    elif not (local / "config.json").is_file():
+        raise ConfigError(f"{kind}: training needs a trained codec: add --set codec_run=RUN_DIR_OF_CODEC")
+    cfg.parent = "codec"
+    codec = load(local)
+    cache_dir = (Path(codec_run).expanduser() if codec_run else local) / "cache"
+    key = {"codec": str(Path(codec_run).expanduser().resolve()) if codec_run else "local",
+           "checkpoint": latest_checkpoint(local).name}
+    return codec, cache_dir, key
