@@ -146,3 +146,19 @@ def test_pickles_without_its_cache(manifest):
     assert len(ds._cache) == 1
     copy = pickle.loads(pickle.dumps(ds))                    # what DataLoader workers receive
     assert len(copy._cache) == 0 and torch.equal(copy[(0, 9)]["audio"], item)
+
+
+def test_tiled_dataset_covers_every_segment_in_order(manifest):
+    from arwave.data.dataset import TiledDataset
+    base = make(manifest, split="train", segment=4000, random_crop=False)
+    tiled = TiledDataset(base)
+    # a: 2.0 s -> 8 segments, b: 1.5 s -> 6, c: 0.25 s -> exactly 1
+    assert len(tiled) == 8 + 6 + 1
+    whole = base.load_file(0)
+    for k in range(8):
+        torch.testing.assert_close(tiled[(k, 0)]["audio"], whole[:, k * 4000:(k + 1) * 4000])
+    torch.testing.assert_close(tiled[(14, 0)]["audio"], base.load_file(2))
+    short = TiledDataset(make(manifest, split="train", segment=6000, random_crop=False))
+    assert len(short) == 5 + 4 + 1                           # c is shorter than a segment: one padded item
+    assert float(short[(9, 0)]["audio"][:, 4000:].abs().max()) == 0.0
+    assert [tiled[(i, 0)]["label"] for i in (0, 8, 14)] == [base.labels[0], base.labels[1], base.labels[2]]

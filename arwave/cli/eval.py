@@ -25,7 +25,7 @@ def _reference_dataset(model, args, seconds: float):
     if args.reference:
         data.manifest = str(Path(args.reference).resolve())
     data.sample_rate, data.channels = model.sample_rate, model.channels
-    ds = dataset_for_split(data, args.split, segment_samples=round(seconds * model.sample_rate), random_crop=False)
+    ds = dataset_for_split(data, args.split, segment_samples=round(seconds * model.sample_rate), random_crop=False, tiled=True)
     if len(ds) == 0:
         raise ArwaveError(f"reference split {args.split!r} is empty")
     return ds
@@ -59,7 +59,7 @@ def run_recon(args) -> int:
     if args.data:
         data.manifest = str(Path(args.data).resolve())
     seconds = args.seconds or data.segment_seconds
-    ds = dataset_for_split(data, args.split, segment_samples=round(seconds * codec.sample_rate), random_crop=False)
+    ds = dataset_for_split(data, args.split, segment_samples=round(seconds * codec.sample_rate), random_crop=False, tiled=True)
     result = evaluate_recon(codec, ds, max_items=args.max_items, progress=not args.json)
     result.update(run=str(args.run), split=args.split, seconds_per_item=seconds)
     emit(result, args.json, [f"{args.run}: {result['bottleneck']} codec, {result['tokens_per_second']:g} tokens/s, "

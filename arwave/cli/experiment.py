@@ -56,7 +56,7 @@ def register(sub) -> None:
 
     b = e.add_parser("sat-vs-rvq", help="(b) SAT (455 tokens/s) vs RVQ (750 tokens/s): MEL/STFT distance, equal budget")
     common(b, "experiments/sat-vs-rvq")
-    b.add_argument("--max-items", type=int, default=64, help="test windows evaluated [64]")
+    b.add_argument("--max-items", type=int, default=256, help="test windows evaluated [256]")
     b.set_defaults(func=run_sat_vs_rvq)
 
     c = e.add_parser("aar-vs-nexttoken", help="(c) AAR vs next-token: FAD/ISc/KL and generation speed")

@@ -147,6 +147,33 @@ class AudioCropDataset(Dataset):
         return state
 
 
+class TiledDataset(Dataset):
+    """Every consecutive, non-overlapping segment of every file of a split (at least one per file):
+    evaluation over whole files rather than one centre crop each. Items as AudioCropDataset's."""
+
+    def __init__(self, base: AudioCropDataset):
+        self.base = base
+        self.source, self.split, self.label_names = base.source, base.split, base.label_names
+        self.sample_rate, self.channels, self.segment_samples = base.sample_rate, base.channels, base.segment_samples
+        self.random_crop = "tiled"        # part of the FAD reference-statistics cache key
+        seg = base.segment_samples
+        self.items = [(f, k) for f, row in enumerate(base.rows)
+                      for k in range(max(1, int(float(row.get("duration", 0.0)) * base.sample_rate) // seg))]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key: tuple[int, int] | int) -> dict[str, Any]:
+        index = key[0] if isinstance(key, tuple) else key
+        f, k = self.items[int(index)]
+        wave, used = self.base._load_good(f)
+        seg = self.segment_samples
+        piece = wave[:, k * seg:(k + 1) * seg]
+        out = wave.new_zeros(wave.shape[0], seg)
+        out[:, :piece.shape[-1]] = piece
+        return {"audio": out, "label": self.base.labels[used], "index": used}
+
+
 # ---------------------------------------------------------------------------------------------------
 # from a DataConfig
 
@@ -162,11 +189,13 @@ def _segment(data_cfg, segment_samples: int | None) -> int:
 
 
 def dataset_for_split(data_cfg, split: str | None, segment_samples: int | None = None,
-                      random_crop: bool = False, cache_mb: float = 512.0) -> AudioCropDataset:
+                      random_crop: bool = False, cache_mb: float = 512.0, tiled: bool = False):
     """One split of `data_cfg.manifest` (the built-in corpus when it is ""), at the config's rate and
-    channels; segment_samples defaults to round(segment_seconds * sample_rate)."""
-    return AudioCropDataset(_manifest_for(data_cfg), split, data_cfg.sample_rate, data_cfg.channels,
-                            _segment(data_cfg, segment_samples), random_crop, data_cfg.label_key, cache_mb)
+    channels; segment_samples defaults to round(segment_seconds * sample_rate). `tiled`: every
+    consecutive segment of every file (TiledDataset) instead of one crop per file."""
+    ds = AudioCropDataset(_manifest_for(data_cfg), split, data_cfg.sample_rate, data_cfg.channels,
+                          _segment(data_cfg, segment_samples), random_crop, data_cfg.label_key, cache_mb)
+    return TiledDataset(ds) if tiled else ds
 
 
 def datasets_from_config(data_cfg, segment_samples: int | None = None) -> tuple[AudioCropDataset, AudioCropDataset | None]:

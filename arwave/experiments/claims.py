@@ -72,7 +72,7 @@ def noise_aug(out: Path, minutes: float, preset: str = "small", codec_run: str |
     for name, run in runs.items():
         model = arwave.load(run)
         context_s = model.config.model.context * model.hop / model.sample_rate
-        ref = dataset_for_split(model.config.data, "test", segment_samples=round(context_s * model.sample_rate), random_crop=False)
+        ref = dataset_for_split(model.config.data, "test", segment_samples=round(context_s * model.sample_rate), random_crop=False, tiled=True)
         settings = [(name, {})]
         if model.config.model.noise_aug:
             settings.append((f"{name} (k_inf=0)", {"k_inf": 0.0}))   # the inference-noise ablation, same weights
@@ -101,7 +101,7 @@ def noise_aug(out: Path, minutes: float, preset: str = "small", codec_run: str |
     return summary
 
 
-def sat_vs_rvq(out: Path, minutes: float, preset: str = "small", data: str | None = None, max_items: int = 64,
+def sat_vs_rvq(out: Path, minutes: float, preset: str = "small", data: str | None = None, max_items: int = 256,
                progress: bool = True) -> dict:
     import arwave
     from arwave.data.dataset import dataset_for_split
@@ -113,7 +113,7 @@ def sat_vs_rvq(out: Path, minutes: float, preset: str = "small", data: str | Non
     rows, audio, results = [], [], {}
     for b, run in runs.items():
         codec = arwave.load(run)
-        ds = dataset_for_split(codec.config.data, "test", segment_samples=round(codec.config.model.window_seconds * codec.sample_rate), random_crop=False)
+        ds = dataset_for_split(codec.config.data, "test", segment_samples=round(codec.config.model.window_seconds * codec.sample_rate), random_crop=False, tiled=True)
         rec = evaluate_recon(codec, ds, max_items=max_items, progress=progress)
         results[b] = {**rec, "steps": final_metrics(run).get("steps", 0)}
         rows.append({"bottleneck": "SAT (msrq)" if b == "msrq" else "RVQ", "tokens/s": rec["tokens_per_second"],
@@ -156,7 +156,7 @@ def aar_vs_nexttoken(out: Path, minutes: float, preset: str = "small", msrq_run:
         t0 = time.time()
         waves = torch.cat([model.generate(secs, num=num_per_class, seed=seed + i, class_label=l, cfg=2.0) for i, l in enumerate(labels)])
         gen_s = time.time() - t0
-        ref = dataset_for_split(model.config.data, "test", segment_samples=waves.shape[-1], random_crop=False)
+        ref = dataset_for_split(model.config.data, "test", segment_samples=waves.shape[-1], random_crop=False, tiled=True)
         ev = evaluate_generated(waves, ref, embedder=["aisfx", f"classifier:{classifier.resolve()}"], sample_rate=model.sample_rate, progress=progress)
         results[name] = {"eval": ev, "generation_seconds": gen_s, "audio_seconds": waves.shape[0] * secs,
                          "steps": final_metrics(run).get("steps", 0)}

@@ -77,7 +77,7 @@ def run_demo(out: str | Path = "demo-out", minutes: float = 10.0, preset: str = 
     codec_rows, codec_audio = [], []
     for name, run in (("codec-continuous", r_cc), ("codec-msrq", r_cm)):
         codec = arwave.load(run)
-        ds = dataset_for_split(codec.config.data, "test", segment_samples=round(codec.config.model.window_seconds * codec.sample_rate * 2), random_crop=False)
+        ds = dataset_for_split(codec.config.data, "test", segment_samples=round(codec.config.model.window_seconds * codec.sample_rate * 2), random_crop=False, tiled=True)
         rec = evaluate_recon(codec, ds, max_items=24, progress=progress)
         codec_rows.append({"codec": name, "bottleneck": rec["bottleneck"], "tokens/s": rec["tokens_per_second"],
                            "sample rate": codec.sample_rate, "channels": codec.channels, "params": _params(codec),
@@ -99,7 +99,7 @@ def run_demo(out: str | Path = "demo-out", minutes: float = 10.0, preset: str = 
     rollout_s = 4 * context_s
     waves = cam.generate(rollout_s, num=6, seed=seed)
     cam_audio = write_examples(waves[:3], cam.sample_rate, media, "cam", [f"CAM rollout {i} ({rollout_s:.1f} s)" for i in range(3)])
-    ref_ctx = dataset_for_split(cam.config.data, "test", segment_samples=round(context_s * cam.sample_rate), random_crop=False)
+    ref_ctx = dataset_for_split(cam.config.data, "test", segment_samples=round(context_s * cam.sample_rate), random_crop=False, tiled=True)
     fot = fad_over_time(waves, cam.sample_rate, ref_ctx, embedder="aisfx", window_seconds=context_s, progress=progress)
     plot_fad_over_time({"CAM (rf + noise aug)": fot}, media / "fad_over_time.png", title="FAD over time (aisfx)")
     cam_eval = evaluate_generated(waves, ref_ctx, embedder=embedders, sample_rate=cam.sample_rate, progress=progress)
@@ -112,7 +112,7 @@ def run_demo(out: str | Path = "demo-out", minutes: float = 10.0, preset: str = 
                               **({"class_label": l, "cfg": 2.0} if l is not None else {})) for i, l in enumerate(labels)]
     aar_waves = torch.cat(aar_clips)
     aar_audio = write_examples(aar_waves, aar.sample_rate, media, "aar", [f"AAR: {l}" for l in labels])
-    ref_aar = dataset_for_split(aar.config.data, "test", segment_samples=aar_waves.shape[-1], random_crop=False)
+    ref_aar = dataset_for_split(aar.config.data, "test", segment_samples=aar_waves.shape[-1], random_crop=False, tiled=True)
     aar_eval = evaluate_generated(aar_waves, ref_aar, embedder=embedders, sample_rate=aar.sample_rate, progress=progress)
     results["runs"]["aar"] = {**final_metrics(r_aar), "eval": aar_eval, "params": _params(aar)}
     results["runs"]["classifier"] = final_metrics(r_cls)
