@@ -463,9 +463,13 @@ def render_corpus(out_dir: str | os.PathLike | None = None, minutes: float = 6.0
     if report_rendered:
         log(f"corpus: rendered {report.rendered} files ({rendered_seconds / 60:.1f} min of audio) in "
             f"{render_wall:.1f} s ({report.realtime_factor:.0f}x real time), reused {report.reused}, in {out_dir}")
-    else:
+    elif str(out_dir) not in _ANNOUNCED:                     # say it once per process, not per dataset
+        _ANNOUNCED.add(str(out_dir))
         log(f"corpus: reusing {report.reused} cached files ({report.seconds / 60:.1f} min) in {out_dir}")
     return report
+
+
+_ANNOUNCED: set[str] = set()
 
 
 def _next_split(items: list[dict], exhausted: set[str]) -> str | None:
