@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from arwave.experiments.common import final_metrics, log, train_or_reuse, write_examples
+from arwave.experiments.common import final_metrics, train_or_reuse, write_examples
 from arwave.experiments.report import Section, write_json, write_report
 
 CAM_VARIANTS = {  # SPEC §3: model names are switch settings

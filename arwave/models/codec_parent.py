@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from arwave.config import ConfigError, RunConfig
+from arwave.config import ConfigError, DataConfig, RunConfig
 from arwave.errors import ArwaveError
 
 
@@ -34,3 +34,14 @@ def attach_codec_run(cfg: RunConfig, run_dir: str | Path, kind: str) -> tuple[nn
     key = {"codec": str(Path(codec_run).expanduser().resolve()) if codec_run else "local",
            "checkpoint": latest_checkpoint(local).name}
     return codec, cache_dir, key
+
+
+def codec_data_config(codec_preset: str, batch_size: int) -> DataConfig:
+    """Data settings of an AR preset: the rate, channels and window of the codec preset it trains on."""
+    try:
+        from arwave.registry import preset
+        c = preset("codec", codec_preset).model
+    except (ImportError, ArwaveError):
+        return DataConfig(batch_size=batch_size)
+    return DataConfig(sample_rate=c.sample_rate, channels=c.channels, segment_seconds=c.window_seconds,
+                      batch_size=batch_size)

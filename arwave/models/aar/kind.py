@@ -16,10 +16,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from arwave.config import ConfigError, DataConfig, RunConfig, TrainConfig
+from arwave.config import ConfigError, RunConfig, TrainConfig
 from arwave.errors import ArwaveError
 from arwave.models.aar.condition import COND_KINDS
-from arwave.models.codec_parent import attach_codec_run
+from arwave.models.codec_parent import attach_codec_run, codec_data_config
 from arwave.models.aar.model import AAR, AARConfig
 from arwave.registry import Kind, register
 from arwave.training.task import Task
@@ -186,13 +186,7 @@ class AARTask(Task):
 # presets (the codec preset of the same name gives the tokens: `arwave train codec --preset NAME`)
 
 def _run(name: str, model: AARConfig, train: TrainConfig, batch: int) -> RunConfig:
-    try:
-        from arwave.registry import preset
-        c = preset("codec", name).model
-        data = DataConfig(sample_rate=c.sample_rate, channels=c.channels, segment_seconds=c.window_seconds,
-                          batch_size=batch)
-    except (ImportError, ArwaveError):
-        data = DataConfig(batch_size=batch)
+    data = codec_data_config(name, batch)
     return RunConfig(kind="aar", preset=name, model=model, data=data, train=train)
 
 

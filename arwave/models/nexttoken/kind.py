@@ -14,11 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from arwave.config import ConfigError, DataConfig, RunConfig, TrainConfig
+from arwave.config import ConfigError, RunConfig, TrainConfig
 from arwave.errors import ArwaveError
 from arwave.models.aar.condition import COND_KINDS
 from arwave.models.aar.kind import clip_conditions
-from arwave.models.codec_parent import attach_codec_run
+from arwave.models.codec_parent import attach_codec_run, codec_data_config
 from arwave.models.nexttoken.model import PATTERNS, NextToken, NextTokenConfig
 from arwave.registry import Kind, register
 from arwave.training.task import Task
@@ -135,13 +135,7 @@ class NextTokenTask(Task):
 # presets (tokens from the rvq codec preset of the same size: `arwave train codec --preset NAME-rvq`)
 
 def _run(name: str, model: NextTokenConfig, train: TrainConfig, batch: int) -> RunConfig:
-    try:
-        from arwave.registry import preset
-        c = preset("codec", f"{name}-rvq").model
-        data = DataConfig(sample_rate=c.sample_rate, channels=c.channels, segment_seconds=c.window_seconds,
-                          batch_size=batch)
-    except (ImportError, ArwaveError):
-        data = DataConfig(batch_size=batch)
+    data = codec_data_config(f"{name}-rvq", batch)
     return RunConfig(kind="nexttoken", preset=name, model=model, data=data, train=train)
 
 
