@@ -16,9 +16,16 @@ Reported per (preset, head, batch):
   head sample + first decoder step);
 - stream_rtf, stream_first_audio_ms (batch 1): the same through `CAM.stream`, which decodes on a
   second thread while the next frame is generated (needs two free cores to gain);
+  stream_inline_rtf, stream_inline_first_audio_ms: `CAM.stream(pipeline=False)`, decoding on the
+  calling thread (what the thread buys on this machine right now);
 - peak_rss_delta_mb: growth of the process's peak resident memory (getrusage ru_maxrss) during the
   measurement — 0 when an earlier, larger run already set the peak, so run one configuration per
-  process for absolute numbers; weights_mb and kv_cache_mb are computed exactly instead.
+  process for absolute numbers; weights_mb and kv_cache_mb (the attention window) are computed exactly
+  instead; kv_buffer_mb is what the caches allocate (the window plus room to append in place).
+
+The decoder's one-time weight preparation (`StreamingDecoder.prepare`) and two frames of every path
+run before timing, like any warm-up; `stream` measures a fresh call, which prepares nothing again
+once the codec's weights are folded.
 """
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ from typing import Iterable
 
 import torch
 
+from arwave.models.transformer import KVCache
 
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0           # Linux: KiB
@@ -57,10 +65,13 @@ def measure(model, codec, frames: int, batch: int = 1, head_steps: int | None = 
             seed: int = 0) -> dict:
     from arwave.models.generator import make_generator
     opts = {} if head_steps is None else {"head_steps": head_steps}
-    for _ in model.frames(warmup, batch, make_generator(seed), **opts):       # warm caches and allocators
-        pass
-    timings = {"backbone": 0.0, "head": 0.0, "decode": 0.0}
     decoder = codec.streaming_decoder()
+    if hasattr(decoder, "prepare"):
+        decoder.prepare()                       # one-time weight preparation (stream overlaps it)
+    for x in model.frames(warmup, batch, make_generator(seed), **opts):       # warm caches and allocators
+        decoder.step(x[:, :, None])
+    decoder.reset()
+    timings = {"backbone": 0.0, "head": 0.0, "decode": 0.0}
     rss0 = _rss_mb()
     first = None
     steps = []                                   # wall time of each loop step (frame + its decode)
@@ -81,16 +92,18 @@ def measure(model, codec, frames: int, batch: int = 1, head_steps: int | None = 
     c = model.cam
     bytes_per = next(model.parameters()).element_size()
     kv = 2 * c.depth * batch * (c.context - 1) * c.width * bytes_per
+    kv_buffer = kv * KVCache.window_capacity(c.context - 1) / (c.context - 1)
     stream = {}
-    if batch == 1:                              # the real `stream` path: decoding overlapped on a 2nd thread
-        seconds = frames * frame_s
-        t0, first_chunk, n = time.perf_counter(), None, 0
-        for chunk in model.stream(seconds, seed=seed, **opts):
-            first_chunk = first_chunk if first_chunk is not None else time.perf_counter() - t0
-            n += chunk.shape[-1]
-        stream_wall = time.perf_counter() - t0
-        stream = {"stream_rtf": round(n / codec.sample_rate / stream_wall, 3),
-                  "stream_first_audio_ms": round(1000 * first_chunk, 3)}
+    if batch == 1:                              # the real `stream` path, with and without the decoding thread
+        for name, pipeline in (("stream", True), ("stream_inline", False)):
+            seconds = frames * frame_s
+            t0, first_chunk, n = time.perf_counter(), None, 0
+            for chunk in model.stream(seconds, seed=seed, pipeline=pipeline, **opts):
+                first_chunk = first_chunk if first_chunk is not None else time.perf_counter() - t0
+                n += chunk.shape[-1]
+            stream_wall = time.perf_counter() - t0
+            stream |= {f"{name}_rtf": round(n / codec.sample_rate / stream_wall, 3),
+                       f"{name}_first_audio_ms": round(1000 * first_chunk, 3)}
     return {
         **stream,
         "batch": batch, "frames": frames, "head_steps": head_steps or model.head.steps if c.head != "gmm" else None,
@@ -102,7 +115,7 @@ def measure(model, codec, frames: int, batch: int = 1, head_steps: int | None = 
         "rtf_median": round(batch * frame_s / median, 3),
         "first_audio_ms": round(1000 * first, 3),
         "peak_rss_delta_mb": round(_rss_mb() - rss0, 1),
-        "kv_cache_mb": round(kv / 2 ** 20, 2),
+        "kv_cache_mb": round(kv / 2 ** 20, 2), "kv_buffer_mb": round(kv_buffer / 2 ** 20, 2),
     }
 
 
@@ -110,9 +123,10 @@ def bench_cam(presets: Iterable[str] = ("tiny", "small", "paper"), heads: Iterab
               batch_sizes: Iterable[int] = (1, 16), frames: int | None = None, head_steps: int | None = None,
               threads: int | None = None, precision: str = "float32", warmup: int = 2) -> list[dict]:
     """One dict per (preset, head, batch size); see the module docstring. `frames` defaults to the
-    preset's context (capped at 64); `threads` sets torch's intra-op threads for the run."""
-    if threads:
-        torch.set_num_threads(int(threads))
+    preset's context (capped at 64); `threads` sets torch's intra-op threads for the run (default 1,
+    what `arwave stream` uses: on a shared 2-core machine a second OpenMP thread makes every small op
+    wait for a descheduled thread)."""
+    torch.set_num_threads(int(threads or 1))
     results = []
     for name in presets:
         for head in heads:
@@ -134,11 +148,14 @@ def bench_cam(presets: Iterable[str] = ("tiny", "small", "paper"), heads: Iterab
 
 def format_table(rows: list[dict]) -> str:
     head = f"{'preset':7} {'head':5} {'B':>3} {'params':>8} {'backbone':>9} {'head':>8} {'decode':>8} {'total':>8} " \
-           f"{'median':>8} {'frame':>7} {'RTF':>7} {'RTF/str':>7} {'1st ms':>7} {'streamRTF':>9}"
+           f"{'median':>8} {'frame':>7} {'RTF':>7} {'RTF/str':>7} {'1st ms':>7} {'streamRTF':>9} {'str 1st':>7} {'inlineRTF':>9}"
     lines = [head, "-" * len(head)]
+    nan = float("nan")
     for r in rows:
         m = r["ms_per_frame"]
         lines.append(f"{r['preset']:7} {r['head']:5} {r['batch']:>3} {r['params'] / 1e6:>7.1f}M {m['backbone']:>9.2f} "
                      f"{m['head']:>8.2f} {m['decode']:>8.2f} {m['total']:>8.2f} {r['median_frame_ms']:>8.2f} {r['frame_ms']:>7.1f} {r['rtf']:>7.2f} "
-                     f"{r['rtf_per_stream']:>7.2f} {r['first_audio_ms']:>7.1f} {r.get('stream_rtf', float('nan')):>9.2f}")
-    return "\n".join(lines) + "\n(ms per frame; RTF = audio seconds per wall second)"
+                     f"{r['rtf_per_stream']:>7.2f} {r['first_audio_ms']:>7.1f} {r.get('stream_rtf', nan):>9.2f} "
+                     f"{r.get('stream_first_audio_ms', nan):>7.1f} {r.get('stream_inline_rtf', nan):>9.2f}")
+    return "\n".join(lines) + ("\n(ms per frame; RTF = audio seconds per wall second; stream = CAM.stream with its "
+                               "decoding thread, inline = pipeline=False)")

@@ -10,7 +10,8 @@ What other code calls (shapes: audio (B, C, N); frames T = ceil(N / hop)):
     codec.decode_latents(z)      -> audio from continuous-space latents (continuous: unit-scale
                                     latents; msrq/rvq: ẑ, e.g. the AAR sampler's accumulated ẑ)
     codec.reconstruct(audio)     -> decode(encode(audio)) trimmed to N
-    codec.streaming_decoder()    -> StreamingDecoder with .step(z (B, D, n)) -> (B, C, n * hop), .reset()
+    codec.streaming_decoder()    -> StreamingDecoder with .step(z (B, D, n)) -> (B, C, n * hop), .reset(),
+                                    .prepare() (fold the weight norm now rather than in the first step)
     codec.msrq                   -> the MultiScaleResidualVQ (AAR's teacher forcing / sampling helpers)
 
 Long audio is processed in chunks of frames with `context` frames of look-around on each side and a
@@ -113,6 +114,14 @@ class StreamingDecoder:
 
     def reset(self) -> None:
         self.cache = {}
+
+    @torch.no_grad()
+    def prepare(self) -> "StreamingDecoder":
+        """Compute the decoder's inference weights now (weight norm folded, `seanet.InferenceWeight`)
+        instead of in the first `step`: ~25 ms for the paper codec, once per codec until its weights
+        change. `CAM.stream` calls it on the decoding thread while the first frame is generated."""
+        self.codec.decoder.prepare_inference()
+        return self
 
 
 class Codec(nn.Module):

@@ -226,6 +226,7 @@ class CAM(AudioGenerator):
             if clock is not None:
                 timings[name] = timings.get(name, 0.0) + clock() - t0
 
+        self.backbone.set_weight_layout(rows=B)           # memory order for B rows per step (values unchanged)
         caches = self.backbone.new_cache(max_len=max(1, c.context - 1))
         t0 = clock() if clock else 0
         tokens = self._start_tokens(B)
@@ -304,19 +305,22 @@ class CAM(AudioGenerator):
         return audio[..., skip:skip + samples].float()
 
     @torch.inference_mode()
-    def stream(self, seconds: float, seed: int | None = None, **sampling) -> Iterator[torch.Tensor]:
+    def stream(self, seconds: float, seed: int | None = None, *, pipeline: bool = True,
+               **sampling) -> Iterator[torch.Tensor]:
         """Yield (channels, hop) chunks as frames are generated and decoded (the last chunk is cut to
         length). Causal codecs decode frame by frame through `codec.streaming_decoder()`; otherwise
         each chunk is decoded from a window of the last `stream_window` frames.
 
-        Decoding runs on a second thread, overlapped with generating the next frame (torch releases
-        the GIL inside its kernels), so a frame costs max(generate, decode) rather than their sum on
-        a machine with two free cores. The first frame is decoded at once (latency to first audio)."""
+        pipeline=True: decoding runs on a second thread, overlapped with generating the next frame
+        (torch releases the GIL inside its kernels), so a frame costs max(generate, decode) rather
+        than their sum on a machine with two free cores; the decoder's one-time preparation (weight
+        norm folded, prompt primed) overlaps the first frame's generation. Each chunk is yielded as
+        soon as it is decoded. pipeline=False decodes on the calling thread (same output)."""
         self._check_options(sampling)
         frames, samples = self._seconds_to_frames(seconds)
         prompt = self._prompt_latents(sampling.pop("prompt", None))
         g = make_generator(seed, self.start.device)
-        decoder = self._frame_decoder(prompt)
+        prepare, decoder = self._frame_decoder(prompt)
 
         def decode(x):
             with torch.inference_mode():
@@ -330,13 +334,28 @@ class CAM(AudioGenerator):
             emitted += chunk.shape[-1]
             return chunk
 
+        latents = self.frames(frames, 1, g, prompt_latents=prompt, **sampling)
+        if not pipeline:
+            prepare()
+            for x in latents:
+                yield cut(decode(x))
+            return
+
+        def prepare_on_thread():
+            with torch.inference_mode():
+                prepare()
+
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cam-decode") as pool:
-            pending = None
-            for t, x in enumerate(self.frames(frames, 1, g, prompt_latents=prompt, **sampling)):
-                if t == 0:
-                    yield cut(decode(x))
+            pending = pool.submit(prepare_on_thread)       # jobs run in order on the one worker
+            first = True
+            for x in latents:
+                job = pool.submit(decode, x)               # decodes while the loop generates frame t + 1
+                if first:                                  # latency to first audio: wait for it now
+                    first = False
+                    pending.result()
+                    yield cut(job.result())
+                    pending = None
                     continue
-                job = pool.submit(decode, x)           # decodes while the loop generates frame t + 1
                 if pending is not None:
                     yield cut(pending.result())
                 pending = job
@@ -344,16 +363,21 @@ class CAM(AudioGenerator):
                 yield cut(pending.result())
 
     def _frame_decoder(self, prompt: torch.Tensor | None = None):
-        """A function frame (1, D, 1) -> audio (1, C, hop), primed with the prompt's latents."""
+        """(prepare, step): `step` maps a frame (1, D, 1) to audio (1, C, hop); `prepare()` must run
+        once before the first step: it readies the decoder and primes it with the prompt's latents."""
         codec = self.codec
         make = getattr(codec, "streaming_decoder", None)
         if make is not None and getattr(codec, "causal", True):
             dec = make()
-            if hasattr(dec, "reset"):
-                dec.reset()
-            for t in range(prompt.shape[-1] if prompt is not None else 0):
-                dec.step(prompt[None, :, t:t + 1])
-            return dec.step
+
+            def prepare():
+                if hasattr(dec, "reset"):
+                    dec.reset()
+                if hasattr(dec, "prepare"):
+                    dec.prepare()
+                for t in range(prompt.shape[-1] if prompt is not None else 0):
+                    dec.step(prompt[None, :, t:t + 1])
+            return prepare, dec.step
         window = max(1, int(self.cam.stream_window))
         history = [] if prompt is None else [prompt[None, :, t:t + 1] for t in range(prompt.shape[-1])]
 
@@ -361,4 +385,4 @@ class CAM(AudioGenerator):
             history.append(frame)
             del history[:-window]
             return codec.decode(torch.cat(history, dim=-1))[..., -self.hop:]
-        return step
+        return (lambda: None), step
