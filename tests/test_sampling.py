@@ -95,34 +95,3 @@ def test_sampling_frequencies_follow_the_filtered_distribution():
     freq = torch.bincount(draws, minlength=3).float() / 20000
     assert freq[2] == 0
     assert math.isclose(freq[0].item(), 0.625, abs_tol=0.02)
-
-
-def test_buffer_kv_cache_equals_the_transformer_cache():
-    """Ring/preallocated caches give the same outputs as the shared KVCache: a sliding window far past
-    its wrap-around (rotary, causal, one token per step) and AAR-style block steps (AdaLN, l2 q/k)."""
-    from arwave.models.sampling import new_buffer_caches
-    from arwave.models.transformer import Transformer, TransformerConfig
-    torch.manual_seed(0)
-    gpt = Transformer(TransformerConfig(width=32, depth=2, heads=4)).eval()
-    x = torch.randn(2, 17, 32)
-    ref_caches, buf_caches = gpt.new_cache(max_len=5), new_buffer_caches(gpt, max_len=5)
-    with torch.no_grad():
-        ref = [gpt(x[:, :3], mask="causal", caches=ref_caches)]             # a prefill, then single steps
-        out = [gpt(x[:, :3], mask="causal", caches=buf_caches)]
-        for t in range(3, 17):
-            ref.append(gpt(x[:, t:t + 1], mask="causal", caches=ref_caches))
-            out.append(gpt(x[:, t:t + 1], mask="causal", caches=buf_caches))
-    torch.testing.assert_close(torch.cat(out, 1), torch.cat(ref, 1), atol=1e-5, rtol=1e-5)
-    assert buf_caches[0].length == 5 and buf_caches[0].position == 17
-
-    aar = Transformer(TransformerConfig(width=32, depth=2, heads=4, rotary=False, qk_norm=True, cond_dim=8)).eval()
-    cond, sizes = torch.randn(2, 8), [1, 2, 4]
-    y = torch.randn(2, 7, 32)
-    ref_caches, buf_caches = aar.new_cache(), new_buffer_caches(aar, capacity=7)
-    start, ref, out = 0, [], []
-    with torch.no_grad():
-        for s in sizes:
-            ref.append(aar(y[:, start:start + s], cond, caches=ref_caches))
-            out.append(aar(y[:, start:start + s], cond, caches=buf_caches))
-            start += s
-    torch.testing.assert_close(torch.cat(out, 1), torch.cat(ref, 1), atol=1e-5, rtol=1e-5)

@@ -6,13 +6,11 @@
 - `cfg_ramp`: AAR's linear guidance ramp t_k = cfg·k/(K−1) over the scales k = 0..K−1.
 - `sample`: temperature, filtering, then a multinomial draw from a seeded torch.Generator
   (temperature <= 0 means greedy argmax). All randomness comes from the generator passed in.
-- `BufferKVCache`: the shared Transformer's KVCache without a copy per step (preallocated / ring).
 """
 from __future__ import annotations
 
 import torch
 
-from arwave.models.transformer import KVCache
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0) -> torch.Tensor:
@@ -59,60 +57,3 @@ def sample(logits: torch.Tensor, generator: torch.Generator, temperature: float 
         probs = probs.to(generator.device)
     idx = torch.multinomial(probs, 1, generator=generator)[:, 0]
     return idx.to(logits.device).view(shape)
-
-
-class BufferKVCache(KVCache):
-    """A drop-in `transformer.KVCache` that writes keys/values into buffers allocated once, instead of
-    concatenating a new (B, H, L, d) tensor at every step (which copies the whole cache per token and,
-    at large batch, spends most of the time in the allocator and page faults).
-
-    Without `max_len` it holds up to `capacity` entries in order (AAR: capacity = L tokens of a window).
-    With `max_len` (a sliding window) it is a ring of max_len + 1 slots, so after the oldest entry has
-    been dropped the new token overwrites it: once full, every call must append ONE token (the keys
-    are then in ring order, which attention without a mask does not see: rotary phases were applied
-    before caching, so only the set of keys matters)."""
-
-    def __init__(self, capacity: int | None = None, max_len: int | None = None):
-        super().__init__(max_len)
-        self.capacity = max_len + 1 if max_len is not None else int(capacity)
-        self.filled = 0          # valid slots
-        self.slot = 0            # next write slot (ring mode)
-
-    @property
-    def length(self) -> int:
-        return min(self.filled, self.max_len) if self.max_len is not None else self.filled
-
-    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        B, H, L, d = k.shape
-        if self.k is None:
-            self.k = k.new_empty(B, H, self.capacity, d)
-            self.v = v.new_empty(B, H, self.capacity, v.shape[-1])
-        if self.max_len is None or self.filled + L <= self.capacity:   # in order
-            if self.filled + L > self.capacity:
-                raise ValueError(f"KV cache full: {self.filled} + {L} > capacity {self.capacity}")
-            start = self.filled if self.max_len is None else self.slot
-            self.k[:, :, start:start + L] = k
-            self.v[:, :, start:start + L] = v
-            self.filled += L
-            self.slot = (start + L) % self.capacity
-        else:                                                           # ring: overwrite the oldest
-            if L != 1:
-                raise ValueError("a full sliding-window cache takes one token per call")
-            self.k[:, :, self.slot] = k[:, :, 0]
-            self.v[:, :, self.slot] = v[:, :, 0]
-            self.slot = (self.slot + 1) % self.capacity
-        self.position += L
-        return self.k[:, :, :self.filled], self.v[:, :, :self.filled]
-
-    def trim(self) -> None:
-        """Nothing to copy: in ring mode the oldest slot is the next one overwritten."""
-
-    def repeat(self, n: int) -> None:
-        if self.k is not None:
-            self.k = self.k.repeat(n, 1, 1, 1)
-            self.v = self.v.repeat(n, 1, 1, 1)
-
-
-def new_buffer_caches(transformer, capacity: int | None = None, max_len: int | None = None) -> list[BufferKVCache]:
-    """One BufferKVCache per block of the shared Transformer (use instead of `transformer.new_cache`)."""
-    return [BufferKVCache(capacity, max_len) for _ in transformer.blocks]

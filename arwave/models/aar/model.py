@@ -29,7 +29,7 @@ from arwave.errors import ArwaveError
 from arwave.models.aar.condition import ConditionEmbedding
 from arwave.models.aar.base import CodecGenerator, decode_latent, encode_prompt_latent
 from arwave.models.generator import make_generator
-from arwave.models.sampling import cfg_ramp, guided_logits, new_buffer_caches, sample
+from arwave.models.sampling import cfg_ramp, guided_logits, sample
 from arwave.models.transformer import Transformer, TransformerConfig
 
 
@@ -220,7 +220,7 @@ class AAR(CodecGenerator):
         guided = null is not None
         c = torch.cat([cond, null]) if guided else cond
         pos = self.pos_level()
-        caches = new_buffer_caches(self.transformer, capacity=self.L)
+        caches = self.transformer.new_cache()
         x = (c[:, None, :] + self.pos_start) + pos[:, :self.scales[0]]
         z_hat, codes, all_logits, start = None, [], [], 0
         for k, s in enumerate(self.scales):

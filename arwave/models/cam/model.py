@@ -194,7 +194,6 @@ class CAM(AudioGenerator):
         prompt_latents (D, Tp): codec latents to continue from (prefilled clean, k = 0).
         timings: if a dict is given, seconds spent in "backbone" and "head" are added to it."""
         c = self.cam
-        device = self.start.device
         if frames < 1 or num < 1:
             raise ArwaveError(f"need frames >= 1 and num >= 1, got frames={frames}, num={num}")
         k_inf = self.default_k_inf if k_inf is None else float(k_inf)

@@ -26,7 +26,7 @@ from arwave.errors import ArwaveError
 from arwave.models.aar.condition import ConditionEmbedding
 from arwave.models.aar.base import CodecGenerator, decode_latent, encode_prompt_latent
 from arwave.models.generator import make_generator
-from arwave.models.sampling import guided_logits, new_buffer_caches, sample
+from arwave.models.sampling import guided_logits, sample
 from arwave.models.transformer import Transformer, TransformerConfig
 
 PATTERNS = ("flat", "delay")
@@ -215,7 +215,7 @@ class NextToken(CodecGenerator):
             forced = forced | (self.to_steps(known) == 1)
         guided = null is not None
         c = torch.cat([cond, null]) if guided else cond
-        caches = new_buffer_caches(self.transformer, max_len=self.context_steps - 1)
+        caches = self.transformer.new_cache(max_len=self.context_steps - 1)
         x = self.start_input(c)
         out = torch.empty(B, S, self.P, dtype=torch.long, device=device)
         all_logits = []
