@@ -4,7 +4,16 @@ never touch ~/.cache/arwave."""
 import os
 import tempfile
 
+import pytest
 import torch
 
-torch.set_num_threads(1)
 os.environ.setdefault("ARWAVE_CACHE", tempfile.mkdtemp(prefix="arwave-test-cache-"))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Every test starts single-threaded, whatever an earlier test (or a bench it ran) set."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

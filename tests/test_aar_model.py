@@ -12,15 +12,6 @@ SCALES = msrq_scales(12, 5)          # [1, 2, 4, 8, 12]
 DIM, V = 8, 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread (several threads on a shared 2-core machine spin and crawl)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make_quantizer():
     torch.manual_seed(0)
     return MultiScaleResidualVQ(DIM, SCALES, codebook_size=V, num_phi=2).eval()

@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile as sf
 import torch
 
@@ -13,14 +12,6 @@ from arwave.checkpoint import load_tensors, save_checkpoint
 from arwave.codec.msrq import msrq_scales
 from arwave.config import run_config_to_json
 from arwave.registry import get_kind, preset
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def make_codec_run(folder: Path, preset_name: str) -> Path:

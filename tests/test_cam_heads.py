@@ -10,15 +10,6 @@ from arwave.models.cam.heads import (DDPMHead, GMMHead, RectifiedFlowHead, cosin
                                      respace, squareplus)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny shapes: one thread is faster (and fair to a shared 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ---------------------------------------------------------------------------------------------------
 # GMM
 

@@ -10,14 +10,6 @@ from arwave.models.cam.kind import CAMConfig
 from arwave.models.cam.model import CAM
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 D = 6
 
 

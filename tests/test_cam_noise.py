@@ -6,15 +6,6 @@ import torch
 from arwave.models.cam.noise import NoiseLevelEmbedding, augment, corrupt, renoise, sinusoidal
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny shapes: one thread is faster (and fair to a shared 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("mode", ["linear", "vp"])
 def test_augment_matches_hand_computation(mode):
     x = torch.randn(3, 7, 5)

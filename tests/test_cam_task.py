@@ -15,14 +15,6 @@ from arwave.models.cam.kind import LatentCrops
 from arwave.registry import get_kind, preset
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def save_codec_run(path, name="tiny-continuous"):
     cfg = preset("codec", name)
     torch.manual_seed(0)

@@ -16,14 +16,6 @@ from arwave.config import run_config_to_json
 from arwave.registry import get_kind, preset
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def cam_run(tmp_path_factory):
     """RUN/config.json + RUN/checkpoints/..., and the codec as RUN/codec (parent = "codec")."""

@@ -11,7 +11,6 @@ from arwave.cli.main import main
 from arwave.codec.kind import build_model, make_preset
 from arwave.config import run_config_to_json
 
-torch.set_num_threads(1)
 
 
 def make_run(tmp_path, bottleneck):

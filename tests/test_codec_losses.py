@@ -11,7 +11,6 @@ from arwave.codec.losses import (feature_matching_loss, hinge_critic_loss, hinge
 from arwave.errors import ArwaveError
 from arwave.evaluation.recon import mel_distance, stft_distance
 
-torch.set_num_threads(1)
 
 
 def test_slaney_mel_scale_anchor_values():

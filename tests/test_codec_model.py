@@ -11,7 +11,6 @@ from arwave.config import run_config_from_dict, to_dict
 from arwave.errors import ArwaveError
 from arwave.registry import preset
 
-torch.set_num_threads(1)
 
 
 def tiny(bottleneck: str, **changes) -> Codec:

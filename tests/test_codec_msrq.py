@@ -7,7 +7,6 @@ import torch.nn.functional as F
 
 from arwave.codec.msrq import EMACodebook, MultiScaleResidualVQ, msrq_scales
 
-torch.set_num_threads(1)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ import torch
 
 from arwave.codec.kind import CodecTask, make_preset
 
-torch.set_num_threads(1)
 
 
 class SineSet:

@@ -9,14 +9,6 @@ from arwave.evaluation.embedders import EmbedderError, get_embedder
 from arwave.evaluation.embedders import adapters as AD
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def bn(prefix, c):
     return {f"{prefix}.weight": (c,), f"{prefix}.bias": (c,), f"{prefix}.running_mean": (c,),
             f"{prefix}.running_var": (c,), f"{prefix}.num_batches_tracked": ()}

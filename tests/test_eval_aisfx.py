@@ -13,14 +13,6 @@ from arwave.evaluation.embedders import get_embedder, hz_to_mel, mel_filterbank,
 from arwave.evaluation.embedders import aisfx as A
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The test machine's cores are shared: one intra-op thread avoids oversubscription stalls."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 FINGERPRINT = Path(__file__).parent / "data" / "aisfx_fingerprint.json"
 HAVE_AISFX = importlib.util.find_spec("aisfx") is not None
 needs_aisfx = pytest.mark.skipif(not HAVE_AISFX, reason="the aisfx wheel (weights) is not installed")

@@ -13,14 +13,6 @@ from arwave.evaluation.classifier import AudioClassifier, ClassifierTask, build_
 from arwave.registry import get_kind, preset
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The test machine's cores are shared: one intra-op thread avoids oversubscription stalls."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 SR = 16000
 FREQS = {"high": 2000.0, "low": 300.0}          # label_names are sorted: 0 = high, 1 = low
 

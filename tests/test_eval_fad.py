@@ -12,15 +12,6 @@ from arwave.evaluation.fad_over_time import fad_over_time, plot_fad_over_time
 from arwave.evaluation.generated import evaluate_generated
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The test machine's cores are shared: one intra-op thread avoids oversubscription stalls."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def random_spd(d, rng):
     a = rng.standard_normal((d, d))
     return a @ a.T + 0.1 * np.eye(d)

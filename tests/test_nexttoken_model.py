@@ -11,14 +11,6 @@ from arwave.models.nexttoken.model import (NextToken, NextTokenConfig, delay_cod
 N, V = 3, 16
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make_model(pattern="flat", context=6, randomize=True):
     torch.manual_seed(0)
     q = ResidualVQ(8, levels=N, codebook_size=V).eval()

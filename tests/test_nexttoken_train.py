@@ -9,14 +9,6 @@ from arwave.registry import preset
 from test_aar_train import make_codec_run, make_manifest
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("pattern", ["flat", "delay"])
 def test_train_load_generate(tmp_path, pattern):
     from arwave.training.loop import train

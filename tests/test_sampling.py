@@ -1,20 +1,10 @@
 """Token sampling: top-k / top-p keep exactly the right tokens, CFG formula and ramp, seeded draws."""
 import math
 
-import pytest
 import torch
 
 from arwave.models.generator import make_generator
 from arwave.models.sampling import cfg_ramp, filter_logits, guided_logits, sample
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread (several threads on a shared 2-core machine spin and crawl)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def kept(logits, **kw):

@@ -20,14 +20,6 @@ from arwave.codec.seanet import SConv1d, SConvTranspose1d, _overlap_add, lstm_st
 from arwave.models.transformer import KVCache, Transformer, TransformerConfig, rotary, rotary_table
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class CatKVCache:
     """The plain cache: torch.cat per step, slicing to trim (the reference for KVCache)."""
 
