@@ -11,6 +11,8 @@ same along the curve; compare models with the same number of rollouts.
 """
 from __future__ import annotations
 
+import torch
+
 
 from arwave.evaluation.embedders import as_clips, get_embedder
 from arwave.evaluation.fad import FADError, GaussianStats, StatsAccumulator, fad_from_stats, reference_stats
@@ -72,3 +74,24 @@ def plot_fad_over_time(results: dict[str, dict], path_png, title: str | None = N
     Path(path_png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path_png, dpi=120)
     plt.close(fig)
+
+
+def latent_fad_over_time(rollouts: torch.Tensor, reference: torch.Tensor, window_frames: int) -> dict:
+    """FAD over time in the codec's latent space: each latent frame (a D-vector) is one embedding.
+
+    rollouts: (N, D, T) generated latents; reference: (D, M) latent frames of real audio (e.g. every
+    frame of the test split through the same codec). Window k pools frames [k W, (k + 1) W) of all
+    rollouts. This measures the AR model's own drift, independently of how well the codec decodes —
+    at CPU scale the codec, not the AR model, limits every audio-domain FAD.
+    """
+    N, D, T = rollouts.shape
+    num_windows = T // window_frames
+    if num_windows < 1:
+        raise FADError(f"latent_fad_over_time: rollouts of {T} frames are shorter than one {window_frames}-frame window")
+    ref = GaussianStats.from_embeddings(reference.t().double())
+    fads = []
+    for k in range(num_windows):
+        frames = rollouts[:, :, k * window_frames:(k + 1) * window_frames].permute(0, 2, 1).reshape(-1, D)
+        fads.append(fad_from_stats(GaussianStats.from_embeddings(frames.double()), ref))
+    return {"embedder": "latent", "window_frames": window_frames, "times": [k * window_frames for k in range(num_windows)],
+            "fad": fads, "fad_acc": fads[-1], "num_rollouts": N}

@@ -54,12 +54,23 @@ def _plot_runs(runs: dict[str, Path], png: Path, title: str) -> Path:
     return png
 
 
+def test_latents(model, progress: bool = True) -> torch.Tensor:
+    """(D, M): every latent frame of the test split through the model's codec (cached beside its codec)."""
+    from arwave.data.dataset import dataset_for_split
+    from arwave.data.encoded import encode_files
+    files = dataset_for_split(model.config.data, "test", segment_samples=1).file_paths
+    codec = model.codec
+    lat = encode_files(files, lambda a: codec.encode(a[None])[0].float(), Path(model.run_dir) / model.config.parent / "cache",
+                       "latents-test", model.sample_rate, model.channels, progress=progress)
+    return torch.cat(lat, dim=-1)
+
+
 def noise_aug(out: Path, minutes: float, preset: str = "small", codec_run: str | None = None, variants=None,
               context_multiple: float = 4.0, num: int = 8, seed: int = 0, data: str | None = None,
               progress: bool = True) -> dict:
     import arwave
     from arwave.data.dataset import dataset_for_split
-    from arwave.evaluation.fad_over_time import fad_over_time, plot_fad_over_time
+    from arwave.evaluation.fad_over_time import fad_over_time, latent_fad_over_time, plot_fad_over_time
 
     out = Path(out)
     variants = list(variants or ["CAM", "MAR-RF", "GIVT", "GIVT+noise"])
@@ -68,35 +79,46 @@ def noise_aug(out: Path, minutes: float, preset: str = "small", codec_run: str |
     runs = {v: train_or_reuse("cam", preset, out / "runs" / v.lower().replace("+", "-"), minutes,
                               [*CAM_VARIANTS[v], f"codec_run={codec.resolve()}"], _data_overrides(data), progress)
             for v in variants}
-    results, curves, audio = {}, {}, []
+    results, curves, latent_curves, audio = {}, {}, {}, []
     for name, run in runs.items():
         model = arwave.load(run)
         context_s = model.config.model.context * model.hop / model.sample_rate
         ref = dataset_for_split(model.config.data, "test", segment_samples=round(context_s * model.sample_rate), random_crop=False, tiled=True)
+        ref_latents = test_latents(model, progress)
         settings = [(name, {})]
         if model.config.model.noise_aug:
             settings.append((f"{name} (k_inf=0)", {"k_inf": 0.0}))   # the inference-noise ablation, same weights
         for label, sampling in settings:
+            frames = int(round(context_multiple * model.config.model.context))
             t0 = time.time()
-            waves = model.generate(context_multiple * context_s, num=num, seed=seed, **sampling)
+            latents = model.sample_latents(frames, num=num, seed=seed, **sampling)
+            with torch.inference_mode():
+                waves = model.codec.decode(latents)
             gen_s = time.time() - t0
             res = fad_over_time(waves, model.sample_rate, ref, embedder="aisfx", window_seconds=context_s, progress=progress)
+            lat = latent_fad_over_time(latents, ref_latents, model.config.model.context)
             res.update(generation_seconds=gen_s, steps=final_metrics(run).get("steps", 0))
             curves[label] = res
+            latent_curves[label] = {**lat, "times": [t * context_s / model.config.model.context for t in lat["times"]],
+                                    "window_seconds": context_s}
             results[label] = {"fad_first": res["fad"][0], "fad_acc": res["fad_acc"], "fad": res["fad"],
+                              "latent_fad": lat["fad"], "latent_fad_first": lat["fad"][0], "latent_fad_acc": lat["fad_acc"],
                               "steps": res["steps"], "rtf": waves.shape[0] * waves.shape[-1] / model.sample_rate / gen_s}
             audio += write_examples(waves[:1], model.sample_rate, out / "media", label.replace(" ", "_").replace("(", "").replace(")", "").replace("=", ""),
                                     [f"{label}: {context_multiple * context_s:.1f} s rollout"])
+    plot_fad_over_time(latent_curves, out / "media" / "latent_fad_over_time.png", title=f"FAD over time in latent space, {minutes:g} min of training each")
     png = out / "media" / "fad_over_time.png"
     plot_fad_over_time(curves, png, title=f"FAD over time (aisfx), {minutes:g} min of training each")
     _plot_runs(runs, out / "media" / "loss.png", "CAM family training loss")
-    rows = [{"model": k, "FAD first window": v["fad_first"], "FAD_acc (last window)": v["fad_acc"],
-             "drift (acc − first)": v["fad_acc"] - v["fad_first"], "training steps": v["steps"]} for k, v in results.items()]
+    rows = [{"model": k, "latent FAD first window": v["latent_fad_first"], "latent FAD_acc": v["latent_fad_acc"],
+             "FAD aisfx first window": v["fad_first"], "FAD_acc aisfx": v["fad_acc"], "training steps": v["steps"]}
+            for k, v in results.items()]
     summary = {"experiment": "noise-aug", "minutes_per_model": minutes, "preset": preset, "codec": str(codec),
                "context_multiple": context_multiple, "num_rollouts": num, "results": results}
     write_json(out / "results.json", summary)
     write_report(out / "report.html", "Claim (a): noise augmentation vs error accumulation",
-                 [Section("FAD over time", tables=[("per model", rows)], images=[("FAD over time", "media/fad_over_time.png"),
+                 [Section("FAD over time", tables=[("per model", rows)], images=[("FAD over time in latent space", "media/latent_fad_over_time.png"),
+                                                                                 ("FAD over time (aisfx)", "media/fad_over_time.png"),
                                                                                  ("training loss", "media/loss.png")], audio=audio)])
     return summary
 

@@ -31,7 +31,8 @@ def run_demo(out: str | Path = "demo-out", minutes: float = 10.0, preset: str = 
     from arwave.data.corpus import ensure_corpus
     from arwave.data.dataset import dataset_for_split
     from arwave.evaluation.classifier import evaluate_classifier
-    from arwave.evaluation.fad_over_time import fad_over_time, plot_fad_over_time
+    from arwave.evaluation.fad_over_time import fad_over_time, latent_fad_over_time, plot_fad_over_time
+    from arwave.experiments.claims import test_latents
     from arwave.evaluation.generated import evaluate_generated
     from arwave.evaluation.recon import evaluate_recon
 
@@ -97,13 +98,19 @@ def run_demo(out: str | Path = "demo-out", minutes: float = 10.0, preset: str = 
     cam = arwave.load(r_cam)
     context_s = cam.config.model.context * cam.hop / cam.sample_rate
     rollout_s = 4 * context_s
-    waves = cam.generate(rollout_s, num=6, seed=seed)
+    latents = cam.sample_latents(4 * cam.config.model.context, num=6, seed=seed)
+    with torch.inference_mode():
+        waves = cam.codec.decode(latents)
     cam_audio = write_examples(waves[:3], cam.sample_rate, media, "cam", [f"CAM rollout {i} ({rollout_s:.1f} s)" for i in range(3)])
     ref_ctx = dataset_for_split(cam.config.data, "test", segment_samples=round(context_s * cam.sample_rate), random_crop=False, tiled=True)
     fot = fad_over_time(waves, cam.sample_rate, ref_ctx, embedder="aisfx", window_seconds=context_s, progress=progress)
+    lat = latent_fad_over_time(latents, test_latents(cam, progress), cam.config.model.context)
+    lat.update(times=[t * context_s / cam.config.model.context for t in lat["times"]], window_seconds=context_s)
     plot_fad_over_time({"CAM (rf + noise aug)": fot}, media / "fad_over_time.png", title="FAD over time (aisfx)")
+    plot_fad_over_time({"CAM (rf + noise aug)": lat}, media / "latent_fad_over_time.png", title="FAD over time (codec latent space)")
     cam_eval = evaluate_generated(waves, ref_ctx, embedder=embedders, sample_rate=cam.sample_rate, progress=progress)
-    results["runs"]["cam"] = {**final_metrics(r_cam), "fad_over_time": fot, "eval": cam_eval, "params": _params(cam)}
+    results["runs"]["cam"] = {**final_metrics(r_cam), "fad_over_time": fot, "latent_fad_over_time": lat, "eval": cam_eval,
+                              "params": _params(cam)}
 
     # AAR: one clip per instrument (class-conditioned, CFG), longer than one window
     aar = arwave.load(r_aar)
@@ -127,8 +134,11 @@ def run_demo(out: str | Path = "demo-out", minutes: float = 10.0, preset: str = 
     sections.append(Section("CAM: continuous autoregressive generation", text=(
         f"Rectified-flow head, noise augmentation on (k_max={cam.config.model.k_max}), inference noise "
         f"k_inf={cam.config.model.k_inf}. Rollouts of {rollout_s:.1f} s = 4× the training context of {context_s:.2f} s; "
-        f"FAD of successive {context_s:.2f} s windows against the test split (FAD_acc = last window = {fot['fad_acc']:.3f})."),
-        audio=cam_audio, images=[("FAD over time", "media/fad_over_time.png"), ("CAM training curves", str((r_cam / 'loss.png').relative_to(out)))]))
+        f"FAD of successive {context_s:.2f} s windows against the test split, on audio (aisfx embedder, FAD_acc = "
+        f"{fot['fad_acc']:.3f}) and on the codec latents (FAD_acc = {lat['fad_acc']:.3f}; the AR model's own drift, "
+        f"independent of how well the codec decodes)."),
+        audio=cam_audio, images=[("FAD over time (aisfx)", "media/fad_over_time.png"),
+                                 ("FAD over time (latent space)", "media/latent_fad_over_time.png"), ("CAM training curves", str((r_cam / 'loss.png').relative_to(out)))]))
     sections.append(Section("AAR: next-scale generation", text=(
         "Class-conditioned (instrument) with classifier-free guidance ramping over scales; clips of two windows, "
         "the second continuing the first."), audio=aar_audio,
