@@ -27,7 +27,7 @@ def attach_codec_run(cfg: RunConfig, run_dir: str | Path, kind: str) -> tuple[nn
         if not (local / "config.json").is_file():
             copy_run(src, local)
     elif not (local / "config.json").is_file():
-        raise ConfigError(f"{kind}: training needs a trained codec: add --set codec_run=RUN_DIR_OF_CODEC")
+        raise ConfigError(f"{kind}: training needs a trained codec: add --codec RUN (or --set codec_run=RUN)")
     cfg.parent = "codec"
     codec = load(local)
     cache_dir = (Path(codec_run).expanduser() if codec_run else local) / "cache"
