@@ -5,17 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 import torch.nn as nn
 
 from arwave.config import ConfigError, DataConfig, RunConfig
 from arwave.errors import ArwaveError
 
 
-def attach_codec_run(cfg: RunConfig, run_dir: str | Path, kind: str) -> tuple[nn.Module, Path, dict]:
-    """Copy `cfg.model.codec_run` into RUN/codec (once), set `cfg.parent = "codec"` and load it.
+def attach_codec_run(cfg: RunConfig, run_dir: str | Path, kind: str, bottleneck: str) -> tuple[nn.Module, Path, dict, str]:
+    """Copy `cfg.model.codec_run` into RUN/codec (once), set `cfg.parent = "codec"`, load it, check its
+    bottleneck is the one `kind` models, and move it to the training device.
 
-    Returns (codec, cache folder, cache key): caches live in the SOURCE codec run (shared by every AR
-    run on that codec), keyed by its checkpoint."""
+    Returns (codec, cache folder, cache key, device): caches live in the SOURCE codec run (shared by
+    every AR run on that codec), keyed by its checkpoint."""
     from arwave.checkpoint import copy_run, latest_checkpoint, load
     run_dir = Path(run_dir)
     local = run_dir / "codec"
@@ -33,7 +35,11 @@ def attach_codec_run(cfg: RunConfig, run_dir: str | Path, kind: str) -> tuple[nn
     cache_dir = (Path(codec_run).expanduser() if codec_run else local) / "cache"
     key = {"codec": str(Path(codec_run).expanduser().resolve()) if codec_run else "local",
            "checkpoint": latest_checkpoint(local).name}
-    return codec, cache_dir, key
+    if getattr(codec, "kind", None) != bottleneck:
+        raise ArwaveError(f"{kind}: {codec_run or local} has a {getattr(codec, 'kind', '?')!r} bottleneck; "
+                          f"{kind} needs a codec trained with --set bottleneck={bottleneck}")
+    device = "cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu"
+    return codec.to(device), cache_dir, key, device
 
 
 def codec_data_config(codec_preset: str, batch_size: int) -> DataConfig:

@@ -125,14 +125,9 @@ class AARTask(Task):
 
         m: AARConfig = cfg.model
         check_config(m)
-        codec, cache_dir, key = attach_codec_run(cfg, run_dir, "aar")
-        if getattr(codec, "kind", None) != "msrq":
-            raise ArwaveError(f"aar: {m.codec_run or 'RUN/codec'} has a {getattr(codec, 'kind', '?')!r} bottleneck; "
-                              "AAR needs an msrq codec")
+        codec, cache_dir, key, device = attach_codec_run(cfg, run_dir, "aar", "msrq")
         cfg.data.sample_rate, cfg.data.channels = int(codec.sample_rate), int(codec.channels)
         cfg.data.segment_seconds = codec.window_samples / codec.sample_rate
-        device = "cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu"
-        codec.to(device)
         sets = {}
         for split in ("train", "val"):
             files = dataset_for_split(cfg.data, split, segment_samples=1)

@@ -135,19 +135,14 @@ class CAMTask(Task):
         run_dir = Path(run_dir)
         mc = cfg.model
         check_config(mc)
-        codec, cache_dir, cache_key = attach_codec_run(cfg, run_dir, "cam")
+        codec, cache_dir, cache_key, device = attach_codec_run(cfg, run_dir, "cam", "continuous")
         local = run_dir / cfg.parent
-        if getattr(codec, "kind", "continuous") != "continuous":
-            raise ArwaveError(f"{local}: this codec has no continuous latents (train it with the continuous bottleneck)")
         if (codec.sample_rate, codec.channels) != (cfg.data.sample_rate, cfg.data.channels):
             raise ArwaveError(
                 f"cam: data is {cfg.data.sample_rate} Hz, {cfg.data.channels} channel(s) but the codec "
                 f"{mc.codec_run or local} is "
                 f"{codec.sample_rate} Hz, {codec.channels} channel(s); set data.sample_rate/data.channels to the codec's")
         mc.latent_dim, mc.hop = int(codec.latent_dim), int(codec.hop)
-
-        device = "cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu"
-        codec.to(device)
         sets = {}
         for split in ("train", "val"):
             files = dataset_for_split(cfg.data, split, segment_samples=1)

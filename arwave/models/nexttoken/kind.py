@@ -84,15 +84,10 @@ class NextTokenTask(Task):
 
         m: NextTokenConfig = cfg.model
         check_config(m)
-        codec, cache_dir, key = attach_codec_run(cfg, run_dir, "nexttoken")
-        if getattr(codec, "kind", None) != "rvq":
-            raise ArwaveError(f"nexttoken: {m.codec_run or 'RUN/codec'} has a {getattr(codec, 'kind', '?')!r} "
-                              "bottleneck; the next-token baseline needs an rvq codec")
+        codec, cache_dir, key, device = attach_codec_run(cfg, run_dir, "nexttoken", "rvq")
         cfg.data.sample_rate, cfg.data.channels = int(codec.sample_rate), int(codec.channels)
         m.context_frames = int(m.context_frames or codec.window_frames)
         cfg.data.segment_seconds = m.context_frames * codec.hop / codec.sample_rate
-        device = "cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu"
-        codec.to(device)
         sets = {}
         for split in ("train", "val"):
             files = dataset_for_split(cfg.data, split, segment_samples=1)
