@@ -51,3 +51,11 @@ def codec_data_config(codec_preset: str, batch_size: int) -> DataConfig:
         return DataConfig(batch_size=batch_size)
     return DataConfig(sample_rate=c.sample_rate, channels=c.channels, segment_seconds=c.window_seconds,
                       batch_size=batch_size)
+
+
+def load_parent_codec(cfg: RunConfig, run_dir: str | Path | None) -> nn.Module | None:
+    """The codec a trained AR run keeps in RUN/<cfg.parent>, or None (a fresh model has none yet)."""
+    if run_dir is None or not cfg.parent:
+        return None
+    from arwave.checkpoint import load
+    return load(Path(run_dir) / cfg.parent)

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from arwave.config import ConfigError, RunConfig, TrainConfig
 from arwave.errors import ArwaveError
 from arwave.models.aar.condition import COND_KINDS
-from arwave.models.codec_parent import attach_codec_run, codec_data_config
+from arwave.models.codec_parent import attach_codec_run, codec_data_config, load_parent_codec
 from arwave.models.aar.model import AAR, AARConfig
 from arwave.registry import Kind, register
 from arwave.training.task import Task
@@ -92,10 +92,7 @@ def check_config(m: AARConfig) -> None:
 def build_model(cfg: RunConfig, run_dir: Path | None = None) -> AAR:
     """The AAR of `cfg`; with a run folder whose config names a parent, its codec is loaded and attached."""
     check_config(cfg.model)
-    codec = None
-    if run_dir is not None and cfg.parent:
-        from arwave.checkpoint import load
-        codec = load(Path(run_dir) / cfg.parent)
+    codec = load_parent_codec(cfg, run_dir)
     return AAR(cfg.model, codec=codec)
 
 

@@ -26,7 +26,7 @@ from arwave.errors import ArwaveError
 from arwave.models.cam.heads import HEADS
 from arwave.models.cam.model import CAM
 from arwave.models.cam.noise import MODES
-from arwave.models.codec_parent import attach_codec_run
+from arwave.models.codec_parent import attach_codec_run, load_parent_codec
 from arwave.registry import Kind, KindNotAvailable, register
 from arwave.training.task import Task
 
@@ -87,12 +87,9 @@ def check_config(c: CAMConfig) -> None:
 def build_model(cfg: RunConfig, run_dir: Path | None = None) -> CAM:
     """The CAM of `cfg`; with a run folder whose config names a parent, its codec is loaded and attached."""
     check_config(cfg.model)
-    codec = None
-    if run_dir is not None and cfg.parent:
-        from arwave.checkpoint import load
-        codec = load(Path(run_dir) / cfg.parent)
-        if getattr(codec, "latent_dim", cfg.model.latent_dim) != cfg.model.latent_dim:
-            raise ArwaveError(f"{run_dir}: codec latent_dim {codec.latent_dim} != cam latent_dim {cfg.model.latent_dim}")
+    codec = load_parent_codec(cfg, run_dir)
+    if codec is not None and getattr(codec, "latent_dim", cfg.model.latent_dim) != cfg.model.latent_dim:
+        raise ArwaveError(f"{run_dir}: codec latent_dim {codec.latent_dim} != cam latent_dim {cfg.model.latent_dim}")
     return CAM(cfg.model, codec, sample_rate=cfg.data.sample_rate, channels=cfg.data.channels,
                hop=getattr(codec, "hop", None) or cfg.model.hop)
 

@@ -18,7 +18,7 @@ from arwave.config import ConfigError, RunConfig, TrainConfig
 from arwave.errors import ArwaveError
 from arwave.models.aar.condition import COND_KINDS
 from arwave.models.aar.kind import clip_conditions
-from arwave.models.codec_parent import attach_codec_run, codec_data_config
+from arwave.models.codec_parent import attach_codec_run, codec_data_config, load_parent_codec
 from arwave.models.nexttoken.model import PATTERNS, NextToken, NextTokenConfig
 from arwave.registry import Kind, register
 from arwave.training.task import Task
@@ -39,10 +39,7 @@ def check_config(m: NextTokenConfig) -> None:
 
 def build_model(cfg: RunConfig, run_dir: Path | None = None) -> NextToken:
     check_config(cfg.model)
-    codec = None
-    if run_dir is not None and cfg.parent:
-        from arwave.checkpoint import load
-        codec = load(Path(run_dir) / cfg.parent)
+    codec = load_parent_codec(cfg, run_dir)
     return NextToken(cfg.model, codec=codec)
 
 
