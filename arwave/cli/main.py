@@ -26,7 +26,9 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="arwave", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="arwave", description="Fast autoregressive audio generation — CAM and SAT + AAR: data, training, "
+                                   "generation, streaming, evaluation and benchmarks. `arwave COMMAND --help` for each.")
     parser.add_argument("--version", action="version", version=f"arwave {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
