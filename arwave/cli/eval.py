@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from arwave.cli.generate import add_sampling_options, sampling_kwargs
 from arwave.errors import ArwaveError
 
 
@@ -29,23 +30,6 @@ def _reference_dataset(model, args, seconds: float):
     if len(ds) == 0:
         raise ArwaveError(f"reference split {args.split!r} is empty")
     return ds
-
-
-def sampling_kwargs(args) -> dict:
-    """The sampling options a user gave (only those), named as AudioGenerator.generate takes them."""
-    names = {"class_label": "class_label", "cfg": "cfg", "top_k": "top_k", "top_p": "top_p",
-             "k_inf": "k_inf", "head_steps": "head_steps", "temperature": "temperature"}
-    return {key: getattr(args, attr) for attr, key in names.items() if getattr(args, attr, None) is not None}
-
-
-def add_sampling_options(p) -> None:
-    p.add_argument("--class", dest="class_label", metavar="LABEL", help="class (instrument) to condition on")
-    p.add_argument("--cfg", type=float, help="classifier-free guidance weight")
-    p.add_argument("--top-k", type=int, help="top-k sampling (token models)")
-    p.add_argument("--top-p", type=float, help="nucleus sampling (token models)")
-    p.add_argument("--k-inf", type=float, help="inference noise level on generated context frames (CAM)")
-    p.add_argument("--head-steps", type=int, help="sampling steps of the per-frame head (CAM rf/ddpm)")
-    p.add_argument("--temperature", type=float, help="sampling temperature")
 
 
 def run_recon(args) -> int:
@@ -79,7 +63,7 @@ def run_gen(args) -> int:
     clips = []
     for i in range(0, args.num, args.batch):
         n = min(args.batch, args.num - i)
-        clips.append(model.generate(args.seconds, num=n, seed=args.seed + i, **sampling_kwargs(args)))
+        clips.append(model.generate(args.seconds, num=n, seed=args.seed + i, **sampling_kwargs(model, args)))
     waves = torch.cat(clips)
     if args.out:
         out = Path(args.out)
@@ -122,7 +106,7 @@ def run_fad_over_time(args) -> int:
         context = training_context_seconds(model)
         seconds = args.seconds or args.context_multiple * context
         window = args.window or context
-        waves = model.generate(seconds, num=args.num, seed=args.seed, **sampling_kwargs(args))
+        waves = model.generate(seconds, num=args.num, seed=args.seed, **sampling_kwargs(model, args))
         reference = _reference_dataset(model, args, window)
         res = fad_over_time(waves, model.sample_rate, reference, embedder=args.embedder, window_seconds=window,
                             progress=not args.json)

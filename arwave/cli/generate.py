@@ -38,6 +38,17 @@ SAMPLING_FLAGS = {"prompt": "--prompt", "class_label": "--class", "embedding": "
 
 def _add_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed (same seed, same audio)")
+    add_sampling_options(p)
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
+    p.add_argument("--precision", default=None, choices=("float32", "bfloat16"),
+                   help="weights of the AR model (bfloat16 halves the memory read per frame; CPU with AVX512-BF16 or GPU)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch intra-op threads (stream default 1: decoding runs on its own thread)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
+
+
+def add_sampling_options(p: argparse.ArgumentParser) -> None:
+    """The sampling flags every AR model kind may take (each model declares which it supports)."""
     p.add_argument("--prompt", default=None, metavar="FILE", help="audio file to continue")
     p.add_argument("--class", dest="class_label", default=None, metavar="LABEL", help="class name (or index) to condition on")
     p.add_argument("--embedding", default=None, metavar="FILE",
@@ -48,12 +59,6 @@ def _add_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k-inf", dest="k_inf", type=float, default=None, metavar="K", help="CAM: noise level put on generated context frames")
     p.add_argument("--head-steps", dest="head_steps", type=int, default=None, metavar="S", help="CAM: sampling steps of the per-frame head")
     p.add_argument("--temperature", type=float, default=None, metavar="T", help="sampling temperature")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
-    p.add_argument("--precision", default=None, choices=("float32", "bfloat16"),
-                   help="weights of the AR model (bfloat16 halves the memory read per frame; CPU with AVX512-BF16 or GPU)")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="torch intra-op threads (stream default 1: decoding runs on its own thread)")
-    p.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
 
 
 def register(sub) -> None:
