@@ -7,7 +7,7 @@ Layout of a run folder:
         model.safetensors                only after every file in it is written, so a crash mid-save
         ema.safetensors (optional)       leaves the previous checkpoint untouched
         critic.safetensors (optional)
-        optim.safetensors + state.json   optimiser tensors, step, data position, RNG
+        optim.safetensors + state.json   optimiser tensors; step, data position, optimiser scalars
     RUN/metrics.csv, RUN/loss.png        training log
 """
 from __future__ import annotations
@@ -22,10 +22,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from arwave.errors import ArwaveError
+
 CHECKPOINTS = "checkpoints"
-
-
-from arwave.errors import ArwaveError  # noqa: E402
 
 
 class CheckpointError(ArwaveError):

@@ -7,6 +7,10 @@ import tempfile
 import pytest
 import torch
 
+from arwave.checkpoint import save_checkpoint
+from arwave.config import run_config_to_json
+from arwave.registry import get_kind, preset
+
 os.environ.setdefault("ARWAVE_CACHE", tempfile.mkdtemp(prefix="arwave-test-cache-"))
 
 
@@ -17,3 +21,22 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def cam_run(tmp_path_factory):
+    """RUN/config.json + RUN/checkpoints/..., and the codec as RUN/codec (parent = "codec")."""
+    run = tmp_path_factory.mktemp("cli") / "cam"
+    codec_cfg = preset("codec", "tiny-continuous")
+    torch.manual_seed(0)
+    codec = get_kind("codec").build_model(codec_cfg, None)
+    (run / "codec").mkdir(parents=True)
+    (run / "codec" / "config.json").write_text(run_config_to_json(codec_cfg))
+    save_checkpoint(run / "codec", 0, {"model": codec.state_dict()}, {"step": 0})
+    cfg = preset("cam", "tiny")
+    cfg.parent = "codec"
+    cfg.model.num_classes, cfg.model.label_names = 2, ["high", "low"]
+    model = get_kind("cam").build_model(cfg, None)
+    (run / "config.json").write_text(run_config_to_json(cfg))
+    save_checkpoint(run, 1, {"model": model.state_dict()}, {"step": 1})
+    return run

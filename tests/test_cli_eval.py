@@ -9,8 +9,6 @@ import soundfile as sf
 from arwave.cli.main import main
 from arwave.data.manifest import write_manifest
 
-from test_cli_generate import cam_run  # noqa: F401  (the tiny CAM run fixture, with its codec in RUN/codec)
-
 
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory):

@@ -59,6 +59,8 @@ def run_gen(args) -> int:
     from arwave.data.audio import write_audio
     from arwave.evaluation.generated import evaluate_generated
 
+    if args.num < 1 or args.batch < 1:
+        raise ArwaveError(f"--num and --batch must be >= 1, got {args.num} and {args.batch}")
     model = arwave.load(args.run)
     clips = []
     for i in range(0, args.num, args.batch):
@@ -111,7 +113,7 @@ def run_fad_over_time(args) -> int:
         res = fad_over_time(waves, model.sample_rate, reference, embedder=args.embedder, window_seconds=window,
                             progress=not args.json)
         res.update(run=str(run), rollout_seconds=seconds, context_seconds=context)
-        results[Path(run).name] = res
+        results[Path(run).name if Path(run).name not in results else str(run)] = res
     if args.plot:
         plot_fad_over_time(results, args.plot)
     lines = [f"{name}: FAD per {r['window_seconds']:g} s window [{r['embedder']}] "

@@ -11,7 +11,9 @@ from arwave.registry import KIND_NAMES, PRESET_NAMES
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="tiny", help="named size: tiny (tests), small (demo), paper (GPU) [tiny]")
+    p.add_argument("--preset", default="tiny",
+                   help=f"named size: {', '.join(PRESET_NAMES)} (tests / demo / GPU); codec presets also come "
+                        "as SIZE-continuous, SIZE-msrq, SIZE-rvq [tiny]")
     p.add_argument("--data", metavar="MANIFEST", help="manifest.jsonl from `arwave data prepare` (default: built-in corpus)")
     p.add_argument("--codec", metavar="RUN", help="codec run the AR model trains on (sets model.codec_run)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -69,4 +71,3 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
-    assert set(PRESET_NAMES) == {"tiny", "small", "paper"}

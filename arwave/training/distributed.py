@@ -44,10 +44,6 @@ def setup(preference: str = "auto") -> DistInfo:
     return DistInfo(rank, world, local_rank, device)
 
 
-def is_main_process() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
-
-
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()

@@ -27,7 +27,7 @@ from arwave.training.task import Task
 __all__ = ["AARConfig", "AARTask", "build_model", "attach_codec_run", "clip_conditions", "TokenItems"]
 
 
-def clip_conditions(cfg: RunConfig, files, split: str, cache_dir: Path, key: dict) -> list[torch.Tensor] | None:
+def clip_conditions(cfg: RunConfig, files, split: str, cache_dir: Path) -> list[torch.Tensor] | None:
     """Per-file condition embeddings (cond = "embedding"), or None.
 
     `embedder = "manifest:KEY"` reads a precomputed vector from each manifest row's field KEY (any
@@ -139,7 +139,7 @@ class AARTask(Task):
             if len(per_file) != len(files.file_paths):
                 raise ArwaveError(f"aar: {len(files.file_paths) - len(per_file)} file(s) of split {split!r} could not "
                                   "be read; re-run `arwave data prepare` so the labels line up")
-            conds = clip_conditions(cfg, files, split, cache_dir, key)
+            conds = clip_conditions(cfg, files, split, cache_dir)
             counts = [len(c) for c in per_file]
             labels = torch.tensor([lab for lab, n in zip(files.labels, counts) for _ in range(n)], dtype=torch.long)
             emb = torch.cat([e[None].expand(n, -1) for e, n in zip(conds, counts)]) if conds is not None else None

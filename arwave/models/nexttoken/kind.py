@@ -98,7 +98,7 @@ class NextTokenTask(Task):
             if len(codes) != len(files.file_paths):
                 raise ArwaveError(f"nexttoken: {len(files.file_paths) - len(codes)} file(s) of split {split!r} could "
                                   "not be read; re-run `arwave data prepare` so the labels line up")
-            conds = clip_conditions(cfg, files, split, cache_dir, key)
+            conds = clip_conditions(cfg, files, split, cache_dir)
             sets[split] = CodeCrops(codes, files.labels, m.context_frames, split == "train", conds)
         codec.cpu()
         if sets["train"] is None or len(sets["train"]) == 0:
