@@ -28,6 +28,9 @@ def attach_codec_run(cfg: RunConfig, run_dir: str | Path, kind: str, bottleneck:
             raise ArwaveError(f"{src}: not a codec run folder (codec_run)")
         if not (local / "config.json").is_file():
             copy_run(src, local)
+        elif not _same_run(src, local):
+            raise ArwaveError(f"{local} is a copy of a different codec than {src} (config or checkpoint differ): an AR "
+                              "run stays tied to the codec it was trained on; give the same --codec or a new --out")
     elif not (local / "config.json").is_file():
         raise ConfigError(f"{kind}: training needs a trained codec: add --codec RUN (or --set codec_run=RUN)")
     cfg.parent = "codec"
@@ -40,6 +43,14 @@ def attach_codec_run(cfg: RunConfig, run_dir: str | Path, kind: str, bottleneck:
                           f"{kind} needs a codec trained with --set bottleneck={bottleneck}")
     device = "cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu"
     return codec.to(device), cache_dir, key, device
+
+
+def _same_run(a: Path, b: Path) -> bool:
+    """Same config and same latest checkpoint (what `copy_run` copies)."""
+    from arwave.checkpoint import latest_checkpoint
+    ca, cb = latest_checkpoint(a), latest_checkpoint(b)
+    return ((a / "config.json").read_text() == (b / "config.json").read_text()
+            and ca is not None and cb is not None and ca.name == cb.name)
 
 
 def codec_data_config(codec_preset: str, batch_size: int) -> DataConfig:
