@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,22 @@ def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+@contextmanager
+def _atomic_dir(final: Path, prefix: str):
+    """Yield a temporary folder beside `final`; on success it replaces `final` in one rename, on any
+    failure it is removed and `final` is left as it was."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=prefix))
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 # ---------------------------------------------------------------------------------------------------
 # checkpoint folders
 
@@ -129,18 +146,10 @@ def save_checkpoint(run_dir: str | Path, step: int, files: dict[str, dict[str, t
     """Write `files` (name -> tensors) and `state.json` into a temp folder, fsync, rename into place,
     then prune old checkpoints beyond `keep`."""
     final = checkpoint_dir(run_dir, step)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{final.name}-"))
-    try:
+    with _atomic_dir(final, prefix=f".tmp-{final.name}-") as tmp:
         for name, tensors in files.items():
             save_tensors(tmp / f"{name}.safetensors", tensors)
         atomic_write_text(tmp / "state.json", json.dumps(state, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -166,20 +175,12 @@ def copy_run(src: str | Path, dst: str | Path) -> Path:
     AR runs keep a copy of their codec this way, so a run folder is self-contained."""
     src, ckpt = resolve_run(src)
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}-"))
-    try:
+    with _atomic_dir(dst, prefix=f".{dst.name}-") as tmp:
         shutil.copy2(src / "config.json", tmp / "config.json")
         (tmp / CHECKPOINTS / ckpt.name).mkdir(parents=True)
         for name in ("model.safetensors", "ema.safetensors", "state.json"):
             if (ckpt / name).is_file():
                 shutil.copy2(ckpt / name, tmp / CHECKPOINTS / ckpt.name / name)
-        if dst.exists():
-            shutil.rmtree(dst)
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dst
 
 
