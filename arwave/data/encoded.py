@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from pathlib import Path
 from typing import Callable
 
 import torch
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from arwave.checkpoint import load_tensors, save_tensors
@@ -58,3 +60,31 @@ def encode_files(
             out.append(encode(audio).detach().cpu().contiguous())
     save_tensors(path, {str(i): t for i, t in enumerate(out)})
     return out
+
+
+class EncodedCrops(Dataset):
+    """Crops of `context` frames from per-file encodings (..., T_f): latents for CAM, codes for the
+    next-token baseline. Items are (file, chunk) pairs, T_f // context per file, so an epoch covers the
+    data about once; random_crop: start = Random(seed).randrange(T_f − context + 1), else chunk·context.
+    Files shorter than `context` are left out (counted in `skipped`). Subclasses format `crop(key)`."""
+
+    def __init__(self, sequences: list[torch.Tensor], labels: list[int], context: int, random_crop: bool,
+                 embeddings: list[torch.Tensor] | None = None):
+        keep = [i for i, z in enumerate(sequences) if z.shape[-1] >= context]
+        self.sequences = [sequences[i] for i in keep]
+        self.labels = [labels[i] for i in keep]
+        self.embeddings = [embeddings[i] for i in keep] if embeddings is not None else None
+        self.context, self.random_crop = context, random_crop
+        self.items = [(f, j) for f, z in enumerate(self.sequences) for j in range(z.shape[-1] // context)]
+        self.skipped = len(sequences) - len(keep)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def crop(self, key) -> tuple[int, torch.Tensor]:
+        """(file index, the (..., context) crop) for `key` = (index, seed) or a bare index."""
+        index, seed = key if isinstance(key, tuple) else (key, 0)
+        f, j = self.items[index]
+        z = self.sequences[f]
+        start = random.Random(seed).randrange(z.shape[-1] - self.context + 1) if self.random_crop else j * self.context
+        return f, z[..., start:start + self.context]

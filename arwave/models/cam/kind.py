@@ -14,18 +14,17 @@ alone gives a model that decodes audio.
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
 
 from arwave.config import DataConfig, RunConfig, TrainConfig
 from arwave.errors import ArwaveError
 from arwave.models.cam.heads import HEADS
 from arwave.models.cam.model import CAM
 from arwave.models.cam.noise import MODES
+from arwave.data.encoded import EncodedCrops
 from arwave.models.codec_parent import attach_codec_run, load_parent_codec
 from arwave.registry import Kind, KindNotAvailable, register
 from arwave.training.task import Task
@@ -97,31 +96,12 @@ def build_model(cfg: RunConfig, run_dir: Path | None = None) -> CAM:
 # ---------------------------------------------------------------------------------------------------
 # data: crops of cached latents
 
-class LatentCrops(Dataset):
-    """Crops of `context` frames from per-file latents (D, T_f). item = {"latents": (context, D), "label": int}.
-
-    Items are (file, chunk) pairs, T_f // context per file, so an epoch covers the data about once.
-    random_crop: start = Random(seed).randrange(T_f − context + 1); else start = chunk·context (val).
-    Files shorter than `context` are left out."""
-
-    def __init__(self, latents: list[torch.Tensor], labels: list[int], context: int, random_crop: bool, name: str = ""):
-        keep = [i for i, z in enumerate(latents) if z.shape[-1] >= context]
-        self.latents = [latents[i] for i in keep]
-        self.labels = [labels[i] for i in keep]
-        self.context, self.random_crop = context, random_crop
-        self.items = [(f, j) for f, z in enumerate(self.latents) for j in range(z.shape[-1] // context)]
-        self.skipped = len(latents) - len(keep)
-        self.name = name
-
-    def __len__(self) -> int:
-        return len(self.items)
+class LatentCrops(EncodedCrops):
+    """Crops of `context` frames from per-file latents (D, T_f): item = {"latents": (context, D), "label"}."""
 
     def __getitem__(self, key):
-        index, seed = key if isinstance(key, tuple) else (key, 0)
-        f, j = self.items[index]
-        z = self.latents[f]
-        start = random.Random(seed).randrange(z.shape[-1] - self.context + 1) if self.random_crop else j * self.context
-        return {"latents": z[:, start:start + self.context].t().contiguous(), "label": self.labels[f]}
+        f, z = self.crop(key)
+        return {"latents": z.t().contiguous(), "label": self.labels[f]}
 
 
 class CAMTask(Task):
@@ -156,13 +136,13 @@ class CAMTask(Task):
                     raise ArwaveError(f"cam: {len(labels) - len(lat)} file(s) of split {split!r} could not be read; "
                                       "re-run `arwave data prepare` so the labels line up")
                 labels = [-1] * len(lat)
-            sets[split] = LatentCrops(lat, labels, mc.context, random_crop=(split == "train"), name=split)
+            sets[split] = LatentCrops(lat, labels, mc.context, random_crop=(split == "train"))
         codec.cpu()
         train = sets["train"]
-        if train is not None and train.latents and mc.latent_scale <= 0:
+        if train is not None and train.sequences and mc.latent_scale <= 0:
             # noise levels k, k_inf and the head's N(0, I) prior assume unit-scale frames
-            sq = sum(float(z.double().pow(2).sum()) for z in train.latents)
-            count = sum(z.numel() for z in train.latents)
+            sq = sum(float(z.double().pow(2).sum()) for z in train.sequences)
+            count = sum(z.numel() for z in train.sequences)
             mc.latent_scale = max(math.sqrt(sq / max(count, 1)), 1e-8)
         if train is None or len(train) == 0:
             secs = mc.context * mc.hop / cfg.data.sample_rate

@@ -7,17 +7,16 @@ for AAR, so `arwave.load(RUN)` alone rebuilds the model with its codec.
 """
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from arwave.config import ConfigError, RunConfig, TrainConfig
 from arwave.errors import ArwaveError
 from arwave.models.aar.condition import COND_KINDS
 from arwave.models.aar.kind import clip_conditions
+from arwave.data.encoded import EncodedCrops
 from arwave.models.codec_parent import attach_codec_run, codec_data_config, load_parent_codec
 from arwave.models.nexttoken.model import PATTERNS, NextToken, NextTokenConfig
 from arwave.registry import Kind, register
@@ -43,30 +42,13 @@ def build_model(cfg: RunConfig, run_dir: Path | None = None) -> NextToken:
     return NextToken(cfg.model, codec=codec)
 
 
-class CodeCrops(Dataset):
-    """Crops of `context` frames of per-file codes (N, F_f). item = {"codes": (N, context), "label",
-    ["embedding"]}. Items are (file, chunk) pairs, F_f // context per file (an epoch ≈ the data once);
-    random_crop: start = Random(seed).randrange(F_f − context + 1), else chunk·context. Files shorter
-    than `context` are left out."""
-
-    def __init__(self, codes: list[torch.Tensor], labels: list[int], context: int, random_crop: bool,
-                 embeddings: list[torch.Tensor] | None = None):
-        keep = [i for i, c in enumerate(codes) if c.shape[-1] >= context]
-        self.codes = [codes[i] for i in keep]
-        self.labels = [labels[i] for i in keep]
-        self.embeddings = [embeddings[i] for i in keep] if embeddings is not None else None
-        self.context, self.random_crop = context, random_crop
-        self.items = [(f, j) for f, c in enumerate(self.codes) for j in range(c.shape[-1] // context)]
-
-    def __len__(self) -> int:
-        return len(self.items)
+class CodeCrops(EncodedCrops):
+    """Crops of `context` frames of per-file codes (N, F_f): item = {"codes": (N, context), "label",
+    ["embedding"]}."""
 
     def __getitem__(self, key):
-        index, seed = key if isinstance(key, tuple) else (key, 0)
-        f, j = self.items[index]
-        c = self.codes[f]
-        start = random.Random(seed).randrange(c.shape[-1] - self.context + 1) if self.random_crop else j * self.context
-        item = {"codes": c[:, start:start + self.context].long(), "label": self.labels[f]}
+        f, c = self.crop(key)
+        item = {"codes": c.long(), "label": self.labels[f]}
         if self.embeddings is not None:
             item["embedding"] = self.embeddings[f]
         return item
