@@ -30,7 +30,6 @@ def bench_train(cfg, steps: int = 20, threads: int | None = None) -> dict:
         wall = time.perf_counter() - t0
         rows = [r for r in read_metrics(Path(tmp) / "run" / "metrics.csv") if r["name"] == "steps_per_s" and r["step"] > 1]
     rate = sum(r["value"] for r in rows) / len(rows) if rows else steps / wall
-    params = None
     return {"kind": cfg.kind, "preset": cfg.preset, "steps": steps, "batch_size": cfg.data.batch_size,
             "steps_per_s": rate, "items_per_s": rate * cfg.data.batch_size, "wall_s_incl_setup": wall,
-            "threads": torch.get_num_threads(), "params": params}
+            "threads": torch.get_num_threads()}

@@ -5,6 +5,7 @@ Each prints a readable summary, and with `--json` one JSON object as its last st
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from arwave.cli.generate import add_sampling_options, sampling_kwargs
@@ -20,12 +21,10 @@ def emit(result: dict, as_json: bool, lines: list[str]) -> None:
 
 def _reference_dataset(model, args, seconds: float):
     """Fixed crops of `seconds` from the reference split, at the model's rate and channels."""
-    from arwave.config import DataConfig
     from arwave.data.dataset import dataset_for_split
-    data = DataConfig(**{**vars(model.config.data)}) if hasattr(model, "config") else DataConfig()
+    data = replace(model.config.data, sample_rate=model.sample_rate, channels=model.channels)
     if args.reference:
         data.manifest = str(Path(args.reference).resolve())
-    data.sample_rate, data.channels = model.sample_rate, model.channels
     ds = dataset_for_split(data, args.split, segment_samples=round(seconds * model.sample_rate), random_crop=False, tiled=True)
     if len(ds) == 0:
         raise ArwaveError(f"reference split {args.split!r} is empty")
@@ -34,12 +33,11 @@ def _reference_dataset(model, args, seconds: float):
 
 def run_recon(args) -> int:
     import arwave
-    from arwave.config import DataConfig
     from arwave.data.dataset import dataset_for_split
     from arwave.evaluation.recon import evaluate_recon
 
     codec = arwave.load(args.run)
-    data = DataConfig(**vars(codec.config.data))
+    data = replace(codec.config.data)
     if args.data:
         data.manifest = str(Path(args.data).resolve())
     seconds = args.seconds or data.segment_seconds
