@@ -62,6 +62,20 @@ def run_nextscale(args) -> int:
     return 0
 
 
+def run_codec_quality(args) -> int:
+    from arwave.bench.codec_quality import bench_codec_quality
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = bench_codec_quality(args.codecs, args.data, clips=args.clips, seconds=args.seconds,
+                              opus_kbps=args.opus_kbps, progress=not args.json)
+    out["machine"] = machine()
+    _print_rows(out["rows"], ["codec", "bottleneck", "tokens_per_second", "mel", "ratio", "ratio_max", "rms_db",
+                              "rms_db_max", "xrt"])
+    if args.json:
+        print(json.dumps(out))
+    return 0
+
+
 def run_train(args) -> int:
     from arwave.bench.train import bench_train
     from arwave.cli.train import resolve_config
@@ -90,6 +104,17 @@ def register(sub) -> None:
     c.add_argument("--device", default="cpu")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=run_codec)
+
+    q = b.add_parser("codec-quality", help="reconstruction of held-out music: MEL distance, input specificity, "
+                                           "loudness, speed, next to Opus (docs/metrics.md)")
+    q.add_argument("codecs", nargs="+", metavar="CODEC", help="codec run folders or bundled names")
+    q.add_argument("--data", required=True, metavar="MANIFEST", help="manifest whose test split holds the held-out tracks")
+    q.add_argument("--clips", type=int, default=12)
+    q.add_argument("--seconds", type=float, default=10.0)
+    q.add_argument("--opus-kbps", type=float, default=6.0, help="Opus reference bitrate (0 = none) [6]")
+    q.add_argument("--threads", type=int)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=run_codec_quality)
 
     m = b.add_parser("cam", help="CAM ms per frame (backbone / head / decode), real-time factor, latency, memory")
     m.add_argument("--preset", default="tiny,small,paper")

@@ -30,7 +30,8 @@ from arwave.training.task import Task
 @dataclass
 class CodecConfig:
     bottleneck: str = "msrq"                 # continuous | msrq | rvq
-    # audio and encoder/decoder (SEANet)
+    architecture: str = "seanet"             # seanet (waveform convs, SPEC) | spectral (STFT + iSTFT head)
+    # audio and encoder/decoder (SEANet; for spectral: strides = (STFT hop, learned down-sampling...))
     sample_rate: int = 24000
     channels: int = 1
     strides: tuple[int, ...] = (2, 4, 5, 8)  # hop = product (320 -> 75 frames/s at 24 kHz)
@@ -39,6 +40,8 @@ class CodecConfig:
     residual_layers: int = 1
     lstm_layers: int = 2                     # 0 = no LSTM
     causal: bool = False                     # left padding only (needed for streaming decoding)
+    spectral_dim: int = 256                  # spectral: ConvNeXt width
+    spectral_blocks: int = 4                 # spectral: ConvNeXt blocks per side
     latent_dim: int = 128                    # D: quantized dim (msrq/rvq) or latent dim (continuous)
     window_frames: int = 75                  # training crop in frames; msrq quantizes windows of T = this
     # msrq (SAT)
@@ -78,6 +81,10 @@ class CodecConfig:
 def validate(cfg: CodecConfig) -> None:
     if cfg.bottleneck not in ("continuous", "msrq", "rvq"):
         raise ConfigError(f"codec: bottleneck must be continuous, msrq or rvq, got {cfg.bottleneck!r}")
+    if cfg.architecture not in ("seanet", "spectral"):
+        raise ConfigError(f"codec: architecture must be seanet or spectral, got {cfg.architecture!r}")
+    if cfg.architecture == "spectral" and cfg.strides and cfg.strides[0] < 2:
+        raise ConfigError(f"codec: a spectral codec's first stride is its STFT hop (>= 2), got {cfg.strides}")
     if not cfg.strides or any(s < 1 for s in cfg.strides):
         raise ConfigError(f"codec: strides must be positive integers, got {cfg.strides}")
     if cfg.bottleneck == "msrq" and not 1 <= cfg.num_scales <= cfg.window_frames:
@@ -126,6 +133,18 @@ _CONTINUOUS_FAMILY = {
 }
 
 
+# The CPU recipe of the bundled codecs (docs/codec.md, "Choosing the recipe"): 24 kHz mono, spectral
+# encoder/decoder, reconstruction losses only (no critic), AdamW with a cosine schedule over planned steps.
+_CPU = dict(sample_rate=24000, channels=1, architecture="spectral", spectral_dim=256, spectral_blocks=4,
+            latent_dim=64, disc_start=10**9, w_wave=0.1, w_mel=1.0)
+_CPU_TRAIN = dict(max_steps=8000, warmup_steps=200, log_every=25, val_every=500, ckpt_every=250, keep_checkpoints=2)
+_MSRQ_FAMILY["cpu"] = (dict(_CPU, strides=(320,), window_frames=75, num_scales=16, num_phi=6, rvq_levels=10,
+                            codebook_size=1024, kmeans_iters=20), dict(batch_size=6), _CPU_TRAIN)
+# codec-latent: the paper's 11.7 frames/s (hop 2048 at 24 kHz = STFT hop 256 x 8), 64-d
+_CONTINUOUS_FAMILY["cpu"] = (dict(_CPU, strides=(256, 8), window_frames=12, causal=True), dict(batch_size=6),
+                             _CPU_TRAIN)
+
+
 def make_preset(size: str, bottleneck: str = "msrq", name: str | None = None) -> RunConfig:
     family = _CONTINUOUS_FAMILY if bottleneck == "continuous" else _MSRQ_FAMILY
     model_kw, data_kw, train_kw = family[size]
@@ -135,12 +154,14 @@ def make_preset(size: str, bottleneck: str = "msrq", name: str | None = None) ->
     # SAT: Adam betas (0.5, 0.9), lr 3e-4 for generator and critic, clip 1.0, no weight decay, no EMA
     train = TrainConfig(lr=3e-4, betas=(0.5, 0.9), critic_lr=3e-4, critic_betas=(0.5, 0.9), grad_clip=1.0,
                         weight_decay=0.0, ema_decay=0.0, **train_kw)
+    if size == "cpu":          # AdamW 1e-3, betas (0.8, 0.99) (Vocos/DAC-like), decay to 0.1x at max_steps
+        train = dataclasses.replace(train, lr=1e-3, betas=(0.8, 0.99), weight_decay=0.01, lr_min_ratio=0.1)
     return RunConfig(kind="codec", preset=name or f"{size}-{bottleneck}", model=model, data=data, train=train)
 
 
 def _presets() -> dict[str, Any]:
     out = {size: (lambda size=size: make_preset(size, "msrq", size)) for size in ("tiny", "small", "paper")}
-    for size in ("tiny", "small", "paper"):
+    for size in ("tiny", "small", "paper", "cpu"):
         for b in ("continuous", "msrq", "rvq"):
             out[f"{size}-{b}"] = lambda size=size, b=b: make_preset(size, b, f"{size}-{b}")
     return out
@@ -169,6 +190,21 @@ class _Frozen:
     def __exit__(self, *exc):
         for p in self.params:
             p.requires_grad_(True)
+
+
+COLLAPSE_RATIO = 0.9
+
+
+def warn_if_collapsed(ratio: float) -> bool:
+    """Warn when reconstructions no longer depend on their input: MEL(recon_i, x_i) is nearly as far as
+    MEL(recon_i, x_j) for other clips j (input-specificity ratio, docs/metrics.md). Returns True if warned."""
+    if ratio <= COLLAPSE_RATIO:
+        return False
+    import warnings
+    warnings.warn(f"codec: reconstructions of different inputs are near-identical (input-specificity ratio "
+                  f"{ratio:.2f} > {COLLAPSE_RATIO}): the codec has collapsed or has not started to learn; see "
+                  f"docs/codec.md, 'Collapse'", RuntimeWarning, stacklevel=2)
+    return True
 
 
 class CodecTask(Task):
@@ -234,14 +270,19 @@ class CodecTask(Task):
         return loss, {"hinge": float(loss.detach())}
 
     def val_metrics(self, model: nn.Module, batch: Any) -> dict[str, float]:
-        from arwave.evaluation.recon import mel_distance, stft_distance
+        from arwave.evaluation.recon import input_specificity, mel_distance, stft_distance
         loss, logs = self.loss(model, batch, step=-1)
         self._fake = self._real = None
         real = batch["audio"]
         recon = model.reconstruct(real)
-        return {"loss": float(loss), **logs,
-                "mel_distance": mel_distance(real, recon, self.cfg.model.sample_rate),
-                "stft_distance": stft_distance(real, recon)}
+        out = {"loss": float(loss), **logs,
+               "mel_distance": mel_distance(real, recon, self.cfg.model.sample_rate),
+               "stft_distance": stft_distance(real, recon)}
+        if real.shape[0] >= 2:
+            ratio = sum(input_specificity(list(real), list(recon), self.cfg.model.sample_rate)) / real.shape[0]
+            out["specificity"] = ratio
+            warn_if_collapsed(ratio)
+        return out
 
     def on_checkpoint(self, model: nn.Module, run_dir, step: int) -> None:
         """Write a listenable reconstruction of the first validation crop: RUN/samples/recon-<step>.wav."""

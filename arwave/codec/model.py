@@ -1,4 +1,4 @@
-"""The Codec: SEANet encoder -> bottleneck (continuous | msrq | rvq) -> SEANet decoder.
+"""The Codec: encoder -> bottleneck (continuous | msrq | rvq) -> decoder (SEANet or spectral).
 
 What other code calls (shapes: audio (B, C, N); frames T = ceil(N / hop)):
     codec(audio)                 -> CodecOutput (training/validation pass, audio trimmed to N)
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from arwave.codec.bottlenecks import (BOTTLENECKS, ContinuousBottleneck, MSRQBottleneck, RVQBottleneck)
 from arwave.codec.msrq import MultiScaleResidualVQ, msrq_scales
 from arwave.codec.seanet import SEANetDecoder, SEANetEncoder
+from arwave.codec.spectral import SpectralDecoder, SpectralEncoder
 from arwave.errors import ArwaveError
 
 if TYPE_CHECKING:
@@ -129,6 +130,11 @@ class Codec(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.bottleneck = build_bottleneck(cfg)
+        if cfg.architecture == "spectral":
+            net = dict(strides=tuple(cfg.strides), dim=cfg.spectral_dim, blocks=cfg.spectral_blocks)
+            self.encoder = SpectralEncoder(cfg.channels, self.bottleneck.in_dim, **net)
+            self.decoder = SpectralDecoder(cfg.channels, self.bottleneck.out_dim, **net)
+            return
         net = dict(strides=tuple(cfg.strides), width=cfg.width, max_channels=cfg.max_channels,
                    residual_layers=cfg.residual_layers, lstm_layers=cfg.lstm_layers, causal=cfg.causal)
         self.encoder = SEANetEncoder(cfg.channels, self.bottleneck.in_dim, **net)
@@ -150,7 +156,8 @@ class Codec(nn.Module):
 
     @property
     def causal(self) -> bool:
-        return self.cfg.causal
+        """Whether the decoder is causal (streamable); the spectral decoder always is."""
+        return self.cfg.causal or self.cfg.architecture == "spectral"
 
     @property
     def hop(self) -> int:
