@@ -134,6 +134,8 @@ class Codec(nn.Module):
             net = dict(strides=tuple(cfg.strides), dim=cfg.spectral_dim, blocks=cfg.spectral_blocks)
             self.encoder = SpectralEncoder(cfg.channels, self.bottleneck.in_dim, **net)
             self.decoder = SpectralDecoder(cfg.channels, self.bottleneck.out_dim, **net)
+            if cfg.bottleneck == "continuous":
+                self.encoder.init_posterior(cfg.latent_dim)
             return
         net = dict(strides=tuple(cfg.strides), width=cfg.width, max_channels=cfg.max_channels,
                    residual_layers=cfg.residual_layers, lstm_layers=cfg.lstm_layers, causal=cfg.causal)
