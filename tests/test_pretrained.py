@@ -198,3 +198,37 @@ def test_package_data_includes_bundle_files():
     patterns = cfg["tool"]["setuptools"]["package-data"]["arwave.pretrained"]
     for f in (pretrained.CONFIG, pretrained.WEIGHTS, pretrained.CARD):
         assert any(fnmatch.fnmatch(f"cam/{f}", p) for p in patterns), f
+
+
+SCRIPT = Path(__file__).parent.parent / "scripts" / "train-pretrained.sh"
+
+
+def _script(*args, **env):
+    import os
+    import subprocess
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **env})
+
+
+def test_train_script_starts_then_resumes_then_exports(tmp_path):
+    """One row per known model; a fresh run starts with the row's command, an existing one resumes;
+    the export records the exact first command (dry run: the commands only)."""
+    text = SCRIPT.read_text()
+    for name in pretrained.KNOWN:
+        assert f"[{name}]=" in text, name
+    fresh = _script("aar", DRY_RUN="1", RUNS=str(tmp_path))
+    assert fresh.returncode == 0, fresh.stderr
+    train_line, export_line = fresh.stdout.strip().splitlines()
+    assert train_line.split()[4:] == ["aar", "--preset", "small", "--codec", "codec-sat", "--out", str(tmp_path / "aar")]
+    assert export_line.split()[3:6] == ["export", str(tmp_path / "aar"), "aar"] and "--fp16" in export_line
+    (tmp_path / "aar" / "checkpoints" / "step-00000010").mkdir(parents=True)
+    (tmp_path / "aar" / "checkpoints" / "step-00000010" / "state.json").write_text("{}")
+    again = _script("aar", DRY_RUN="1", RUNS=str(tmp_path))
+    assert again.stdout.splitlines()[0].split()[4:] == ["aar", "--out", str(tmp_path / "aar"), "--resume"]
+
+
+def test_train_script_refuses_placeholders_and_unknown_names():
+    placeholder = _script("codec-sat")
+    assert placeholder.returncode == 2 and "training command of codec-sat is not set yet" in placeholder.stderr
+    unknown = _script("no-such-model")
+    assert unknown.returncode == 2 and "unknown model 'no-such-model'" in unknown.stderr
