@@ -132,6 +132,26 @@ def test_cli_generate_encode_decode_by_name(exported, cam_run, tmp_path, capsys)
     assert main(["encode", "tiny-codec", str(wav), str(tmp_path / "z.safetensors")]) == 0
     assert main(["decode", "tiny-codec", str(tmp_path / "z.safetensors"), str(tmp_path / "y.wav")]) == 0
     assert sf.info(tmp_path / "y.wav").frames == 1600
+    manifest = write_corpus(tmp_path / "data")
+    assert main(["eval", "recon", "tiny-codec", "--data", str(manifest), "--split", "val", "--seconds", "0.5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["num_items"] == 2
+
+
+def test_classifier_embedder_by_name(bundles, tmp_path):
+    """`--classifier NAME` / `classifier:NAME` embedders resolve a bundled classifier."""
+    from arwave.checkpoint import save_checkpoint
+    from arwave.config import run_config_to_json
+    from arwave.evaluation.embedders import get_embedder
+    from arwave.registry import get_kind, preset
+    cfg = preset("classifier", "tiny")
+    cfg.model.num_classes, cfg.model.label_names = 2, ["high", "low"]
+    run = tmp_path / "cls"
+    run.mkdir()
+    (run / "config.json").write_text(run_config_to_json(cfg))
+    save_checkpoint(run, 3, {"model": get_kind("classifier").build_model(cfg, None).state_dict()}, {"step": 3})
+    pretrained.export(run, "instrument-classifier")
+    emb = get_embedder("classifier:instrument-classifier")
+    assert emb.name == "classifier:instrument-classifier" and emb.class_names == ["high", "low"]
 
 
 def test_train_on_a_bundled_codec_then_export_and_load(bundles, cam_run, tmp_path, monkeypatch, capsys):
