@@ -156,10 +156,19 @@ def save_checkpoint(run_dir: str | Path, step: int, files: dict[str, dict[str, t
 
 
 def resolve_run(path: str | Path) -> tuple[Path, Path]:
-    """(run folder, checkpoint folder) for a run folder or a checkpoint folder inside one."""
+    """(run folder, checkpoint folder) for a run folder or a checkpoint folder inside one. A bundled
+    pretrained model (`arwave.pretrained`: a bare name, when no folder of that name exists, or its
+    folder) is its own checkpoint folder: (bundle, bundle)."""
+    from arwave import pretrained
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"{path}: no such run folder")
+        bundle = pretrained.find(path)
+        if bundle is not None:
+            return bundle, bundle
+        hint = " (nor a bundled model: `arwave models` lists them)" if pretrained.is_name(path) else ""
+        raise CheckpointError(f"{path}: no such run folder{hint}")
+    if pretrained.is_bundle(path):
+        return path, path
     if (path / "state.json").is_file() and path.parent.name == CHECKPOINTS:
         return path.parent.parent, path
     if not (path / "config.json").is_file():
@@ -173,14 +182,19 @@ def resolve_run(path: str | Path) -> tuple[Path, Path]:
 def copy_run(src: str | Path, dst: str | Path) -> Path:
     """Copy a run (config.json + its latest checkpoint's weights, no optimiser state) to `dst`, atomically.
     AR runs keep a copy of their codec this way, so a run folder is self-contained."""
+    from arwave import pretrained
     src, ckpt = resolve_run(src)
     dst = Path(dst)
+    bundle = ckpt == src                 # a bundled model: weights beside its config, no state.json
+    step_name = pretrained.checkpoint_name(src) if bundle else ckpt.name
     with _atomic_dir(dst, prefix=f".{dst.name}-") as tmp:
         shutil.copy2(src / "config.json", tmp / "config.json")
-        (tmp / CHECKPOINTS / ckpt.name).mkdir(parents=True)
+        (tmp / CHECKPOINTS / step_name).mkdir(parents=True)
         for name in ("model.safetensors", "ema.safetensors", "state.json"):
             if (ckpt / name).is_file():
-                shutil.copy2(ckpt / name, tmp / CHECKPOINTS / ckpt.name / name)
+                shutil.copy2(ckpt / name, tmp / CHECKPOINTS / step_name / name)
+        if bundle:
+            atomic_write_text(tmp / CHECKPOINTS / step_name / "state.json", json.dumps(pretrained.copy_state(src)))
     return dst
 
 
@@ -196,7 +210,8 @@ def read_config(run_dir: str | Path):
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True):
-    """Load any trained run (codec, AR model, classifier) from its folder. Never unpickles.
+    """Load any trained run (codec, AR model, classifier) from its folder, or a bundled pretrained model
+    by name (`arwave models`). Never unpickles.
 
     Uses the EMA weights when the run kept them (and `ema` is true). The model is returned in eval
     mode, with `.run_dir` and `.config` attributes.
@@ -206,7 +221,8 @@ def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True)
     cfg = read_config(run_dir)
     model = get_kind(cfg.kind).build_model(cfg, run_dir)
     weights = ckpt / ("ema.safetensors" if ema and (ckpt / "ema.safetensors").is_file() else "model.safetensors")
-    missing, unexpected = model.load_state_dict(load_tensors(weights), strict=False)
+    tensors = {k: v.float() if v.dtype == torch.float16 else v for k, v in load_tensors(weights).items()}  # fp16 bundles
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{weights}: weights do not match the config (missing {missing[:5]}, unexpected {unexpected[:5]})")
     model.run_dir = run_dir

@@ -141,11 +141,12 @@ def test_sliding_window_past_context():
     model = make()
     caches = []
     new_cache = model.backbone.new_cache
-    model.backbone.new_cache = lambda max_len=None: caches.extend(new_cache(max_len)) or caches
+    model.backbone.new_cache = lambda max_len=None, **kw: caches.extend(new_cache(max_len, **kw)) or caches
     lat = model.sample_latents(3 * 8, num=2, seed=0)
     assert lat.shape == (2, D, 24) and torch.isfinite(lat).all()
     assert all(c.length <= 8 - 1 and c.position == 24 for c in caches)    # bounded window, 24 positions seen
-    # one layer: the last step equals a fresh forward over the same window (start token long gone).
+    # one layer: a step past the context equals the TRAINING forward (`states`) over the same window,
+    # whose first input is the start token (every training crop starts with it: it stays pinned).
     # (With more layers, cached keys of old frames carry history from before the window, as in any
     # sliding-window KV cache, so only the per-layer span is bounded.)
     model = make(depth=1)
@@ -153,11 +154,11 @@ def test_sliding_window_past_context():
     sample = model.head.sample
     model.head.sample = lambda z, g, **kw: (seen.append(z.clone()), sample(z, g, **kw))[1]
     lat = model.sample_latents(20, num=1, seed=1, k_inf=0.0)
+    x = (lat / model.latent_scale).transpose(1, 2)                              # (1, 20, D)
     with torch.no_grad():
-        # z_19 is computed at the input of frame 18, which attends to itself + 7 cached frames (11..17)
-        window = model.embed_frames(lat[:, :, 11:19].transpose(1, 2), torch.zeros(1, 8))
-        ref = model.norm(model.backbone(window, mask="causal"))[:, -1]
-    torch.testing.assert_close(seen[-1], ref, atol=1e-5, rtol=1e-5)
+        for t in (8, 13, 19):      # z_t: inputs start + frames t-7..t-1, as the crop of frames t-7..t in training
+            ref = model.states(x[:, t - 7:t + 1])[:, -1]
+            torch.testing.assert_close(seen[t], ref, atol=1e-5, rtol=1e-5)
 
 
 def test_inference_noise_changes_context_and_is_seeded():

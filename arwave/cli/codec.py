@@ -76,7 +76,7 @@ def decode(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("encode", help="encode audio with a trained codec run into codes or latents (.safetensors)")
-    p.add_argument("run", metavar="RUN", help="codec run folder")
+    p.add_argument("run", metavar="RUN", help="codec run folder, or a bundled codec's name (arwave models)")
     p.add_argument("input", metavar="IN", help="audio file (any rate/channels; converted to the codec's)")
     p.add_argument("output", metavar="OUT", help="output .safetensors")
     p.add_argument("--device", default="cpu")
@@ -84,7 +84,7 @@ def register(sub) -> None:
     p.set_defaults(func=encode)
 
     p = sub.add_parser("decode", help="decode codes or latents written by `arwave encode` back to audio")
-    p.add_argument("run", metavar="RUN", help="codec run folder (the one that encoded the file)")
+    p.add_argument("run", metavar="RUN", help="codec run folder or bundled codec name (the one that encoded the file)")
     p.add_argument("input", metavar="IN", help=".safetensors from `arwave encode`")
     p.add_argument("output", metavar="OUT", help="output audio file (.wav, .flac, ...)")
     p.add_argument("--device", default="cpu")

@@ -64,7 +64,7 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
 def register(sub) -> None:
     g = sub.add_parser("generate", help="generate audio files from a trained AR model run",
                        description="Generate audio clips from a trained autoregressive run (CAM, AAR, next-token).")
-    g.add_argument("run", help="run folder (or a checkpoint folder inside it)")
+    g.add_argument("run", help="run folder (or a checkpoint folder inside it), or a bundled model's name (arwave models)")
     g.add_argument("--seconds", type=float, required=True, help="length of each clip")
     g.add_argument("--out", required=True, metavar="FILE", help="output file (.wav/.flac/...); N>1: FILE-0 … FILE-{N-1}")
     g.add_argument("--num", type=int, default=1, help="number of clips (sampled as one batch)")
@@ -73,7 +73,7 @@ def register(sub) -> None:
 
     s = sub.add_parser("stream", help="stream audio while it is generated (WAV to a file or stdout)",
                        description="Generate one clip and write it as it is generated (16-bit WAV). '-' = stdout.")
-    s.add_argument("run", help="run folder (or a checkpoint folder inside it)")
+    s.add_argument("run", help="run folder (or a checkpoint folder inside it), or a bundled model's name (arwave models)")
     s.add_argument("--seconds", type=float, default=10.0, help="length to generate (default 10)")
     s.add_argument("--out", default="-", metavar="FILE|-", help="WAV file, or - for stdout (default)")
     _add_sampling(s)

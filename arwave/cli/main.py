@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "arwave.cli.train",      # train {codec,cam,aar,nexttoken,classifier}
     "arwave.cli.generate",   # generate / stream
     "arwave.cli.codec",      # encode / decode
+    "arwave.cli.models",     # models / export (bundled pretrained models)
     "arwave.cli.eval",       # eval {recon,gen,fad-over-time,classifier}
     "arwave.cli.bench",      # bench {codec,cam,nextscale-vs-nexttoken,train}
     "arwave.cli.experiment", # experiment {noise-aug,sat-vs-rvq,aar-vs-nexttoken}

@@ -15,7 +15,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help=f"named size: {', '.join(PRESET_NAMES)} (tests / demo / GPU); codec presets also come "
                         "as SIZE-continuous, SIZE-msrq, SIZE-rvq [tiny]")
     p.add_argument("--data", metavar="MANIFEST", help="manifest.jsonl from `arwave data prepare` (default: built-in corpus)")
-    p.add_argument("--codec", metavar="RUN", help="codec run the AR model trains on (sets model.codec_run)")
+    p.add_argument("--codec", metavar="RUN", help="codec run the AR model trains on, or a bundled codec's name "
+                                                  "(sets model.codec_run)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set model.depth=12 --set train.lr=1e-4 (repeatable)")
     p.add_argument("--max-steps", type=int, help="stop after N optimiser steps")
@@ -37,7 +38,8 @@ def apply_cli_options(cfg, args):
     if getattr(args, "data", None):
         extra.append(f"data.manifest={Path(args.data).resolve()}")
     if getattr(args, "codec", None):
-        extra.append(f"model.codec_run={Path(args.codec).resolve()}")
+        from arwave.pretrained import run_ref       # a bundled codec stays a name (`--codec codec-latent`)
+        extra.append(f"model.codec_run={run_ref(args.codec)}")
     if getattr(args, "max_steps", None) is not None:
         extra.append(f"train.max_steps={args.max_steps}")
     if getattr(args, "minutes", None) is not None:

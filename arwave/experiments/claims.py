@@ -18,6 +18,7 @@ import torch
 
 from arwave.experiments.common import final_metrics, train_or_reuse, write_examples
 from arwave.experiments.report import Section, write_json, write_report
+from arwave.pretrained import run_ref
 
 CAM_VARIANTS = {  # SPEC §3: model names are switch settings
     "CAM": ["head=rf", "noise_aug=true"],
@@ -77,7 +78,7 @@ def noise_aug(out: Path, minutes: float, preset: str = "small", codec_run: str |
     codec = Path(codec_run) if codec_run else train_or_reuse("codec", f"{preset}-continuous", out / "runs" / "codec-continuous",
                                                             minutes, data_overrides=_data_overrides(data), progress=progress)
     runs = {v: train_or_reuse("cam", preset, out / "runs" / v.lower().replace("+", "-"), minutes,
-                              [*CAM_VARIANTS[v], f"codec_run={codec.resolve()}"], _data_overrides(data), progress)
+                              [*CAM_VARIANTS[v], f"codec_run={run_ref(codec)}"], _data_overrides(data), progress)
             for v in variants}
     results, curves, latent_curves, audio = {}, {}, {}, []
     for name, run in runs.items():
@@ -168,8 +169,8 @@ def aar_vs_nexttoken(out: Path, minutes: float, preset: str = "small", msrq_run:
     rvq = Path(rvq_run) if rvq_run else train_or_reuse("codec", f"{preset}-rvq", out / "runs" / "codec-rvq", minutes, data_overrides=d, progress=progress)
     classifier = Path(classifier_run) if classifier_run else train_or_reuse("classifier", preset, out / "runs" / "classifier",
                                                                              max(0.5, minutes / 3), data_overrides=d, progress=progress)
-    runs = {"AAR": train_or_reuse("aar", preset, out / "runs" / "aar", minutes, [f"codec_run={msrq.resolve()}"], d, progress),
-            "next-token": train_or_reuse("nexttoken", preset, out / "runs" / "nexttoken", minutes, [f"codec_run={rvq.resolve()}"], d, progress)}
+    runs = {"AAR": train_or_reuse("aar", preset, out / "runs" / "aar", minutes, [f"codec_run={run_ref(msrq)}"], d, progress),
+            "next-token": train_or_reuse("nexttoken", preset, out / "runs" / "nexttoken", minutes, [f"codec_run={run_ref(rvq)}"], d, progress)}
     rows, audio, results = [], [], {}
     for name, run in runs.items():
         model = arwave.load(run)
@@ -179,7 +180,7 @@ def aar_vs_nexttoken(out: Path, minutes: float, preset: str = "small", msrq_run:
         waves = torch.cat([model.generate(secs, num=num_per_class, seed=seed + i, class_label=l, cfg=2.0) for i, l in enumerate(labels)])
         gen_s = time.time() - t0
         ref = dataset_for_split(model.config.data, "test", segment_samples=waves.shape[-1], random_crop=False, tiled=True)
-        ev = evaluate_generated(waves, ref, embedder=["aisfx", f"classifier:{classifier.resolve()}"], sample_rate=model.sample_rate, progress=progress)
+        ev = evaluate_generated(waves, ref, embedder=["aisfx", f"classifier:{run_ref(classifier)}"], sample_rate=model.sample_rate, progress=progress)
         results[name] = {"eval": ev, "generation_seconds": gen_s, "audio_seconds": waves.shape[0] * secs,
                          "steps": final_metrics(run).get("steps", 0)}
         for emb in ev["embedders"]:

@@ -1,6 +1,8 @@
 """AR models are built on a trained codec run. Each AR run keeps a copy of it in RUN/codec (so the run
 folder is self-contained and `arwave.load(RUN)` needs nothing else), and encodings of the data are
-cached in the SOURCE codec run, shared by every AR run trained on that codec."""
+cached in the SOURCE codec run, shared by every AR run trained on that codec. The codec may also be a
+bundled pretrained codec named by its bundle name (`--codec codec-latent`); its encodings are cached
+under the user cache (`arwave.pretrained.cache_dir`), never inside the package."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,12 +20,14 @@ def attach_codec_run(cfg: RunConfig, run_dir: str | Path, kind: str, bottleneck:
 
     Returns (codec, cache folder, cache key, device): caches live in the SOURCE codec run (shared by
     every AR run on that codec), keyed by its checkpoint."""
+    from arwave import pretrained
     from arwave.checkpoint import copy_run, latest_checkpoint, load
     run_dir = Path(run_dir)
     local = run_dir / "codec"
     codec_run = cfg.model.codec_run
+    src = pretrained.locate(codec_run) if codec_run else None
+    bundled = src is not None and pretrained.is_bundle(src)
     if codec_run:
-        src = Path(codec_run).expanduser()
         if not (src / "config.json").is_file():
             raise ArwaveError(f"{src}: not a codec run folder (codec_run)")
         if not (local / "config.json").is_file():
@@ -35,8 +39,9 @@ def attach_codec_run(cfg: RunConfig, run_dir: str | Path, kind: str, bottleneck:
         raise ConfigError(f"{kind}: training needs a trained codec: add --codec RUN (or --set codec_run=RUN)")
     cfg.parent = "codec"
     codec = load(local)
-    cache_dir = (Path(codec_run).expanduser() if codec_run else local) / "cache"
-    key = {"codec": str(Path(codec_run).expanduser().resolve()) if codec_run else "local",
+    cache_dir = pretrained.cache_dir(src) if bundled else (src if codec_run else local) / "cache"
+    key = {"codec": (f"bundle:{src.name}:{pretrained.read_card(src).get('sha256', '')}" if bundled
+                     else str(src.resolve()) if codec_run else "local"),
            "checkpoint": latest_checkpoint(local).name}
     if getattr(codec, "kind", None) != bottleneck:
         raise ArwaveError(f"{kind}: {codec_run or local} has a {getattr(codec, 'kind', '?')!r} bottleneck; "
@@ -46,9 +51,18 @@ def attach_codec_run(cfg: RunConfig, run_dir: str | Path, kind: str, bottleneck:
 
 
 def _same_run(a: Path, b: Path) -> bool:
-    """Same config and same latest checkpoint (what `copy_run` copies)."""
+    """Same config and same latest checkpoint (what `copy_run` copies); for a bundle `a`, the copy's
+    state.json names the bundle's weights digest."""
+    import json
+
+    from arwave import pretrained
     from arwave.checkpoint import latest_checkpoint
-    ca, cb = latest_checkpoint(a), latest_checkpoint(b)
+    cb = latest_checkpoint(b)
+    if pretrained.is_bundle(a):
+        state = json.loads((cb / "state.json").read_text()) if cb is not None else {}
+        return ((a / "config.json").read_text() == (b / "config.json").read_text()
+                and state.get("sha256") == pretrained.read_card(a).get("sha256"))
+    ca = latest_checkpoint(a)
     return ((a / "config.json").read_text() == (b / "config.json").read_text()
             and ca is not None and cb is not None and ca.name == cb.name)
 
@@ -68,5 +82,9 @@ def load_parent_codec(cfg: RunConfig, run_dir: str | Path | None) -> nn.Module |
     """The codec a trained AR run keeps in RUN/<cfg.parent>, or None (a fresh model has none yet)."""
     if run_dir is None or not cfg.parent:
         return None
+    from arwave import pretrained
     from arwave.checkpoint import load
-    return load(Path(run_dir) / cfg.parent)
+    local = Path(run_dir) / cfg.parent
+    if not local.exists() and pretrained.is_name(cfg.parent) and pretrained.is_bundle(run_dir):
+        return load(cfg.parent)          # a bundled AR model names its codec bundle
+    return load(local)

@@ -5,7 +5,9 @@
 
 Incremental decoding goes through `KVCache`: rotary phases are applied with absolute positions
 before keys enter the cache, so dropping the oldest entries (a sliding window) keeps every relative
-distance intact.
+distance intact. A sliding window can pin its first entries (`sink`: the start token the model always
+saw at the head of its training window); they are re-rotated to sit just before the oldest kept entry,
+so the window looks like a training window from its start (tests/test_sliding_window.py).
 
 Decoding speed (batch-1 steps are bound by reading the weights): the cache writes into preallocated
 buffers instead of concatenating, the rotary cos/sin come from a shared table (`rotary_table`), and
@@ -30,13 +32,19 @@ class KVCache:
     runs out, the live entries move to the front of the buffer (a sliding window of `max_len` entries:
     once per ~max_len / 2 steps) or into a buffer twice the size (no window)."""
 
-    def __init__(self, max_len: int | None = None):
+    def __init__(self, max_len: int | None = None, sink: int = 0, stride: int = 1, shift_keys=None):
         self.k: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
         self.position = 0                # absolute position of the next token
         self.max_len = max_len           # sliding window: keep at most this many entries
+        self.sink = sink                 # the first `sink` entries ever appended stay in the window
+        self.stride = max(1, stride)     # the window slides by multiples of `stride` entries
+        self._sink: tuple[torch.Tensor, torch.Tensor] | None = None    # pinned k, v as first cached
+        self.shift_keys = shift_keys     # (k, by) -> k moved `by` positions (rotary); None: no positions
         self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
         self._start = 0                  # k = buffer[:, :, _start:_start + length]
+        if sink and (max_len is None or max_len < sink + self.stride - 1):
+            raise ValueError(f"a window of {max_len} entries cannot pin {sink} and slide by {self.stride}")
 
     @property
     def length(self) -> int:
@@ -86,12 +94,23 @@ class KVCache:
         return self.k, self.v
 
     def trim(self) -> None:
-        """Drop the oldest entries beyond `max_len` (after the step that used them)."""
-        if self.max_len is not None and self.length > self.max_len:
-            drop = self.length - self.max_len
-            self._start += drop
-            self.k = self.k[:, :, drop:]
-            self.v = self.v[:, :, drop:]
+        """Drop the oldest entries beyond `max_len` (after the step that used them), `stride` at a time.
+
+        With `sink`, the pinned entries stay first and the oldest entries after them go; the pinned keys
+        are moved to the positions just before the oldest kept entry by `shift_keys(k, by)`."""
+        if self.max_len is None or self.length <= self.max_len:
+            return
+        drop = -(-(self.length - self.max_len) // self.stride) * self.stride
+        if self.sink and self._sink is None:
+            self._sink = (self.k[:, :, :self.sink].clone(), self.v[:, :, :self.sink].clone())
+        self._start += drop
+        self.k = self.k[:, :, drop:]
+        self.v = self.v[:, :, drop:]
+        if self.sink:                    # the slots before the kept entries now hold the pinned ones
+            k0, v0 = self._sink
+            by = self.position - self.length          # pinned entries were cached at positions 0..sink-1
+            self.k[:, :, :self.sink] = self.shift_keys(k0, by) if self.shift_keys is not None else k0
+            self.v[:, :, :self.sink] = v0
 
     def repeat(self, n: int) -> None:
         """Duplicate along the batch (e.g. for classifier-free guidance)."""
@@ -99,6 +118,8 @@ class KVCache:
             self.k = self.k.repeat(n, 1, 1, 1)
             self.v = self.v.repeat(n, 1, 1, 1)
             self._buffers, self._start = (self.k, self.v), 0
+        if self._sink is not None:
+            self._sink = tuple(t.repeat(n, 1, 1, 1) for t in self._sink)
 
 
 def rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
@@ -138,6 +159,14 @@ class RotaryTable:
                 C, S = torch.cat([cos, cos], -1), torch.cat([-sin, sin], -1)
             self.tables[(device, dtype)] = (C, S)
         return C[start:start + length], S[start:start + length]
+
+    def shift(self, x: torch.Tensor, by: int) -> torch.Tensor:
+        """Rotate every row of x (..., L, d) by the same `by` positions (keys moved along the sequence:
+        rotations compose, so a key rotated at position p becomes the key at position p + by)."""
+        C, S = self.get(by, 1, x.device, x.dtype)
+        h, d = self.half, x.shape[-1]
+        rotated = x[..., :2 * h] * C + torch.cat([x[..., h:2 * h], x[..., :h]], -1) * S
+        return torch.cat([rotated, x[..., 2 * h:]], dim=-1) if d % 2 else rotated
 
     def apply(self, x: torch.Tensor, start: int) -> torch.Tensor:
         """rotary(x, arange(start, start + L)) for x (..., L, d)."""
@@ -261,8 +290,11 @@ class Transformer(nn.Module):
             Block(cfg.width, cfg.heads, cfg.mlp_ratio, cfg.rotary, cfg.qk_norm, cfg.cond_dim) for _ in range(cfg.depth)
         )
 
-    def new_cache(self, max_len: int | None = None) -> list[KVCache]:
-        return [KVCache(max_len) for _ in self.blocks]
+    def new_cache(self, max_len: int | None = None, sink: int = 0, stride: int = 1) -> list[KVCache]:
+        """One cache per block; `max_len`/`sink`/`stride`: the sliding window of `KVCache`."""
+        def shift(attn):
+            return rotary_table(attn.head_dim).shift if attn.use_rotary and sink else None
+        return [KVCache(max_len, sink, stride, shift(b.attn)) for b in self.blocks]
 
     def set_weight_layout(self, rows: int) -> None:
         """Store the weights of the widening layers (qkv, fc1: out ≥ 2·in) for matmuls of `rows` rows.

@@ -40,16 +40,30 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float, time_fractio
 
 
 class EMA:
-    """Exponential moving average of the weights: θ_ema ← d·θ_ema + (1 − d)·θ (buffers copied)."""
+    """Exponential moving average of the weights: θ_ema ← d·θ_ema + (1 − d)·θ (buffers copied).
+
+    Warm-up: update n (0-based) uses d_n = min(decay, (1 + n) / (10 + n)) (as timm's ModelEmaV2 with
+    warm-up, and TF's num_updates), so the average forgets the random initialisation within the first
+    few hundred steps; with a constant 0.999, 300 updates leave 0.999^300 ≈ 74 % of the initial
+    weights in the average."""
 
     def __init__(self, model: nn.Module, decay: float):
         self.decay = decay
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.updates = 0
+
+    def decay_at(self, n: int) -> float:
+        return min(self.decay, (1 + n) / (10 + n))
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, step: int | None = None) -> None:
+        """`step`: optimiser steps done before this update (the loop passes it, so a resumed run
+        continues the warm-up where it stopped); default: updates seen by this object."""
+        n = self.updates if step is None else step
+        self.updates = n + 1
+        d = self.decay_at(n)
         for e, p in zip(self.model.parameters(), model.parameters()):
-            e.lerp_(p.detach(), 1 - self.decay)
+            e.lerp_(p.detach(), 1 - d)
         for e, b in zip(self.model.buffers(), model.buffers()):
             e.copy_(b)
 
@@ -193,7 +207,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
                     critic_opt.step()
                     values.update({f"critic_{k}": v for k, v in _logs_to_floats(closs, clogs).items()})
             if ema is not None:
-                ema.update(model)
+                ema.update(model, step)
             step += 1
             bar.update(1)
             if main and (step % tc.log_every == 0 or step == 1):

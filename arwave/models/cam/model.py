@@ -10,9 +10,11 @@ added to EVERY input, not only to the start token, so the condition survives in 
 after the start token has left it.
 
 Generation keeps one KV cache per layer with `max_len = context − 1`: a new frame attends to at most
-context − 1 cached frames plus itself, i.e. exactly the span seen in training. Past that length the
-oldest frames (first the start token) slide out. Each generated frame x̂ enters the context as
-corrupt(x̂, k_inf) and the model is told k_inf.
+context − 1 cached entries plus itself, i.e. exactly the span seen in training. Past that length the
+oldest frames slide out but the start token stays pinned at the head of the window (re-positioned
+just before the oldest kept frame), because every training window began with it: the model never
+saw a context without it. Each generated frame x̂ enters the context as corrupt(x̂, k_inf) and the
+model is told k_inf.
 """
 from __future__ import annotations
 
@@ -226,13 +228,14 @@ class CAM(AudioGenerator):
                 timings[name] = timings.get(name, 0.0) + clock() - t0
 
         self.backbone.set_weight_layout(rows=B)           # memory order for B rows per step (values unchanged)
-        caches = self.backbone.new_cache(max_len=max(1, c.context - 1))
+        # the start token stays at the head of the sliding window, as in every training window
+        caches = self.backbone.new_cache(max_len=max(1, c.context - 1), sink=1)
         t0 = clock() if clock else 0
         tokens = self._start_tokens(B)
         if prompt_latents is not None:
             p = (prompt_latents / self.latent_scale).to(device=device, dtype=self.start.dtype).t()[None].expand(B, -1, -1)
+            p = p[:, -(c.context - 1):]                     # the prefill must fit in the attention span
             tokens = torch.cat([tokens, self.embed_frames(p, p.new_zeros(p.shape[:2]))], dim=1)
-            tokens = tokens[:, -c.context:]                 # the prefill must fit in the attention span
         if cls is not None:
             tokens = tokens + cls
         z = self._step(tokens, caches)

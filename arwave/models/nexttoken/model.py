@@ -10,9 +10,12 @@ Codes (B, N, F): N RVQ levels per latent frame. Two layouts of the token grid in
   grid hold a PAD token (id V) that is never predicted, only fed back.
 
 Every input position also gets the condition vector added (the first position is the start token
-= condition + a learned start vector), so the condition survives a sliding window over the KV cache.
-The backbone is the shared Transformer with rotary positions (relative), which is what makes the
-sliding window (generation longer than the training context) work.
+= condition + a learned start vector). The backbone is the shared Transformer with rotary positions
+(relative), which is what makes the sliding window (generation longer than the training context)
+work. The window sees what training saw: every training crop starts with the start token and then
+whole frames, so the sliding KV cache keeps the start token pinned at its head and drops the oldest
+frame's N tokens at once (flat), i.e. every sampling step's context is [start, whole frames..., the
+current frame so far] of at most the training length.
 """
 from __future__ import annotations
 
@@ -102,6 +105,9 @@ class NextToken(CodecGenerator):
         if not cfg.levels or not cfg.vocab_size or not cfg.context_frames:
             raise ArwaveError("nexttoken: levels/vocab_size/context_frames are unknown: build the model with its "
                               "codec, or from a trained run's config")
+        if cfg.pattern == "flat" and cfg.context_frames < 2:
+            raise ArwaveError("nexttoken: the flat pattern needs context_frames >= 2 (a sliding window drops whole "
+                              f"frames and keeps at least one), got {cfg.context_frames}")
         self.cfg = cfg
         self.attach(codec, quantizer)
         N, V, D = cfg.levels, cfg.vocab_size, cfg.width
@@ -215,7 +221,8 @@ class NextToken(CodecGenerator):
             forced = forced | (self.to_steps(known) == 1)
         guided = null is not None
         c = torch.cat([cond, null]) if guided else cond
-        caches = self.transformer.new_cache(max_len=self.context_steps - 1)
+        # start token pinned, whole frames dropped: each context is a prefix of a training crop
+        caches = self.transformer.new_cache(max_len=self.context_steps - 1, sink=1, stride=1 if self.delay else self.N)
         x = self.start_input(c)
         out = torch.empty(B, S, self.P, dtype=torch.long, device=device)
         all_logits = []
