@@ -54,9 +54,10 @@ class LiveServer:
         """Send a generate request and return the response once its headers are in (body unread)."""
         c = self.conn()
         data = raw if raw is not None else json.dumps(body).encode()
+        sent = time.perf_counter()
         c.request("POST", "/api/generate", body=data, headers={"Content-Type": "application/json"})
         r = c.getresponse()
-        r._test_conn = c                       # keep the connection alive as long as the response
+        r._test_conn, r._test_sent = c, sent   # keep the connection alive as long as the response
         return r
 
     def generate_json(self, body) -> tuple[int, dict, http.client.HTTPResponse]:
@@ -73,8 +74,8 @@ class LiveServer:
 
 
 def read_timed(r: http.client.HTTPResponse) -> list[tuple[float, bytes]]:
-    """Read a response to the end as it arrives: [(seconds since the call, bytes of one read)]."""
-    t0, out = time.perf_counter(), []
+    """Read a response to the end as it arrives: [(seconds since the request was sent, bytes of one read)]."""
+    t0, out = getattr(r, "_test_sent", time.perf_counter()), []
     while True:
         data = r.read1(1 << 16)
         if not data:

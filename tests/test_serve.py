@@ -82,7 +82,7 @@ def test_serve_model_info_and_page(server):
 # streaming
 
 def test_serve_streams_audio_before_generation_ends(server, runs):
-    seconds = 3.0
+    seconds = 2.0
     r = server.post({"model": "group/cam", "seconds": seconds, "seed": 4, "class": "high", "cfg": 2.0, "k_inf": 0.1})
     assert r.status == 200 and r.getheader("content-type") == "audio/wav"
     assert r.getheader("transfer-encoding") == "chunked"

@@ -39,7 +39,7 @@ def served(cam_run, tmp_path_factory):
 def test_browser_streams_plays_and_downloads(served, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    seconds, seed = 3.0, 7
+    seconds, seed = 2.0, 7
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         try:
