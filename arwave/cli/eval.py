@@ -1,4 +1,4 @@
-"""`arwave eval {recon,gen,fad-over-time,classifier}`: the metrics of docs/metrics.md from the command line.
+"""`arwave eval {recon,gen,fad-over-time,fad,classifier}`: the metrics of docs/metrics.md from the command line.
 
 Each prints a readable summary, and with `--json` one JSON object as its last stdout line.
 """
@@ -127,8 +127,28 @@ def run_classifier(args) -> int:
     return 0
 
 
+def run_fad(args) -> int:
+    from arwave.evaluation.fad_folders import fad_folders, write_per_file_csv
+    res = fad_folders(args.reference, args.eval, embedder=args.embedder, per_file=bool(args.per_file), inf=args.inf,
+                      cache=not args.no_cache, progress=not args.json)
+    lines = [f"FAD [{res['embedder']}] {args.eval} vs {args.reference}: {res['fad']:.4f} "
+             f"({res['num_eval_files']} files, {res['num_eval_frames']} frames vs {res['num_reference_files']} files, "
+             f"{res['num_reference_frames']} frames; reference statistics: cache {res['reference_cache']})"]
+    if args.inf:
+        fit = res["fad_inf_fit"]
+        lines.append(f"FAD∞ [{res['embedder']}] {res['fad_inf']:.4f} (line through {len(fit['points'])} subsets of "
+                     f"{fit['points'][0]['frames']}–{fit['points'][-1]['frames']} frames, R² {fit['r2']:.3f})")
+    if args.per_file:
+        write_per_file_csv(res["per_file"], args.per_file)
+        worst = sorted(res["per_file"], key=lambda r: -r["fad"])[:3]
+        lines.append(f"per-file FAD -> {args.per_file} (highest: "
+                     + ", ".join(f"{r['file']} {r['fad']:.3f}" for r in worst) + ")")
+    emit(res, args.json, lines)
+    return 0
+
+
 def register(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate: reconstruction, generation (FAD/ISc/KL), FAD over time, classifier")
+    p = sub.add_parser("eval", help="evaluate: reconstruction, generation (FAD/ISc/KL), FAD over time, FAD of two folders, classifier")
     ev = p.add_subparsers(dest="what", metavar="WHAT", required=True)
 
     r = ev.add_parser("recon", help="MEL and STFT distance of a codec's reconstructions over a split")
@@ -169,6 +189,18 @@ def register(sub) -> None:
     add_sampling_options(f)
     f.add_argument("--json", action="store_true")
     f.set_defaults(func=run_fad_over_time)
+
+    d = ev.add_parser("fad", help="FAD between two folders of audio (per-file scores, FAD∞)",
+                      description="FAD of the audio files of EVAL_DIR against those of REFERENCE_DIR. The "
+                                  "reference statistics are cached per embedder and folder contents.")
+    d.add_argument("reference", metavar="REFERENCE_DIR")
+    d.add_argument("eval", metavar="EVAL_DIR")
+    d.add_argument("--embedder", default="aisfx", help="aisfx | classifier:RUN | vggish | clap | panns [aisfx]")
+    d.add_argument("--per-file", metavar="CSV", help="also score each eval file against the reference; write a CSV")
+    d.add_argument("--inf", action="store_true", help="also FAD∞: FAD extrapolated to infinitely many eval frames")
+    d.add_argument("--no-cache", action="store_true", help="recompute the reference statistics")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=run_fad)
 
     c = ev.add_parser("classifier", help="accuracy of a trained classifier on a split")
     c.add_argument("run")

@@ -19,10 +19,11 @@ COMMAND_MODULES = (
     "arwave.cli.generate",   # generate / stream
     "arwave.cli.codec",      # encode / decode
     "arwave.cli.models",     # models / export (bundled pretrained models)
-    "arwave.cli.eval",       # eval {recon,gen,fad-over-time,classifier}
+    "arwave.cli.eval",       # eval {recon,gen,fad-over-time,fad,classifier}
     "arwave.cli.bench",      # bench {codec,cam,nextscale-vs-nexttoken,train}
     "arwave.cli.experiment", # experiment {noise-aug,sat-vs-rvq,aar-vs-nexttoken}
     "arwave.cli.demo",       # demo
+    "arwave.cli.serve",      # serve (web page, streamed generation)
 )
 
 
