@@ -71,8 +71,9 @@ class ServeSettings:
 
 def bundled_names() -> list[str]:
     """Names of the bundled generators whose weights are installed (`arwave models`)."""
-    from arwave.pretrained import KNOWN, find
-    return [name for name, known in KNOWN.items() if known.kind in ("cam", "aar", "nexttoken") and find(name)]
+    from arwave.pretrained import KNOWN, root
+    return [name for name, known in KNOWN.items()
+            if known.kind in ("cam", "aar", "nexttoken") and (root() / name / "model.safetensors").is_file()]
 
 
 def _run_kind(folder: Path) -> str | None:
