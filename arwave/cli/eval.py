@@ -8,7 +8,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from arwave.cli.generate import add_sampling_options, check_seconds, load_generator, sampling_kwargs
+from arwave.cli.generate import add_sampling_options, check_memory, check_seconds, load_generator, sampling_kwargs
 from arwave.errors import ArwaveError
 from arwave.paths import check_output_file
 
@@ -67,6 +67,7 @@ def run_gen(args) -> int:
         for i in range(args.num):
             check_output_file(Path(args.out) / f"gen-{i:03d}.wav", args.overwrite)
     model = load_generator(args.run)
+    check_memory(args.batch, args.seconds, model, "cpu")
     clips = []
     for i in range(0, args.num, args.batch):
         n = min(args.batch, args.num - i)
@@ -113,6 +114,8 @@ def run_fad_over_time(args) -> int:
         model = load_generator(run)
         context = training_context_seconds(model)
         seconds = args.seconds or args.context_multiple * context
+        check_seconds(seconds)
+        check_memory(args.num, seconds, model, "cpu")
         window = args.window or context
         waves = model.generate(seconds, num=args.num, seed=args.seed, **sampling_kwargs(model, args))
         reference = _reference_dataset(model, args, window)

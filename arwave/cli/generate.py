@@ -226,11 +226,14 @@ def check_memory(num: int, seconds: float, model, device: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 # generate
 
-def output_paths(out: str, num: int) -> list[Path]:
+def output_path(out: str, num: int, i: int) -> Path:
+    """Clip i of num: OUT itself for one clip, else OUT-i (before the extension)."""
     path = Path(out)
-    if num == 1:
-        return [path]
-    return [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(num)]
+    return path if num == 1 else path.with_name(f"{path.stem}-{i}{path.suffix}")
+
+
+def output_paths(out: str, num: int) -> list[Path]:
+    return [output_path(out, num, i) for i in range(num)]
 
 
 def cmd_generate(args) -> int:
@@ -238,12 +241,15 @@ def cmd_generate(args) -> int:
     check_seconds(args.seconds, args.max_seconds)
     if args.num < 1:
         raise ArwaveError(f"--num must be >= 1, got {args.num}")
-    paths = output_paths(args.out, args.num)
-    for path in paths:      # before any work: a bad path found after generating would waste it all
-        check_output_file(path, args.overwrite, WRITE_EXTENSIONS, "audio file")
+    # before any work (a bad path found after generating would waste it all): the first path fully (the
+    # others share its folder and extension), then, once --num is known to fit, whether the others exist
+    check_output_file(output_path(args.out, args.num, 0), args.overwrite, WRITE_EXTENSIONS, "audio file")
     model = load_generator(args.run, args.device, args.precision, args.threads)
     kwargs = sampling_kwargs(model, args)
     check_memory(args.num, args.seconds, model, _device(args.device))
+    paths = output_paths(args.out, args.num)
+    for path in paths[1:]:
+        check_output_file(path, args.overwrite)
     t0 = time.perf_counter()
     audio = model.generate(seconds=args.seconds, num=args.num, seed=args.seed, **kwargs)
     wall = time.perf_counter() - t0

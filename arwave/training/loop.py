@@ -174,8 +174,6 @@ def _train(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, ta
         run_dir.mkdir(parents=True, exist_ok=True)
         for stale in ckpt.remove_stale_temp(run_dir):
             tqdm.write(f"removed {stale.name}, left by an interrupted save")
-        if not resume:   # a resumed run's config.json is rewritten only once its checkpoint has loaded
-            ckpt.atomic_write_text(run_dir / "config.json", run_config_to_json(cfg))
     distributed.barrier()
 
     torch.manual_seed(tc.seed + dist_info.rank)
@@ -197,7 +195,9 @@ def _train(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, ta
         if step > tc.max_steps:
             raise ArwaveError(f"{run_dir}: its checkpoint is at step {step}; train.max_steps={tc.max_steps} would "
                               "train nothing (give a larger --max-steps)")
-    if main:  # the task may have filled config fields (label names, codec facts): record the resolved config
+    # written only now: after the task filled its fields (label names, codec facts) and, on resume, after the
+    # checkpoint loaded, so a failed start never leaves a config.json that no longer matches the weights
+    if main:
         ckpt.atomic_write_text(run_dir / "config.json", run_config_to_json(cfg))
 
     def set_lr(at_step: int) -> float:
