@@ -59,13 +59,13 @@ def check_writable_folder(folder: str | os.PathLike, target: str | os.PathLike |
 
 
 def check_output_file(path: str | os.PathLike, overwrite: bool = False, extensions: Iterable[str] | None = None,
-                      what: str = "file") -> Path:
+                      what: str = "this file") -> Path:
     """Refuse, before any work, an output file that could not be written or would replace one the user has."""
     path = Path(path)
     if extensions is not None:
         extensions = tuple(extensions)
         if path.suffix.lower() not in extensions:
-            raise ArwaveError(f"{path}: cannot write a {what} with extension {path.suffix or '(none)'!r} "
+            raise ArwaveError(f"{path}: unsupported extension {path.suffix or '(none)'!r} for {what} "
                               f"(known: {' '.join(extensions)})")
     if path.is_dir():
         raise ArwaveError(f"{path}: is a folder; give a file name")

@@ -28,7 +28,7 @@ def encode(args) -> int:
     from arwave.data.audio import load_audio
     from arwave.paths import check_output_file
 
-    check_output_file(args.output, args.overwrite, (".safetensors",), "encoded file")
+    check_output_file(args.output, args.overwrite, (".safetensors",), "encoded tokens")
     codec = _load_codec(args.run, args.device)
     audio = load_audio(args.input, sample_rate=codec.sample_rate, channels=codec.channels)
     t0 = time.time()
@@ -53,7 +53,7 @@ def decode(args) -> int:
     from arwave.errors import ArwaveError
     from arwave.paths import check_output_file
 
-    check_output_file(args.output, args.overwrite, WRITE_EXTENSIONS, "audio file")
+    check_output_file(args.output, args.overwrite, WRITE_EXTENSIONS, "audio")
     codec = _load_codec(args.run, args.device)
     tokens, meta = load_encoded(args.input)
     facts = {"bottleneck": codec.kind, "sample_rate": codec.sample_rate, "channels": codec.channels,

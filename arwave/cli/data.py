@@ -78,7 +78,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     from arwave.data.manifest import MANIFEST_NAME, prepare_folder
     from arwave.paths import check_output_file
     # before indexing (which decodes every file): never replace a manifest the user has without --overwrite
-    check_output_file(args.out or Path(args.dir).expanduser() / MANIFEST_NAME, args.overwrite, (".jsonl",), "manifest")
+    check_output_file(args.out or Path(args.dir).expanduser() / MANIFEST_NAME, args.overwrite, (".jsonl",), "a manifest")
     report = prepare_folder(args.dir, out=args.out, labels=args.labels, min_seconds=args.min_seconds)
     s = report.splits
     print(f"indexed {report.indexed} files ({report.seconds / 60:.2f} min), skipped {len(report.skipped)}")

@@ -108,7 +108,7 @@ def run_fad_over_time(args) -> int:
     from arwave.evaluation.fad_over_time import fad_over_time, plot_fad_over_time
 
     if args.plot:
-        check_output_file(args.plot, args.overwrite, (".png",), "plot")
+        check_output_file(args.plot, args.overwrite, (".png",), "a plot")
     results = {}
     for run in args.runs:
         model = load_generator(run)

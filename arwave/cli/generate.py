@@ -243,7 +243,7 @@ def cmd_generate(args) -> int:
         raise ArwaveError(f"--num must be >= 1, got {args.num}")
     # before any work (a bad path found after generating would waste it all): the first path fully (the
     # others share its folder and extension), then, once --num is known to fit, whether the others exist
-    check_output_file(output_path(args.out, args.num, 0), args.overwrite, WRITE_EXTENSIONS, "audio file")
+    check_output_file(output_path(args.out, args.num, 0), args.overwrite, WRITE_EXTENSIONS, "audio")
     model = load_generator(args.run, args.device, args.precision, args.threads)
     kwargs = sampling_kwargs(model, args)
     check_memory(args.num, args.seconds, model, _device(args.device))
@@ -316,7 +316,7 @@ def cmd_stream(args) -> int:
     if to_stdout and sys.stdout.isatty():
         raise ArwaveError("refusing to write binary audio to a terminal: pipe it (| aplay) or give --out FILE")
     if not to_stdout:
-        check_output_file(args.out, args.overwrite, (".wav",), "stream (16-bit WAV)")
+        check_output_file(args.out, args.overwrite, (".wav",), "a stream (16-bit WAV)")
     model = load_generator(args.run, args.device, args.precision, 1 if args.threads is None else args.threads)
     kwargs = sampling_kwargs(model, args)
     check_memory(1, args.seconds, model, _device(args.device))

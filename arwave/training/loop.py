@@ -234,8 +234,7 @@ def _train(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, ta
     def save(at_step: int) -> None:
         bad = ckpt.non_finite(model.state_dict()) + (ckpt.non_finite(ema.model.state_dict()) if ema else [])
         if bad:
-            raise ArwaveError(f"{cfg.kind}: the weights became NaN or infinite ({bad[0]}) at step {at_step}: "
-                              f"no checkpoint written. {_kept(run_dir)}")
+            raise _diverged(cfg, run_dir, at_step, f"the weights became NaN or infinite ({bad[0]})")
         if main:
             _save(run_dir, at_step, model, critic, optimizer, critic_opt, ema, sampler, cfg, dist_info)
             task.on_checkpoint(ema.model if ema else model, run_dir, at_step)
@@ -258,8 +257,7 @@ def _train(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, ta
                 loss, logs = task.loss(ddp_model, batch, step)
             problem = watch.check(float(loss.detach()))
             if distributed.broadcast_flag(problem is not None, device):
-                raise ArwaveError(f"{cfg.kind}: training diverged at step {step}: {problem or 'on another rank'}. "
-                                  f"{_kept(run_dir)}; lower train.lr (or check the data) and resume with --resume")
+                raise _diverged(cfg, run_dir, step, problem or "on another rank")
             if pending == step:     # these weights just gave a sane loss: safe to keep
                 with torch.random.fork_rng(devices=rng_devices):
                     save(step)
@@ -268,8 +266,7 @@ def _train(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, ta
             loss.backward()
             grad_norm = _clip(model, tc.grad_clip)
             if not math.isfinite(grad_norm):
-                raise ArwaveError(f"{cfg.kind}: training diverged at step {step}: the gradients became {grad_norm}. "
-                                  f"{_kept(run_dir)}; lower train.lr (or check the data) and resume with --resume")
+                raise _diverged(cfg, run_dir, step, f"the gradient norm became {grad_norm}")
             optimizer.step()
             values = _logs_to_floats(loss, logs)
             if critic is not None:
@@ -320,9 +317,12 @@ def _train(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, ta
     return run_dir
 
 
-def _kept(run_dir: Path) -> str:
+def _diverged(cfg: RunConfig, run_dir: Path, step: int, problem: str) -> ArwaveError:
+    """The one line a diverged run stops with: what happened, and what is kept."""
     latest = ckpt.latest_checkpoint(run_dir)
-    return f"The last good checkpoint, {latest}, is kept" if latest else "No checkpoint was written yet"
+    kept = (f"the last good checkpoint, {latest}, is kept: lower train.lr (or check the data) and continue with --resume"
+            if latest else "no checkpoint was written: lower train.lr (or check the data) and start again")
+    return ArwaveError(f"{cfg.kind}: training diverged at step {step}: {problem}; {kept}")
 
 
 @torch.no_grad()
