@@ -70,8 +70,8 @@ class CodecConfig:
     mel_bins: int = 64
 
     LIMITS: ClassVar[dict] = {
-        "bottleneck": OneOf(("continuous", "msrq", "rvq")), "sample_rate": at_least(1), "channels": at_least(1),
-        "strides": at_least(1), "width": at_least(1), "max_channels": at_least(1), "latent_dim": at_least(1),
+        "bottleneck": OneOf(("continuous", "msrq", "rvq")), "architecture": OneOf(("seanet", "spectral")),
+        "sample_rate": at_least(1), "channels": at_least(1), "strides": at_least(1), "width": at_least(1), "max_channels": at_least(1), "latent_dim": at_least(1),
         "window_frames": at_least(1), "num_scales": at_least(1), "phi_kernel": at_least(1), "rvq_levels": at_least(1),
         "codebook_size": at_least(2), "ema_decay": between(0, 1, hi_open=True), "mel_bins": at_least(1),
         "disc_filters": at_least(1)}
