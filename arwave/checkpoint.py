@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from arwave.errors import ArwaveError
+from arwave.paths import missing_reason
 
 CHECKPOINTS = "checkpoints"
 
@@ -141,10 +142,25 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
+def remove_stale_temp(run_dir: str | Path) -> list[Path]:
+    """Remove the temp folders (`checkpoints/.tmp-step-*`) that a killed save left behind. Only the
+    training process of a run calls this, at its start, so no save is in progress."""
+    root = Path(run_dir) / CHECKPOINTS
+    stale = sorted(root.glob(".tmp-step-*")) if root.is_dir() else []
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    return stale
+
+
+def non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of floating-point tensors holding NaN or inf (a checkpoint is never written from those)."""
+    return [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def save_checkpoint(run_dir: str | Path, step: int, files: dict[str, dict[str, torch.Tensor]],
                     state: dict, keep: int = 2) -> Path:
     """Write `files` (name -> tensors) and `state.json` into a temp folder, fsync, rename into place,
-    then prune old checkpoints beyond `keep`."""
+    then prune old checkpoints beyond `keep` (the one just written is always among those kept)."""
     final = checkpoint_dir(run_dir, step)
     with _atomic_dir(final, prefix=f".tmp-{final.name}-") as tmp:
         for name, tensors in files.items():
@@ -165,8 +181,13 @@ def resolve_run(path: str | Path) -> tuple[Path, Path]:
         bundle = pretrained.find(path)
         if bundle is not None:
             return bundle, bundle
+        reason = missing_reason(path)
+        if not reason.startswith("no such"):
+            raise CheckpointError(f"{path}: {reason}")
         hint = " (nor a bundled model: `arwave models` lists them)" if pretrained.is_name(path) else ""
         raise CheckpointError(f"{path}: no such run folder{hint}")
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: a file, not a run folder")
     if pretrained.is_bundle(path):
         return path, path
     if (path / "state.json").is_file() and path.parent.name == CHECKPOINTS:
@@ -199,14 +220,42 @@ def copy_run(src: str | Path, dst: str | Path) -> Path:
 
 
 def read_config(run_dir: str | Path):
+    """The checked RunConfig of a run: a missing, unparsable or mistyped config.json is one clear error."""
     from arwave.config import run_config_from_dict
     path = Path(run_dir) / "config.json"
     try:
-        return run_config_from_dict(json.loads(path.read_text()))
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
         raise CheckpointError(f"{path}: unreadable config ({err})") from None
+    return run_config_from_dict(data, source=str(path))
+
+
+def read_state(ckpt: str | Path) -> dict:
+    """A checkpoint's state.json (a JSON object with an integer `step`), or one clear error."""
+    path = Path(ckpt) / "state.json"
+    try:
+        state = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
+        raise CheckpointError(f"{path}: unreadable checkpoint state ({err})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int) or isinstance(state.get("step"), bool):
+        raise CheckpointError(f"{path}: not a checkpoint state (needs an object with an integer 'step')")
+    return state
+
+
+def load_weights(module: torch.nn.Module, path: str | Path, device: str | torch.device = "cpu",
+                 strict: bool = True) -> None:
+    """`module.load_state_dict` from a safetensors file; wrong names or shapes are one CheckpointError."""
+    tensors = {k: v.float() if v.dtype == torch.float16 else v for k, v in load_tensors(path, device).items()}  # fp16 bundles
+    try:
+        missing, unexpected = module.load_state_dict(tensors, strict=False)
+    except RuntimeError as err:   # size mismatch (torch lists every tensor; the first says enough)
+        lines = [line.strip() for line in str(err).splitlines() if "size mismatch" in line]
+        raise CheckpointError(f"{path}: weights do not match the config ({lines[0] if lines else err})") from None
+    if strict and (missing or unexpected):
+        raise CheckpointError(f"{path}: weights do not match the config (missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]})")
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True):
@@ -221,10 +270,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True)
     cfg = read_config(run_dir)
     model = get_kind(cfg.kind).build_model(cfg, run_dir)
     weights = ckpt / ("ema.safetensors" if ema and (ckpt / "ema.safetensors").is_file() else "model.safetensors")
-    tensors = {k: v.float() if v.dtype == torch.float16 else v for k, v in load_tensors(weights).items()}  # fp16 bundles
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{weights}: weights do not match the config (missing {missing[:5]}, unexpected {unexpected[:5]})")
+    load_weights(model, weights)
     model.run_dir = run_dir
     model.config = cfg
     return model.to(device).eval()

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 from arwave.errors import ArwaveError
@@ -18,6 +20,61 @@ from arwave.errors import ArwaveError
 
 class ConfigError(ArwaveError, ValueError):
     """A bad configuration key or value (named in the message)."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# what a field allows: its annotated type, plus an optional rule in the dataclass's `LIMITS` ClassVar.
+# Numbers without a rule must be finite and >= 0 (no size, rate, weight or count here is negative).
+
+@dataclass(frozen=True)
+class Range:
+    """lo <= x <= hi (an open end excludes the bound); every value must also be finite."""
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def allows(self, x) -> bool:
+        return (math.isfinite(x) and (x > self.lo if self.lo_open else x >= self.lo)
+                and (x < self.hi if self.hi_open else x <= self.hi))
+
+    def __str__(self) -> str:
+        if self.lo == -math.inf and self.hi == math.inf:
+            return "a finite number"
+        if self.hi == math.inf:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        if self.lo == -math.inf:
+            return f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        return f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """A string from a fixed list (or matching one of the `patterns`, regular expressions)."""
+    choices: tuple[str, ...]
+    patterns: tuple[str, ...] = ()
+
+    def allows(self, x) -> bool:
+        return x in self.choices or any(re.fullmatch(p, x) for p in self.patterns)
+
+    def __str__(self) -> str:
+        return "one of " + ", ".join(self.choices)
+
+
+def at_least(lo: float) -> Range:
+    return Range(lo)
+
+
+def above(lo: float) -> Range:
+    return Range(lo, lo_open=True)
+
+
+def between(lo: float, hi: float, hi_open: bool = False) -> Range:
+    return Range(lo, hi, hi_open=hi_open)
+
+
+ANY_NUMBER = Range()
+NON_NEGATIVE = at_least(0)
 
 
 @dataclass
@@ -32,6 +89,9 @@ class DataConfig:
     batch_size: int = 8             # per process
     num_workers: int = 0
     label_key: str = "label"        # manifest field used for class conditioning / classifier targets
+
+    LIMITS: ClassVar[dict] = {"corpus_minutes": above(0), "sample_rate": at_least(1), "channels": at_least(1),
+                              "segment_seconds": above(0), "batch_size": at_least(1)}
 
 
 @dataclass
@@ -59,6 +119,11 @@ class TrainConfig:
     compile: bool = False
     threads: int = 0                # torch intra-op threads; 0 = torch's default (all cores)
 
+    LIMITS: ClassVar[dict] = {"lr": above(0), "betas": between(0, 1, hi_open=True), "lr_min_ratio": between(0, 1),
+                              "ema_decay": between(0, 1, hi_open=True), "critic_lr": above(0),
+                              "critic_betas": between(0, 1, hi_open=True), "seed": ANY_NUMBER, "log_every": at_least(1),
+                              "val_batches": at_least(1), "device": OneOf(("auto", "cpu", "cuda"), (r"cuda:\d+",))}
+
 
 @dataclass
 class RunConfig:
@@ -74,45 +139,42 @@ class RunConfig:
 # overrides
 
 def _coerce(value: str, typ: Any, key: str) -> Any:
-    """Parse a command-line string into the annotated type of a dataclass field."""
+    """Parse a command-line string into the annotated type of a dataclass field (checked afterwards)."""
     origin = typing.get_origin(typ)
     args = typing.get_args(typ)
-    try:
-        if typ is bool:
-            low = value.lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if typ is int:
-            return int(value)
-        if typ is float:
-            return float(value)
-        if typ is str:
-            return value
-        if origin in (tuple, list):
-            parts = [p for p in value.strip("()[]").split(",") if p.strip()]
-            inner = args[0] if args else str
-            items = [_coerce(p.strip(), inner, key) for p in parts]
-            return tuple(items) if origin is tuple else items
-        if origin is typing.Union or str(origin) == "types.UnionType":
-            for a in args:
-                if a is type(None):
-                    if value.lower() in ("none", "null"):
-                        return None
-                    continue
-                try:
-                    return _coerce(value, a, key)
-                except ConfigError:
-                    pass
-        return json.loads(value)
-    except (ValueError, json.JSONDecodeError):
-        raise ConfigError(f"--set {key}={value}: cannot read {value!r} as {getattr(typ, '__name__', typ)}") from None
+    if typ is bool:
+        low = value.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(value)
+    if typ is int:
+        return int(value)
+    if typ is float:
+        return float(value)
+    if typ is str:
+        return value
+    if origin in (tuple, list):
+        parts = [p for p in value.strip("()[]").split(",") if p.strip()]
+        inner = args[0] if args else str
+        return [_coerce(p.strip(), inner, key) for p in parts]
+    if origin is typing.Union or str(origin) == "types.UnionType":
+        for a in args:
+            if a is type(None):
+                if value.lower() in ("none", "null"):
+                    return None
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ValueError:
+                pass
+    return json.loads(value)
 
 
 def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
-    """Apply `a.b=c` strings. Top-level names of the model config may be given without `model.`."""
+    """Apply `a.b=c` strings. Top-level names of the model config may be given without `model.`.
+    Each value is checked against its field (type and `LIMITS`) before it is set."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set {item}: expected key=value")
@@ -120,6 +182,10 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         path = key.strip().split(".")
         if path[0] not in ("model", "data", "train", "parent") and hasattr(cfg.model, path[0]):
             path = ["model", *path]
+        if path == ["kind"]:
+            raise ConfigError(f"--set {item}: the model kind is chosen by the command (`arwave train KIND`), not by --set")
+        if len(path) == 1 and path[0] in ("model", "data", "train"):
+            raise ConfigError(f"--set {item}: {path[0]} is a section; set one of its fields (e.g. {path[0]}.NAME=VALUE)")
         obj: Any = cfg
         for name in path[:-1]:
             if not dataclasses.is_dataclass(obj) or not hasattr(obj, name):
@@ -130,8 +196,118 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         if name not in fields:
             known = ", ".join(sorted(fields))
             raise ConfigError(f"--set {key}: unknown key {name!r} (known here: {known})")
-        hints = typing.get_type_hints(type(obj))
-        setattr(obj, name, _coerce(value, hints[name], key))
+        typ, rule = _field_spec(type(obj), name)
+        try:
+            parsed = _coerce(value, typ, key)
+        except (ValueError, json.JSONDecodeError):
+            raise ConfigError(f"--set {item}: cannot read {value!r}; {'.'.join(path)} must be {_allowed(typ, rule)}") from None
+        try:
+            setattr(obj, name, _check(parsed, typ, rule))
+        except _NotAllowed as bad:
+            raise ConfigError(f"--set {item}: {'.'.join(path)} must be {bad}") from None
+    return validate_config(cfg)
+
+
+# ---------------------------------------------------------------------------------------------------
+# validation: one place that checks every field's type and range (`--set`, config.json, Python API)
+
+class _NotAllowed(Exception):
+    """Internal: carries the description of what the field allows."""
+
+
+def _field_spec(cls: type, name: str) -> tuple[Any, Any]:
+    """(annotated type, rule or None) of field `name` of dataclass `cls`."""
+    return typing.get_type_hints(cls)[name], getattr(cls, "LIMITS", {}).get(name)
+
+
+def _allowed(typ: Any, rule: Any) -> str:
+    """What a field allows, in words (`must be ...`)."""
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if typ is bool:
+        return "true or false"
+    if typ in (int, float):
+        rule = rule if rule is not None else NON_NEGATIVE
+        what = "a whole number" if typ is int else "a number"
+        return f"{what} {rule}" if rule != ANY_NUMBER else ("a whole number" if typ is int else "a finite number")
+    if typ is str:
+        return str(rule) if rule is not None else "a string"
+    if origin in (tuple, list):
+        inner = args[0] if args else str
+        each = _allowed(inner, rule)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return f"{len(args)} values, each {each}"
+        return f"a list, each item {each}"
+    return getattr(typ, "__name__", str(typ))
+
+
+def _check(value: Any, typ: Any, rule: Any) -> Any:
+    """`value` normalised to `typ` (int -> float, list -> tuple), or _NotAllowed."""
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise _NotAllowed(_allowed(typ, rule))
+        return value
+    if typ in (int, float):
+        ok_type = isinstance(value, int) and not isinstance(value, bool) or (typ is float and isinstance(value, float))
+        if not ok_type or not (rule if rule is not None else NON_NEGATIVE).allows(value):
+            raise _NotAllowed(_allowed(typ, rule))
+        return float(value) if typ is float else value
+    if typ is str:
+        if not isinstance(value, str) or (rule is not None and not rule.allows(value)):
+            raise _NotAllowed(_allowed(typ, rule))
+        return value
+    if origin in (tuple, list):
+        fixed = origin is tuple and args and args[-1] is not Ellipsis
+        if not isinstance(value, (list, tuple)) or (fixed and len(value) != len(args)):
+            raise _NotAllowed(_allowed(typ, rule))
+        inner = args[0] if args else str
+        try:
+            items = [_check(v, inner, rule) for v in value]
+        except _NotAllowed:
+            raise _NotAllowed(_allowed(typ, rule)) from None
+        return tuple(items) if origin is tuple else items
+    if origin is typing.Union or str(origin) == "types.UnionType":
+        for a in args:
+            if a is type(None) and value is None:
+                return None
+            try:
+                return _check(value, a, rule)
+            except _NotAllowed:
+                pass
+        raise _NotAllowed(" or ".join(_allowed(a, rule) for a in args))
+    return value
+
+
+def validate_fields(obj: Any, prefix: str, source: str = "config") -> Any:
+    """Check (and normalise) every field of dataclass `obj`; the error names source, field, value and rule."""
+    for f in dataclasses.fields(obj):
+        typ, rule = _field_spec(type(obj), f.name)
+        value = getattr(obj, f.name)
+        try:
+            setattr(obj, f.name, _check(value, typ, rule))
+        except _NotAllowed as bad:
+            raise ConfigError(f"{source}: {prefix}{f.name} = {json.dumps(to_dict(value), default=str)}: must be {bad}") from None
+    return obj
+
+
+def validate_config(cfg: RunConfig, source: str = "config") -> RunConfig:
+    """Type and range of every field of a resolved RunConfig (the kind's own cross-field checks run when
+    its model is built). `source` says where the values came from (a config.json path, `--set`)."""
+    from arwave.registry import get_kind
+    for name in ("kind", "preset", "parent"):
+        if not isinstance(getattr(cfg, name), str):
+            raise ConfigError(f"{source}: {name} = {getattr(cfg, name)!r}: must be a string")
+    kind = get_kind(cfg.kind)
+    if not isinstance(cfg.model, kind.config_cls):
+        raise ConfigError(f"{source}: model must be a {kind.config_cls.__name__} for kind {cfg.kind!r}, "
+                          f"got {type(cfg.model).__name__}")
+    for section in ("data", "train"):
+        expected = DataConfig if section == "data" else TrainConfig
+        if not isinstance(getattr(cfg, section), expected):
+            raise ConfigError(f"{source}: {section} must be a {expected.__name__}, got {type(getattr(cfg, section)).__name__}")
+    validate_fields(cfg.model, "model.", source)
+    validate_fields(cfg.data, "data.", source)
+    validate_fields(cfg.train, "train.", source)
     return cfg
 
 
@@ -146,13 +322,16 @@ def to_dict(cfg: Any) -> Any:
     return cfg
 
 
-def from_dict(cls: type, data: dict) -> Any:
-    """Build dataclass `cls` from a dict, recursively; unknown keys are an error, missing keys default."""
+def from_dict(cls: type, data: dict, where: str = "") -> Any:
+    """Build dataclass `cls` from a dict, recursively; unknown keys are an error, missing keys default.
+    Values are not checked here: `validate_config` does that for the whole RunConfig."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected an object of fields, got {json.dumps(data)[:60]}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
-        raise ConfigError(f"{cls.__name__}: unknown keys {sorted(unknown)}")
+        raise ConfigError(f"{where or cls.__name__}: unknown keys {sorted(unknown)}")
     kwargs = {}
     for name, value in data.items():
         typ = hints[name]
@@ -168,14 +347,23 @@ def run_config_to_json(cfg: RunConfig) -> str:
     return json.dumps(to_dict(cfg), indent=2)
 
 
-def run_config_from_dict(data: dict) -> RunConfig:
+def run_config_from_dict(data: dict, source: str = "config") -> RunConfig:
+    """A checked RunConfig from parsed JSON; any missing, unknown or mistyped field is one ConfigError."""
     from arwave.registry import get_kind
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+    for key in ("kind", "model"):
+        if key not in data:
+            raise ConfigError(f"{source}: missing {key!r}")
+    if not isinstance(data["kind"], str):
+        raise ConfigError(f"{source}: kind = {json.dumps(data['kind'])}: must be a string")
     kind = get_kind(data["kind"])
-    return RunConfig(
+    cfg = RunConfig(
         kind=data["kind"],
         preset=data.get("preset", "custom"),
-        model=from_dict(kind.config_cls, data["model"]),
-        data=from_dict(DataConfig, data.get("data", {})),
-        train=from_dict(TrainConfig, data.get("train", {})),
+        model=from_dict(kind.config_cls, data["model"], f"{source}: model"),
+        data=from_dict(DataConfig, data.get("data", {}), f"{source}: data"),
+        train=from_dict(TrainConfig, data.get("train", {}), f"{source}: train"),
         parent=data.get("parent", ""),
     )
+    return validate_config(cfg, source)

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 
-from arwave.config import DataConfig, RunConfig, TrainConfig
+from arwave.config import ANY_NUMBER, DataConfig, RunConfig, TrainConfig
 from arwave.registry import Kind, register, _KINDS
 from arwave.training.task import Task
 
@@ -18,6 +19,8 @@ class ToyConfig:
     noise: float = 0.0          # random noise inside the loss (exercises RNG on resume)
     interrupt_at: int = -100    # raise KeyboardInterrupt inside loss() at this step (simulated Ctrl-C)
     items: int = 64
+
+    LIMITS: ClassVar[dict] = {"interrupt_at": ANY_NUMBER}
 
 
 class ToySet(torch.utils.data.Dataset):

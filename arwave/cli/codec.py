@@ -2,7 +2,8 @@
 
 The encoded file holds the codec's tokens (msrq: `codes.<k>` (1, W, s_k); rvq: `codes` (1, N, T)) or
 latents (continuous: `latents` (1, D, T)) plus metadata (bottleneck, rates, original length), so
-`decode` restores exactly the original number of samples.
+`decode` restores exactly the original number of samples. Both check the output path before any work
+and never replace an existing file without --overwrite.
 """
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ def _load_codec(run: str, device: str):
 def encode(args) -> int:
     from arwave.codec.model import save_encoded
     from arwave.data.audio import load_audio
+    from arwave.paths import check_output_file
 
+    check_output_file(args.output, args.overwrite, (".safetensors",), "encoded tokens")
     codec = _load_codec(args.run, args.device)
     audio = load_audio(args.input, sample_rate=codec.sample_rate, channels=codec.channels)
     t0 = time.time()
@@ -46,9 +49,11 @@ def encode(args) -> int:
 
 def decode(args) -> int:
     from arwave.codec.model import load_encoded
-    from arwave.data.audio import write_audio
+    from arwave.data.audio import WRITE_EXTENSIONS, write_audio
     from arwave.errors import ArwaveError
+    from arwave.paths import check_output_file
 
+    check_output_file(args.output, args.overwrite, WRITE_EXTENSIONS, "audio")
     codec = _load_codec(args.run, args.device)
     tokens, meta = load_encoded(args.input)
     facts = {"bottleneck": codec.kind, "sample_rate": codec.sample_rate, "channels": codec.channels,
@@ -62,8 +67,13 @@ def decode(args) -> int:
         tokens = [t.to(args.device) for t in tokens]
     else:
         tokens = tokens.to(args.device)
+    _check_tokens(args.input, codec, tokens)
     t0 = time.time()
-    audio = codec.decode(tokens)[0, :, : meta["num_samples"]].cpu()
+    try:
+        audio = codec.decode(tokens)[0, :, : meta["num_samples"]].cpu()
+    except (RuntimeError, IndexError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ArwaveError(f"{args.input}: its tokens do not fit codec {args.run} ({reason})") from None
     elapsed = time.time() - t0
     write_audio(args.output, audio, codec.sample_rate)
     seconds = audio.shape[-1] / codec.sample_rate
@@ -74,6 +84,26 @@ def decode(args) -> int:
     return 0
 
 
+def _check_tokens(path, codec, tokens) -> None:
+    """Shapes and value ranges a crafted or damaged file could get wrong (found here, not deep in the decoder)."""
+    import torch
+
+    from arwave.errors import ArwaveError
+    for t in tokens if isinstance(tokens, list) else [tokens]:
+        if t.ndim != 3 or t.shape[0] != 1 or t.shape[-1] == 0:
+            raise ArwaveError(f"{path}: expected tensors of shape (1, rows, frames), found {tuple(t.shape)}")
+        if codec.kind == "continuous":
+            if not t.is_floating_point() or t.shape[1] != codec.latent_dim or not bool(t.isfinite().all()):
+                raise ArwaveError(f"{path}: latents must be finite floats of shape (1, {codec.latent_dim}, frames), "
+                                  f"found {t.dtype} {tuple(t.shape)}")
+        else:
+            size = codec.cfg.codebook_size
+            if t.is_floating_point() or t.dtype == torch.bool:
+                raise ArwaveError(f"{path}: codes must be integers, found {t.dtype}")
+            if int(t.min()) < 0 or int(t.max()) >= size:
+                raise ArwaveError(f"{path}: codes must lie in [0, {size}), found {int(t.min())}..{int(t.max())}")
+
+
 def register(sub) -> None:
     p = sub.add_parser("encode", help="encode audio with a trained codec run into codes or latents (.safetensors)")
     p.add_argument("run", metavar="RUN", help="codec run folder, or a bundled codec's name (arwave models)")
@@ -81,6 +111,7 @@ def register(sub) -> None:
     p.add_argument("output", metavar="OUT", help="output .safetensors")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     p.set_defaults(func=encode)
 
     p = sub.add_parser("decode", help="decode codes or latents written by `arwave encode` back to audio")
@@ -89,4 +120,5 @@ def register(sub) -> None:
     p.add_argument("output", metavar="OUT", help="output audio file (.wav, .flac, ...)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     p.set_defaults(func=decode)

@@ -41,6 +41,7 @@ def register(subparsers) -> None:
     prepare.add_argument("--labels", metavar="CSV", default=None, help="labels file path,label (default: DIR/labels.csv if present)")
     prepare.add_argument("--min-seconds", type=float, default=0.1, help="shorter files are skipped (default 0.1)")
     prepare.add_argument("--json", action="store_true", help="print one JSON summary as the last line")
+    prepare.add_argument("--overwrite", action="store_true", help="replace an existing manifest")
     prepare.set_defaults(func=run_prepare)
 
 
@@ -72,7 +73,12 @@ def run_corpus(args: argparse.Namespace) -> int:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from arwave.data.manifest import prepare_folder
+    from pathlib import Path
+
+    from arwave.data.manifest import MANIFEST_NAME, prepare_folder
+    from arwave.paths import check_output_file
+    # before indexing (which decodes every file): never replace a manifest the user has without --overwrite
+    check_output_file(args.out or Path(args.dir).expanduser() / MANIFEST_NAME, args.overwrite, (".jsonl",), "a manifest")
     report = prepare_folder(args.dir, out=args.out, labels=args.labels, min_seconds=args.min_seconds)
     s = report.splits
     print(f"indexed {report.indexed} files ({report.seconds / 60:.2f} min), skipped {len(report.skipped)}")

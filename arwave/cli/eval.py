@@ -8,8 +8,9 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from arwave.cli.generate import add_sampling_options, sampling_kwargs
+from arwave.cli.generate import add_sampling_options, check_memory, check_seconds, load_generator, sampling_kwargs
 from arwave.errors import ArwaveError
+from arwave.paths import check_output_file
 
 
 def emit(result: dict, as_json: bool, lines: list[str]) -> None:
@@ -36,7 +37,10 @@ def run_recon(args) -> int:
     from arwave.data.dataset import dataset_for_split
     from arwave.evaluation.recon import evaluate_recon
 
+    from arwave.codec.model import Codec
     codec = arwave.load(args.run)
+    if not isinstance(codec, Codec):
+        raise ArwaveError(f"{args.run}: a {codec.config.kind} run; eval recon measures codec runs (use eval gen for AR models)")
     data = replace(codec.config.data)
     if args.data:
         data.manifest = str(Path(args.data).resolve())
@@ -53,13 +57,17 @@ def run_recon(args) -> int:
 def run_gen(args) -> int:
     import torch
 
-    import arwave
     from arwave.data.audio import write_audio
     from arwave.evaluation.generated import evaluate_generated
 
     if args.num < 1 or args.batch < 1:
         raise ArwaveError(f"--num and --batch must be >= 1, got {args.num} and {args.batch}")
-    model = arwave.load(args.run)
+    check_seconds(args.seconds)
+    if args.out:
+        for i in range(args.num):
+            check_output_file(Path(args.out) / f"gen-{i:03d}.wav", args.overwrite)
+    model = load_generator(args.run)
+    check_memory(args.batch, args.seconds, model, "cpu")
     clips = []
     for i in range(0, args.num, args.batch):
         n = min(args.batch, args.num - i)
@@ -97,14 +105,17 @@ def training_context_seconds(model) -> float:
 
 
 def run_fad_over_time(args) -> int:
-    import arwave
     from arwave.evaluation.fad_over_time import fad_over_time, plot_fad_over_time
 
+    if args.plot:
+        check_output_file(args.plot, args.overwrite, (".png",), "a plot")
     results = {}
     for run in args.runs:
-        model = arwave.load(run)
+        model = load_generator(run)
         context = training_context_seconds(model)
         seconds = args.seconds or args.context_multiple * context
+        check_seconds(seconds)
+        check_memory(args.num, seconds, model, "cpu")
         window = args.window or context
         waves = model.generate(seconds, num=args.num, seed=args.seed, **sampling_kwargs(model, args))
         reference = _reference_dataset(model, args, window)
@@ -171,6 +182,7 @@ def register(sub) -> None:
     g.add_argument("--reference", metavar="MANIFEST", help="reference audio (default: the model's training data)")
     g.add_argument("--split", default="test")
     g.add_argument("--out", metavar="DIR", help="also write the generated clips here")
+    g.add_argument("--overwrite", action="store_true", help="replace clips already in --out DIR")
     add_sampling_options(g)
     g.add_argument("--json", action="store_true")
     g.set_defaults(func=run_gen)
@@ -186,6 +198,7 @@ def register(sub) -> None:
     f.add_argument("--reference", metavar="MANIFEST")
     f.add_argument("--split", default="test")
     f.add_argument("--plot", metavar="PNG", help="write the FAD-vs-time plot here")
+    f.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
     add_sampling_options(f)
     f.add_argument("--json", action="store_true")
     f.set_defaults(func=run_fad_over_time)

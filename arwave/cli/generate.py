@@ -10,6 +10,12 @@ options it understands in `sampling_options`; any other option is refused with a
         are 0xFFFFFFFF ("unknown length", read by ffmpeg/sox/aplay/soundfile); to a file they are
         patched at the end. RTF and latency to first audio go to stderr.
 
+Before any work, both check every option and the output path (extension, folder, an existing file
+needs --overwrite), and that --seconds is at most --max-seconds (default 600) and --num × --seconds
+fits in memory. A file output is written beside the target and renamed over it at the end, so a
+failure or Ctrl-C never truncates a file the user had. To stdout, the first chunk is generated before
+any byte is written, so a bad sampling option fails with an error rather than half a WAV header.
+
 Sampling options -> keyword arguments: --prompt FILE -> prompt (waveform (C, N) at the model's rate),
 --class LABEL -> class_label (index into the model's label_names, or an int), --embedding FILE ->
 embedding (float tensor from .npy / .safetensors), --cfg -> cfg,
@@ -19,7 +25,9 @@ embedding (float tensor from .npy / .safetensors), --cfg -> cfg,
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import struct
 import sys
 import time
@@ -29,7 +37,11 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
+from arwave.config import at_least, between
 from arwave.errors import ArwaveError
+from arwave.paths import check_output_file, replacing
+
+MAX_SECONDS = 600.0     # default --max-seconds: a longer request is far more often a typo than a wish
 
 # CLI flag -> keyword argument of generate()/stream()
 SAMPLING_FLAGS = {"prompt": "--prompt", "class_label": "--class", "embedding": "--embedding", "cfg": "--cfg", "top_k": "--top-k",
@@ -45,6 +57,9 @@ def _add_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch intra-op threads (stream default 1: decoding runs on its own thread)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--max-seconds", dest="max_seconds", type=float, default=MAX_SECONDS, metavar="S",
+                   help=f"refuse --seconds above S (default {MAX_SECONDS:g}; raise it for longer audio)")
 
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
@@ -123,6 +138,7 @@ def resolve_class(model, label: str) -> int:
 def sampling_kwargs(model, args) -> dict:
     """The sampling options the user gave, checked against the model's `sampling_options`."""
     given = {k: getattr(args, k) for k in SAMPLING_FLAGS if getattr(args, k, None) is not None}
+    check_sampling_values(given)
     supported = getattr(model, "sampling_options", None)
     if supported is not None:
         bad = [SAMPLING_FLAGS[k] for k in given if k not in supported]
@@ -138,6 +154,19 @@ def sampling_kwargs(model, args) -> dict:
     if "embedding" in given:
         given["embedding"] = load_embedding(given["embedding"])
     return given
+
+
+# numeric sampling option -> the values it allows (the same rules as the config fields they override)
+_SAMPLING_RANGES = {"cfg": at_least(0), "top_k": at_least(0), "top_p": between(0, 1), "k_inf": between(0, 1, hi_open=True),
+                    "head_steps": at_least(1), "temperature": at_least(0)}
+
+
+def check_sampling_values(given: dict) -> None:
+    """Numeric sampling options in range (finite; e.g. --temperature >= 0, --head-steps >= 1, --k-inf < 1)."""
+    for name, value in given.items():
+        rule = _SAMPLING_RANGES.get(name)
+        if rule is not None and not rule.allows(value):
+            raise ArwaveError(f"{SAMPLING_FLAGS[name]} {value:g}: must be {rule}")
 
 
 def load_embedding(path: str) -> torch.Tensor:
@@ -159,29 +188,68 @@ def load_embedding(path: str) -> torch.Tensor:
     raise ArwaveError(f"{p}: embeddings are read from .npy or .safetensors files")
 
 
-def _check_seconds(seconds: float) -> None:
-    if not seconds > 0:
-        raise ArwaveError(f"--seconds must be > 0, got {seconds}")
+def check_seconds(seconds: float, max_seconds: float = MAX_SECONDS) -> None:
+    """A finite, positive length no longer than `max_seconds` (which the user can raise)."""
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ArwaveError(f"--seconds {seconds:g}: must be a finite number > 0")
+    if not (max_seconds > 0):
+        raise ArwaveError(f"--max-seconds {max_seconds:g}: must be > 0")
+    if seconds > max_seconds:
+        raise ArwaveError(f"--seconds {seconds:g} is over the limit of {max_seconds:g} s; "
+                          f"pass --max-seconds {seconds:g} if you mean it")
+
+
+def _available_bytes(device: str) -> int | None:
+    """Free memory on `device` (MemAvailable on Linux CPUs), or None when it cannot be told."""
+    if str(device).startswith("cuda"):
+        return int(torch.cuda.mem_get_info()[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(num: int, seconds: float, model, device: str) -> None:
+    """Refuse a batch whose audio alone would not fit: num × samples × channels × 4 bytes, times 8 for the
+    decoder's work buffers (a floor, not an estimate of the whole model's needs)."""
+    need = 8 * 4 * num * round(seconds * model.sample_rate) * model.channels
+    free = _available_bytes(device)
+    if free is not None and need > free:
+        raise ArwaveError(f"--num {num} × {seconds:g} s needs at least {need / 1e9:.3g} GB of memory, more than the "
+                          f"{free / 1e9:.3g} GB free: generate fewer or shorter clips per call")
 
 
 # ---------------------------------------------------------------------------------------------------
 # generate
 
-def output_paths(out: str, num: int) -> list[Path]:
+def output_path(out: str, num: int, i: int) -> Path:
+    """Clip i of num: OUT itself for one clip, else OUT-i (before the extension)."""
     path = Path(out)
-    if num == 1:
-        return [path]
-    return [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(num)]
+    return path if num == 1 else path.with_name(f"{path.stem}-{i}{path.suffix}")
+
+
+def output_paths(out: str, num: int) -> list[Path]:
+    return [output_path(out, num, i) for i in range(num)]
 
 
 def cmd_generate(args) -> int:
-    from arwave.data.audio import write_audio
-    _check_seconds(args.seconds)
+    from arwave.data.audio import WRITE_EXTENSIONS, write_audio
+    check_seconds(args.seconds, args.max_seconds)
     if args.num < 1:
         raise ArwaveError(f"--num must be >= 1, got {args.num}")
+    # before any work (a bad path found after generating would waste it all): the first path fully (the
+    # others share its folder and extension), then, once --num is known to fit, whether the others exist
+    check_output_file(output_path(args.out, args.num, 0), args.overwrite, WRITE_EXTENSIONS, "audio")
     model = load_generator(args.run, args.device, args.precision, args.threads)
     kwargs = sampling_kwargs(model, args)
+    check_memory(args.num, args.seconds, model, _device(args.device))
     paths = output_paths(args.out, args.num)
+    for path in paths[1:]:
+        check_output_file(path, args.overwrite)
     t0 = time.perf_counter()
     audio = model.generate(seconds=args.seconds, num=args.num, seed=args.seed, **kwargs)
     wall = time.perf_counter() - t0
@@ -241,29 +309,26 @@ class WavStreamWriter:
 
 
 def cmd_stream(args) -> int:
-    _check_seconds(args.seconds)
+    check_seconds(args.seconds, args.max_seconds)
     to_stdout = args.out == "-"
     if to_stdout and args.json:
         raise ArwaveError("--json needs --out FILE (stdout carries the audio)")
     if to_stdout and sys.stdout.isatty():
         raise ArwaveError("refusing to write binary audio to a terminal: pipe it (| aplay) or give --out FILE")
+    if not to_stdout:
+        check_output_file(args.out, args.overwrite, (".wav",), "a stream (16-bit WAV)")
     model = load_generator(args.run, args.device, args.precision, 1 if args.threads is None else args.threads)
     kwargs = sampling_kwargs(model, args)
-    f = sys.stdout.buffer if to_stdout else open(args.out, "wb")
-    samples, first = 0, None
-    try:
-        writer = WavStreamWriter(f, model.sample_rate, model.channels)
-        t0 = time.perf_counter()
-        for chunk in model.stream(seconds=args.seconds, seed=args.seed, **kwargs):
-            if first is None:
-                first = time.perf_counter() - t0
-            writer.write(chunk)
-            samples += chunk.shape[-1]
-        wall = time.perf_counter() - t0
-        writer.close()
-    finally:
-        if not to_stdout:
-            f.close()
+    check_memory(1, args.seconds, model, _device(args.device))
+    t0 = time.perf_counter()
+    chunks = iter(model.stream(seconds=args.seconds, seed=args.seed, **kwargs))
+    chunks = itertools.chain([next(chunks)], chunks)  # the model checks its options here: nothing written yet
+    first = time.perf_counter() - t0
+    if to_stdout:
+        samples, wall = _stream_to(sys.stdout.buffer, model, chunks, t0)
+    else:
+        with replacing(args.out) as tmp, open(tmp, "wb") as f:
+            samples, wall = _stream_to(f, model, chunks, t0)
     audio_s = samples / model.sample_rate
     rtf = audio_s / max(wall, 1e-9)
     print(f"streamed {audio_s:.2f} s of audio in {wall:.2f} s: {rtf:.2f}× real time, "
@@ -273,3 +338,15 @@ def cmd_stream(args) -> int:
                           "rtf": round(rtf, 4), "first_audio_ms": round(1000 * (first or 0), 2),
                           "sample_rate": model.sample_rate, "channels": model.channels, "seed": args.seed}))
     return 0
+
+
+def _stream_to(f: BinaryIO, model, chunks, t0: float) -> tuple[int, float]:
+    """Write the WAV header, then each chunk as it comes; (samples, wall seconds since t0)."""
+    writer = WavStreamWriter(f, model.sample_rate, model.channels)
+    samples = 0
+    for chunk in chunks:
+        writer.write(chunk)
+        samples += chunk.shape[-1]
+    wall = time.perf_counter() - t0
+    writer.close()
+    return samples, wall

@@ -1,16 +1,18 @@
 """`arwave` command line. Each verb lives in its own module under arwave/cli/ and registers itself
 with `register(subparsers)`; every handler is `func(args) -> int | None`.
 
-Errors meant for users (ArwaveError) print one line and exit 2; no traceback.
+Errors meant for users (ArwaveError) print one line and exit 2; no traceback. Warnings print one line
+(`arwave: warning: ...`). Ctrl-C exits 130, SIGTERM during training 143 (after saving a checkpoint).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+import warnings
 
 from arwave import __version__
-from arwave.errors import ArwaveError
+from arwave.errors import ArwaveError, ArwaveWarning, Terminated
 
 # order = order in `arwave --help`
 COMMAND_MODULES = (
@@ -51,14 +53,27 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        code = args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            code = args.func(args)
     except ArwaveError as err:
         print(f"arwave: error: {err}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("arwave: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("arwave: interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """arwave's own warnings as one line; other libraries' keep Python's usual format."""
+    if issubclass(category, ArwaveWarning):
+        print(f"arwave: warning: {message}", file=file or sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line), end="", file=file or sys.stderr)
 
 
 if __name__ == "__main__":

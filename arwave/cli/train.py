@@ -51,11 +51,15 @@ def apply_cli_options(cfg, args):
 
 def run(args) -> int:
     from arwave.checkpoint import read_config
+    from arwave.errors import ArwaveError
     from arwave.training.loop import train
 
     out = Path(args.out or f"runs/{args.kind}-{args.preset}")
     if args.resume:
-        cfg = apply_cli_options(read_config(out), args)
+        cfg = read_config(out)
+        if cfg.kind != args.kind:
+            raise ArwaveError(f"{out}: a {cfg.kind} run; resume it with `arwave train {cfg.kind} --out {out} --resume`")
+        cfg = apply_cli_options(cfg, args)
     else:
         cfg = resolve_config(args, args.kind)
     train(cfg, out, resume=args.resume, progress=not args.quiet)

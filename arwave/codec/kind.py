@@ -13,7 +13,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from arwave.codec.discriminator import MultiScaleSTFTDiscriminator
 from arwave.codec.losses import (feature_matching_loss, hinge_critic_loss, hinge_generator_loss,
                                  multi_resolution_mel_loss)
-from arwave.config import ConfigError, DataConfig, RunConfig, TrainConfig
+from arwave.config import ConfigError, DataConfig, OneOf, RunConfig, TrainConfig, at_least, between
 from arwave.registry import Kind, register
 from arwave.training.task import Task
 
@@ -68,6 +68,13 @@ class CodecConfig:
     w_mel: float = 1.0
     w_vq: float = 1.0
     mel_bins: int = 64
+
+    LIMITS: ClassVar[dict] = {
+        "bottleneck": OneOf(("continuous", "msrq", "rvq")), "architecture": OneOf(("seanet", "spectral")),
+        "sample_rate": at_least(1), "channels": at_least(1), "strides": at_least(1), "width": at_least(1), "max_channels": at_least(1), "latent_dim": at_least(1),
+        "window_frames": at_least(1), "num_scales": at_least(1), "phi_kernel": at_least(1), "rvq_levels": at_least(1),
+        "codebook_size": at_least(2), "ema_decay": between(0, 1, hi_open=True), "mel_bins": at_least(1),
+        "disc_filters": at_least(1)}
 
     @property
     def hop(self) -> int:

@@ -307,8 +307,12 @@ def load_encoded(path: str | Path) -> tuple[Any, dict]:
         raise ArwaveError(f"{path}: unreadable metadata ({err})") from None
     if meta.get("format") != ENCODED_FORMAT:
         raise ArwaveError(f"{path}: not an arwave encoded file (format {meta.get('format')!r})")
-    if meta["bottleneck"] == "msrq":
-        tokens = [tensors[f"codes.{k}"] for k in range(len(tensors))]
-    else:
-        tokens = tensors["latents" if meta["bottleneck"] == "continuous" else "codes"]
-    return tokens, meta
+    n = meta.get("num_samples")
+    if meta.get("bottleneck") not in ("continuous", "msrq", "rvq") or not isinstance(n, int) or n < 1:
+        raise ArwaveError(f"{path}: damaged metadata (needs bottleneck continuous/msrq/rvq and num_samples >= 1)")
+    names = ([f"codes.{k}" for k in range(len(tensors))] if meta["bottleneck"] == "msrq"
+             else ["latents" if meta["bottleneck"] == "continuous" else "codes"])
+    if sorted(names) != sorted(tensors):
+        raise ArwaveError(f"{path}: a {meta['bottleneck']} file should hold {', '.join(names)}, found {', '.join(sorted(tensors))}")
+    tokens = [tensors[k] for k in names]
+    return (tokens if meta["bottleneck"] == "msrq" else tokens[0]), meta

@@ -39,6 +39,7 @@ _WRITE_FORMATS = {
     ".aif": ("AIFF", "PCM_16"),
     ".aiff": ("AIFF", "PCM_16"),
 }
+WRITE_EXTENSIONS = tuple(_WRITE_FORMATS)
 _FLOAT_SUBTYPES = ("FLOAT", "DOUBLE", "VORBIS", "OPUS", "MPEG_LAYER_III")
 
 SILENCE_PEAK = 1e-5      # a file whose |sample| never exceeds this is "silent" (-100 dBFS)
@@ -54,7 +55,9 @@ class AudioError(ArwaveError):
 
 def _exists(path: Path) -> None:
     if not path.exists():
-        raise AudioError(f"{path}: no such file")
+        from arwave.paths import missing_reason
+        reason = missing_reason(path)
+        raise AudioError(f"{path}: {'no such file' if reason.startswith('no such') else reason}")
     if path.is_dir():
         raise AudioError(f"{path}: is a directory, not an audio file")
     if path.stat().st_size == 0:

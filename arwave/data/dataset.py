@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from arwave.data.audio import AudioError, load_audio
 from arwave.data.manifest import SPLITS, ensure_splits, read_manifest
-from arwave.errors import ArwaveError
+from arwave.errors import ArwaveError, ArwaveWarning
 
 
 class AudioCropDataset(Dataset):
@@ -136,7 +136,7 @@ class AudioCropDataset(Dataset):
                 return self.load_file(i), i
             except AudioError as err:
                 self._bad.add(i)
-                warnings.warn(f"skipping unusable file (serving the next one instead): {err}", stacklevel=3)
+                warnings.warn(f"skipping unusable file (serving the next one instead): {err}", ArwaveWarning, stacklevel=3)
         raise ArwaveError(f"{self.source}: no file of split {self.split!r} can be loaded")
 
     # -- pickling for DataLoader worker processes: the cache stays behind --------------------------

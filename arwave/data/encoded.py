@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -17,13 +18,17 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from arwave.checkpoint import load_tensors, save_tensors
+from arwave.errors import ArwaveWarning
 
 
 def _fingerprint(files: list[str], extra: dict) -> str:
     h = hashlib.sha1(json.dumps(extra, sort_keys=True).encode())
     for f in files:
-        st = Path(f).stat()
-        h.update(f"{f}:{st.st_size}:{int(st.st_mtime)}".encode())
+        try:
+            st = Path(f).stat()
+            h.update(f"{f}:{st.st_size}:{int(st.st_mtime)}".encode())
+        except OSError:          # vanished since indexing: skipped below, and part of the cache key
+            h.update(f"{f}:missing".encode())
     return h.hexdigest()[:12]
 
 
@@ -36,29 +41,43 @@ def encode_files(
     channels: int,
     extra: dict | None = None,
     progress: bool = True,
+    skipped: list[int] | None = None,
 ) -> list[torch.Tensor]:
     """Return `encode(audio)` for every file (audio (C, N) at `sample_rate`/`channels`), cached.
 
     `name` identifies the encoder (e.g. "latents", "msrq-codes"); `extra` holds anything else the
-    result depends on (codec checkpoint step, window size). Unreadable files are skipped (the manifest
-    already filtered them; this only guards against files that vanished since).
+    result depends on (codec checkpoint step, window size). Files that vanished or broke since the
+    manifest was written are skipped with one warning; their indices are appended to `skipped` (when
+    given) so callers can drop their labels too.
     """
     from arwave.data.audio import AudioError, load_audio
 
     extra = {"sample_rate": sample_rate, "channels": channels, **(extra or {})}
     path = Path(cache_dir) / f"{name}-{_fingerprint(files, extra)}.safetensors"
     if path.is_file():
+        from safetensors import safe_open
         tensors = load_tensors(path)
+        with safe_open(str(path), framework="pt") as f:
+            bad = json.loads((f.metadata() or {}).get("skipped", "[]"))
+        if skipped is not None:
+            skipped.extend(bad)
         return [tensors[str(i)] for i in range(len(tensors))]
     out: list[torch.Tensor] = []
-    for f in tqdm(files, desc=f"encoding {name}", unit="file", disable=not progress, leave=False):
+    bad: list[tuple[int, str]] = []
+    for i, f in enumerate(tqdm(files, desc=f"encoding {name}", unit="file", disable=not progress, leave=False)):
         try:
             audio = load_audio(f, sample_rate=sample_rate, channels=channels)
-        except AudioError:
+        except AudioError as err:
+            bad.append((i, str(err)))
             continue
         with torch.no_grad():
             out.append(encode(audio).detach().cpu().contiguous())
-    save_tensors(path, {str(i): t for i, t in enumerate(out)})
+    if bad:
+        warnings.warn(f"skipped {len(bad)} of {len(files)} file(s) that can no longer be read (first: {bad[0][1]}); "
+                      "re-run `arwave data prepare` to update the manifest", ArwaveWarning, stacklevel=2)
+    if skipped is not None:
+        skipped.extend(i for i, _ in bad)
+    save_tensors(path, {str(i): t for i, t in enumerate(out)}, metadata={"skipped": json.dumps([i for i, _ in bad])})
     return out
 
 

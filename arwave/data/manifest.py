@@ -197,7 +197,10 @@ def prepare_folder(folder: str | os.PathLike, out: str | os.PathLike | None = No
     Split: `assign_splits` over group_key(file) (default: the file's stem)."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise ArwaveError(f"{folder}: no such folder" if not folder.exists() else f"{folder}: not a folder")
+        from arwave.paths import missing_reason
+        reason = missing_reason(folder)
+        raise ArwaveError(f"{folder}: not a folder" if folder.exists() else
+                          f"{folder}: {'no such folder' if reason.startswith('no such') else reason}")
     folder = folder.resolve()
     out = Path(out).expanduser().resolve() if out else folder / MANIFEST_NAME
     if labels is None and (folder / LABELS_NAME).is_file():

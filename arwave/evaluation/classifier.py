@@ -15,13 +15,14 @@ a clip's posterior is the mean of its blocks' softmax outputs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from arwave.config import DataConfig, RunConfig, TrainConfig
+from arwave.config import DataConfig, RunConfig, TrainConfig, above, at_least, between
 from arwave.errors import ArwaveError
 from arwave.evaluation.embedders import as_clips, mel_filterbank, mono_at_rate
 from arwave.registry import Kind, register
@@ -39,6 +40,9 @@ class ClassifierConfig:
     embed_dim: int = 128
     dropout: float = 0.1
     label_names: list[str] = field(default_factory=list)   # filled from the dataset when training starts
+
+    LIMITS: ClassVar[dict] = {"window_ms": above(0), "hop_ms": above(0), "n_mels": at_least(1), "widths": at_least(1),
+                              "embed_dim": at_least(1), "dropout": between(0, 1, hi_open=True)}
 
 
 # ---------------------------------------------------------------------------------------------------

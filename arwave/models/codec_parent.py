@@ -21,15 +21,20 @@ def attach_codec_run(cfg: RunConfig, run_dir: str | Path, kind: str, bottleneck:
     Returns (codec, cache folder, cache key, device): caches live in the SOURCE codec run (shared by
     every AR run on that codec), keyed by its checkpoint."""
     from arwave import pretrained
-    from arwave.checkpoint import copy_run, latest_checkpoint, load
+    from arwave.checkpoint import copy_run, latest_checkpoint, load, read_config, resolve_run
     run_dir = Path(run_dir)
     local = run_dir / "codec"
     codec_run = cfg.model.codec_run
     src = pretrained.locate(codec_run) if codec_run else None
     bundled = src is not None and pretrained.is_bundle(src)
     if codec_run:
-        if not (src / "config.json").is_file():
-            raise ArwaveError(f"{src}: not a codec run folder (codec_run)")
+        src_cfg = read_config(resolve_run(src)[0])     # a run with a checkpoint and a valid config, or one error
+        # check what the run is before copying it, so a wrong --codec leaves nothing behind
+        if src_cfg.kind != "codec":
+            raise ArwaveError(f"{src}: a {src_cfg.kind} run, not a codec run: --codec needs a run of `arwave train codec`")
+        if src_cfg.model.bottleneck != bottleneck:
+            raise ArwaveError(f"{kind}: {src} has a {src_cfg.model.bottleneck!r} bottleneck; "
+                              f"{kind} needs a codec trained with --set bottleneck={bottleneck}")
         if not (local / "config.json").is_file():
             copy_run(src, local)
         elif not _same_run(src, local):

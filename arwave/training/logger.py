@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
 from arwave.checkpoint import atomic_write_text
+from arwave.errors import ArwaveWarning
 
 HEADER = ["step", "split", "name", "value"]
 
@@ -36,9 +38,23 @@ def _to_csv(rows: list[dict]) -> str:
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    with Path(path).open() as f:
-        return [{"step": int(r["step"]), "split": r["split"], "name": r["name"], "value": float(r["value"])}
-                for r in csv.DictReader(f)]
+    """The rows of a metrics CSV. A line that does not parse (the last line of a run killed mid-write)
+    is dropped with one warning rather than failing a resume or a plot."""
+    rows, bad = [], []
+    with Path(path).open(newline="", errors="replace") as f:
+        for number, r in enumerate(csv.reader(f), 1):
+            if number == 1 and r == HEADER:
+                continue
+            try:
+                if len(r) != 4:
+                    raise ValueError(r)
+                rows.append({"step": int(r[0]), "split": r[1], "name": r[2], "value": float(r[3])})
+            except ValueError:
+                bad.append(number)
+    if bad:
+        warnings.warn(f"{path}: dropped {len(bad)} unreadable line(s) (line {bad[0]}), left by a write that was cut short",
+                      ArwaveWarning, stacklevel=2)
+    return rows
 
 
 def plot_metrics(csv_path: str | Path, png_path: str | Path, title: str = "") -> Path | None:

@@ -9,9 +9,13 @@ optimiser state, same data position; random draws are seeded from (seed, step, r
 from __future__ import annotations
 
 import copy
-import json
 import math
+import signal
+import statistics
+import threading
 import time
+from collections import deque
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -21,8 +25,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from arwave import checkpoint as ckpt
-from arwave.config import RunConfig, run_config_to_json
-from arwave.errors import ArwaveError
+from arwave.config import RunConfig, run_config_to_json, validate_config
+from arwave.errors import ArwaveError, Terminated
+from arwave.paths import check_output_folder
 from arwave.registry import get_kind
 from arwave.training import distributed
 from arwave.training.logger import MetricsLog, plot_metrics
@@ -92,10 +97,51 @@ def _optimizer(params, lr, betas, weight_decay):
 
 
 def _clip(module: nn.Module, max_norm: float) -> float:
+    """Clip the gradients to `max_norm` (0 = no clipping); returns their total norm before clipping."""
     params = [p for p in module.parameters() if p.grad is not None]
-    if max_norm <= 0 or not params:
+    if not params:
         return 0.0
+    if max_norm <= 0:
+        return float(torch.nn.utils.get_total_norm([p.grad for p in params]))
     return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+
+
+class DivergenceWatch:
+    """Stops a run that blew up before it writes a checkpoint from blown-up weights: a loss that is not
+    finite, or over `factor` × the median of the last `window` losses (in absolute value, at least 1, so
+    losses near zero do not trip it). Non-finite gradients are checked by the loop."""
+
+    def __init__(self, factor: float = 1e3, window: int = 50):
+        self.factor = factor
+        self.recent: deque[float] = deque(maxlen=window)
+
+    def check(self, loss: float) -> str | None:
+        """None if `loss` is sane (and remembered), else why not."""
+        if not math.isfinite(loss):
+            return f"the loss became {loss}"
+        if self.recent:
+            median = statistics.median(self.recent)
+            if abs(loss) > self.factor * max(abs(median), 1.0):
+                return f"the loss {loss:.4g} is over {self.factor:g}× its running median {median:.4g}"
+        self.recent.append(loss)
+        return None
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """While training, SIGTERM raises `Terminated` (a KeyboardInterrupt) so it saves like Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
@@ -103,8 +149,15 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     """Train `cfg` into `run_dir`; with `resume`, continue from its latest checkpoint.
 
     Run under `torchrun --nproc_per_node=N` for data parallel training; `data.batch_size` is per process.
+    SIGTERM and Ctrl-C save a checkpoint, then raise KeyboardInterrupt (`Terminated` for SIGTERM).
     """
-    run_dir = Path(run_dir)
+    with _sigterm_as_interrupt():
+        return _train(cfg, run_dir, resume, progress, task)
+
+
+def _train(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, task: Task | None) -> Path:
+    run_dir = check_output_folder(run_dir)
+    validate_config(cfg)
     tc = cfg.train
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)
@@ -119,15 +172,14 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         raise ArwaveError(f"{run_dir}: already holds a trained run; pass --resume to continue it or choose another --out")
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        ckpt.atomic_write_text(run_dir / "config.json", run_config_to_json(cfg))
+        for stale in ckpt.remove_stale_temp(run_dir):
+            tqdm.write(f"removed {stale.name}, left by an interrupted save")
     distributed.barrier()
 
     torch.manual_seed(tc.seed + dist_info.rank)
     if task is None:
         task = get_kind(cfg.kind).build_task(cfg, run_dir)
     distributed.barrier()
-    if main:  # the task may have filled config fields (label names, codec facts): record the resolved config
-        ckpt.atomic_write_text(run_dir / "config.json", run_config_to_json(cfg))
 
     model = task.model.to(device)
     critic = task.critic.to(device) if task.critic is not None else None
@@ -140,6 +192,14 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     step = 0
     if start is not None:
         step = _restore(start, model, critic, optimizer, critic_opt, ema, device)
+        if step > tc.max_steps:
+            raise ArwaveError(f"{run_dir}: its checkpoint is at step {step}; train.max_steps={tc.max_steps} would "
+                              "train nothing (give a larger --max-steps)")
+    # written only now: after the task filled its fields (label names, codec facts) and, on resume, after the
+    # checkpoint loaded, so a failed start never leaves a config.json that no longer matches the weights
+    if main:
+        ckpt.atomic_write_text(run_dir / "config.json", run_config_to_json(cfg))
+
     def set_lr(at_step: int) -> float:
         elapsed = (time.time() - t_start) / (tc.minutes * 60) if tc.minutes > 0 else 0.0
         factor = lr_factor(at_step, tc.warmup_steps, tc.max_steps, tc.lr_min_ratio, elapsed)
@@ -172,12 +232,18 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.mixed_precision and device.type == "cuda")
 
     def save(at_step: int) -> None:
+        bad = ckpt.non_finite(model.state_dict()) + (ckpt.non_finite(ema.model.state_dict()) if ema else [])
+        if bad:
+            raise _diverged(cfg, run_dir, at_step, f"the weights became NaN or infinite ({bad[0]})")
         if main:
             _save(run_dir, at_step, model, critic, optimizer, critic_opt, ema, sampler, cfg, dist_info)
             task.on_checkpoint(ema.model if ema else model, run_dir, at_step)
         distributed.barrier()
 
     t_log, step_log = time.time(), step
+    watch = DivergenceWatch()
+    pending = None          # a checkpoint due at this step, written once its weights gave a sane loss
+    rng_devices = [device] if device.type == "cuda" else []
     try:
         for batch in loader:
             if step >= tc.max_steps:
@@ -189,11 +255,18 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
             model.train()
             with autocast:
                 loss, logs = task.loss(ddp_model, batch, step)
-            if not torch.isfinite(loss):
-                raise ArwaveError(f"{cfg.kind}: loss became {float(loss)} at step {step}; lower train.lr or check the data")
+            problem = watch.check(float(loss.detach()))
+            if distributed.broadcast_flag(problem is not None, device):
+                raise _diverged(cfg, run_dir, step, problem or "on another rank")
+            if pending == step:     # these weights just gave a sane loss: safe to keep
+                with torch.random.fork_rng(devices=rng_devices):
+                    save(step)
+                pending = None
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = _clip(model, tc.grad_clip)
+            if not math.isfinite(grad_norm):
+                raise _diverged(cfg, run_dir, step, f"the gradient norm became {grad_norm}")
             optimizer.step()
             values = _logs_to_floats(loss, logs)
             if critic is not None:
@@ -220,13 +293,14 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
             if task.val_set is not None and tc.val_every > 0 and step % tc.val_every == 0 and main:
                 log.log(step, "val", validate(task, ema.model if ema else model, cfg, device))
             if tc.ckpt_every > 0 and step % tc.ckpt_every == 0:
-                save(step)
+                pending = step
             out_of_time = tc.minutes > 0 and (time.time() - t_start) > tc.minutes * 60
             if distributed.broadcast_flag(out_of_time, device):
                 break
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         if main:
-            tqdm.write(f"interrupted: saving a checkpoint at step {step} (continue with --resume)")
+            what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+            tqdm.write(f"{what}: saving a checkpoint at step {step} (continue with --resume)")
         save(step)
         bar.close()
         distributed.cleanup()
@@ -241,6 +315,14 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
         plot_metrics(run_dir / "metrics.csv", run_dir / "loss.png", title=f"{cfg.kind} ({cfg.preset})")
     distributed.cleanup()
     return run_dir
+
+
+def _diverged(cfg: RunConfig, run_dir: Path, step: int, problem: str) -> ArwaveError:
+    """The one line a diverged run stops with: what happened, and what is kept."""
+    latest = ckpt.latest_checkpoint(run_dir)
+    kept = (f"the last good checkpoint, {latest}, is kept: lower train.lr (or check the data) and continue with --resume"
+            if latest else "no checkpoint was written: lower train.lr (or check the data) and start again")
+    return ArwaveError(f"{cfg.kind}: training diverged at step {step}: {problem}; {kept}")
 
 
 @torch.no_grad()
@@ -282,16 +364,21 @@ def _save(run_dir, step, model, critic, optimizer, critic_opt, ema, sampler, cfg
 
 
 def _restore(path: Path, model, critic, optimizer, critic_opt, ema, device) -> int:
-    state = json.loads((path / "state.json").read_text())
-    model.load_state_dict(ckpt.load_tensors(path / "model.safetensors", device))
+    """Load a checkpoint into the freshly built objects; anything that does not fit (other shapes, a
+    broken state.json, missing optimiser state) is one CheckpointError naming the file."""
+    state = ckpt.read_state(path)
+    ckpt.load_weights(model, path / "model.safetensors", device)
     if critic is not None:
-        critic.load_state_dict(ckpt.load_tensors(path / "critic.safetensors", device))
+        ckpt.load_weights(critic, path / "critic.safetensors", device)
     if ema is not None and (path / "ema.safetensors").is_file():
-        ema.model.load_state_dict(ckpt.load_tensors(path / "ema.safetensors", device))
+        ckpt.load_weights(ema.model, path / "ema.safetensors", device)
     optim = ckpt.load_tensors(path / "optim.safetensors", device)
-    opt_t = {k[len("opt."):]: v for k, v in optim.items() if k.startswith("opt.")}
-    optimizer.load_state_dict(ckpt.unflatten_optimizer(opt_t, state["optimizer"]))
-    if critic_opt is not None and "critic_optimizer" in state:
-        c_t = {k[len("critic_opt."):]: v for k, v in optim.items() if k.startswith("critic_opt.")}
-        critic_opt.load_state_dict(ckpt.unflatten_optimizer(c_t, state["critic_optimizer"]))
+    try:
+        opt_t = {k[len("opt."):]: v for k, v in optim.items() if k.startswith("opt.")}
+        optimizer.load_state_dict(ckpt.unflatten_optimizer(opt_t, state["optimizer"]))
+        if critic_opt is not None and "critic_optimizer" in state:
+            c_t = {k[len("critic_opt."):]: v for k, v in optim.items() if k.startswith("critic_opt.")}
+            critic_opt.load_state_dict(ckpt.unflatten_optimizer(c_t, state["critic_optimizer"]))
+    except (KeyError, ValueError, TypeError, AttributeError, RuntimeError) as err:
+        raise ckpt.CheckpointError(f"{path}: optimiser state does not fit the model ({type(err).__name__}: {err})") from None
     return int(state["step"])

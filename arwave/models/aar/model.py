@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import ClassVar, Iterator
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from arwave.config import OneOf, Range, above, at_least, between
 from arwave.errors import ArwaveError
-from arwave.models.aar.condition import ConditionEmbedding
+from arwave.models.aar.condition import COND_KINDS, ConditionEmbedding
 from arwave.models.aar.base import CodecGenerator, decode_latent, encode_prompt_latent
 from arwave.models.generator import make_generator
 from arwave.models.sampling import cfg_ramp, guided_logits, sample
@@ -62,6 +63,11 @@ class AARConfig:
     top_p: float = 0.95              # 0 or 1 = off
     temperature: float = 1.0
     overlap: float = 0.5             # long audio: fraction of a window shared with the previous one
+
+    LIMITS: ClassVar[dict] = {
+        "width": at_least(1), "depth": at_least(1), "heads": at_least(1), "mlp_ratio": above(0), "cond": OneOf(COND_KINDS),
+        "cond_drop": between(0, 1, hi_open=True), "embed_dim": at_least(1), "window_stride": Range(0, 1, lo_open=True),
+        "top_p": between(0, 1), "overlap": between(0, 1, hi_open=True)}
 
 
 @dataclass

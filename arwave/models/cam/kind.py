@@ -16,10 +16,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
-from arwave.config import DataConfig, RunConfig, TrainConfig
+from arwave.config import DataConfig, OneOf, RunConfig, TrainConfig, above, at_least, between
 from arwave.errors import ArwaveError
 from arwave.models.cam.heads import HEADS
 from arwave.models.cam.model import CAM
@@ -66,6 +67,13 @@ class CAMConfig:
     # codec
     codec_run: str = ""                 # codec run folder (required to start training)
     stream_window: int = 8              # frames decoded per chunk if the codec cannot stream
+
+    LIMITS: ClassVar[dict] = {
+        "latent_dim": at_least(1), "hop": at_least(1), "width": at_least(1), "depth": at_least(1), "heads": at_least(1),
+        "mlp_ratio": above(0), "context": at_least(2), "head": OneOf(HEADS), "head_width": at_least(1),
+        "head_depth": at_least(1), "head_batch_mul": at_least(1), "rf_time": OneOf(("uniform", "logit_normal")),
+        "gmm_modes": at_least(1), "ddpm_steps": at_least(1), "k_max": between(0, 1), "noise_aug_mode": OneOf(MODES),
+        "k_inf": between(0, 1, hi_open=True), "class_dropout": between(0, 1, hi_open=True), "stream_window": at_least(1)}
 
 
 def check_config(c: CAMConfig) -> None:
@@ -128,14 +136,11 @@ class CAMTask(Task):
             if not files.file_paths:
                 sets[split] = None
                 continue
+            skipped: list[int] = []      # files that vanished since indexing (encode_files warns once)
             lat = encode_files(files.file_paths, lambda a: codec.encode(a[None].to(device))[0].float().cpu(), cache_dir, f"cam-latents-{split}",
-                               cfg.data.sample_rate, cfg.data.channels, extra=cache_key)
-            labels = files.labels
-            if len(lat) != len(labels):      # encode_files skipped a file that vanished since indexing
-                if mc.conditional:
-                    raise ArwaveError(f"cam: {len(labels) - len(lat)} file(s) of split {split!r} could not be read; "
-                                      "re-run `arwave data prepare` so the labels line up")
-                labels = [-1] * len(lat)
+                               cfg.data.sample_rate, cfg.data.channels, extra=cache_key, skipped=skipped)
+            gone = set(skipped)
+            labels = [lab for i, lab in enumerate(files.labels) if i not in gone]
             sets[split] = LatentCrops(lat, labels, mc.context, random_crop=(split == "train"))
         codec.cpu()
         train = sets["train"]

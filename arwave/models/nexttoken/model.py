@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 
+from arwave.config import OneOf, above, at_least, between
 from arwave.errors import ArwaveError
-from arwave.models.aar.condition import ConditionEmbedding
+from arwave.models.aar.condition import COND_KINDS, ConditionEmbedding
 from arwave.models.aar.base import CodecGenerator, decode_latent, encode_prompt_latent
 from arwave.models.generator import make_generator
 from arwave.models.sampling import guided_logits, sample
@@ -58,6 +60,10 @@ class NextTokenConfig:
     top_k: int = 0
     top_p: float = 0.95
     temperature: float = 1.0
+
+    LIMITS: ClassVar[dict] = {
+        "width": at_least(1), "depth": at_least(1), "heads": at_least(1), "mlp_ratio": above(0), "pattern": OneOf(PATTERNS),
+        "cond": OneOf(COND_KINDS), "cond_drop": between(0, 1, hi_open=True), "embed_dim": at_least(1), "top_p": between(0, 1)}
 
 
 # ---------------------------------------------------------------------------------------------------
