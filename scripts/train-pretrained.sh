@@ -17,17 +17,17 @@
 # --fp16), DRY_RUN=1 (print the commands only), ARWAVE_PRETRAINED_DIR (export elsewhere than the package).
 set -euo pipefail
 
-# One row per bundled model: the arguments of `arwave train` that start its run. The codec rows are
-# placeholders until the codec recipe (issue 10) is chosen: replace PLACEHOLDER by e.g.
-# "codec --preset small-continuous --data data/music/manifest.jsonl --set ...".
+# One row per bundled model: the arguments of `arwave train` that start its run. The data comes from
+# scripts/pretrained-data.sh (data/codec-train.jsonl: game music + corpus; data/corpus-fluid: the corpus).
+# Each model card (`arwave models`) records the exact history of the bundled weights (steps, resumes).
 declare -A TRAIN=(
-  [codec-latent]="codec PLACEHOLDER"
-  [codec-sat]="codec PLACEHOLDER"
-  [codec-rvq]="codec PLACEHOLDER"
-  [cam]="cam --preset small --codec codec-latent --set conditional=true"
-  [aar]="aar --preset small --codec codec-sat"
-  [nexttoken]="nexttoken --preset small --codec codec-rvq"
-  [instrument-classifier]="classifier --preset small"
+  [codec-latent]="codec --preset cpu-continuous --data data/codec-train.jsonl --set train.threads=1"
+  [codec-sat]="codec --preset cpu-msrq --data data/codec-train.jsonl --set train.threads=1 --max-steps 3500"
+  [codec-rvq]="codec --preset cpu-rvq --data data/codec-train.jsonl --set train.threads=1 --max-steps 3500"
+  [cam]="cam --preset small --codec codec-latent --data data/corpus-fluid/manifest.jsonl --set conditional=true --set train.minutes=0 --set train.threads=1 --max-steps 3000"
+  [aar]="aar --preset small --codec codec-sat --data data/corpus-fluid/manifest.jsonl --set train.minutes=0 --set train.threads=1 --max-steps 1500"
+  [nexttoken]="nexttoken --preset small --codec codec-rvq --data data/corpus-fluid/manifest.jsonl --set train.minutes=0 --set train.threads=1 --max-steps 1500"
+  [instrument-classifier]="classifier --preset small --data data/corpus-fluid/manifest.jsonl --set train.ema_decay=0 --set train.threads=1 --max-steps 3000"
 )
 ORDER="codec-latent codec-sat codec-rvq cam aar nexttoken instrument-classifier"
 
