@@ -244,10 +244,37 @@ def read_state(ckpt: str | Path) -> dict:
     return state
 
 
+INT8_SCALE = "::int8_row_scale"          # suffix of the per-row scales of an int8-stored weight (bundles)
+
+
+def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight-only int8 storage of a (rows, ...) float tensor: q = round(w / s), s = max|w_row| / 127 per
+    row (symmetric). Returns (q int8, s float16 (rows,)). `dequantize_tensors` undoes it (error ≤ s/2)."""
+    rows = w.float().reshape(w.shape[0], -1)
+    scale = (rows.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
+    q = torch.round(rows / scale[:, None]).clamp(-127, 127).to(torch.int8).reshape(w.shape)
+    return q, scale.half()
+
+
+def dequantize_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Bundles store weights as float16, or int8 with per-row scales (`quantize_int8`): all back to float32."""
+    out = {}
+    for k, v in tensors.items():
+        if k.endswith(INT8_SCALE):
+            continue
+        scale = tensors.get(k + INT8_SCALE)
+        if scale is not None and v.dtype == torch.int8:
+            v = (v.float().reshape(v.shape[0], -1) * scale.float()[:, None]).reshape(v.shape)
+        elif v.dtype == torch.float16:
+            v = v.float()
+        out[k] = v
+    return out
+
+
 def load_weights(module: torch.nn.Module, path: str | Path, device: str | torch.device = "cpu",
                  strict: bool = True) -> None:
     """`module.load_state_dict` from a safetensors file; wrong names or shapes are one CheckpointError."""
-    tensors = {k: v.float() if v.dtype == torch.float16 else v for k, v in load_tensors(path, device).items()}  # fp16 bundles
+    tensors = dequantize_tensors(load_tensors(path, device))       # fp16 / int8 bundles -> float32
     try:
         missing, unexpected = module.load_state_dict(tensors, strict=False)
     except RuntimeError as err:   # size mismatch (torch lists every tensor; the first says enough)

@@ -78,7 +78,7 @@ def parse_quality(items: list[str]) -> dict:
 
 def cmd_export(args) -> int:
     from arwave import pretrained
-    final = pretrained.export(args.run, args.name, fp16=args.fp16, parent=args.parent, dest=args.dest,
+    final = pretrained.export(args.run, args.name, fp16=args.fp16, int8=args.int8, parent=args.parent, dest=args.dest,
                               description=args.description, training_data=args.training_data,
                               command=args.command, quality=parse_quality(args.quality))
     card = pretrained.read_card(final)
@@ -103,6 +103,8 @@ def register(sub) -> None:
     e.add_argument("run", metavar="RUN", help="trained run folder (its latest checkpoint)")
     e.add_argument("name", metavar="NAME", help="bundle name, e.g. codec-latent, cam")
     e.add_argument("--fp16", action="store_true", help="store float16 weights (tensors outside its range stay float32)")
+    e.add_argument("--int8", action="store_true", help="store large weight matrices as int8 with per-row scales, the "
+                                                       "rest float16 (check the quality: docs/pretrained.md)")
     e.add_argument("--parent", metavar="CODEC", help="AR models: the bundled codec the run was trained on "
                                                      "[the known parent of NAME]")
     e.add_argument("--dest", metavar="DIR", help="bundle folder to write into [$ARWAVE_PRETRAINED_DIR or arwave/pretrained]")

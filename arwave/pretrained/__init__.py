@@ -176,6 +176,24 @@ def _half(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], in
     return out, kept
 
 
+INT8_MIN_ELEMENTS = 16384              # only large matrices are worth int8 (embeddings, linear layers)
+
+
+def _int8(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
+    """Matrices of >= INT8_MIN_ELEMENTS elements as int8 + per-row float16 scales (`quantize_int8`), the
+    rest float16 (`_half`). Returns (tensors, how many are int8). Buffers such as codebooks stay float16."""
+    from arwave.checkpoint import INT8_SCALE, quantize_int8
+    out, n = {}, 0
+    for k, v in tensors.items():
+        if v.dtype == torch.float32 and v.dim() >= 2 and v.numel() >= INT8_MIN_ELEMENTS and k.endswith("weight"):
+            out[k], out[k + INT8_SCALE] = quantize_int8(v)
+            n += 1
+        else:
+            out[k] = v
+    half, _ = _half(out)
+    return half, n
+
+
 def _weights_used(run_dir: Path, ckpt: Path) -> dict[str, torch.Tensor]:
     """The weights `arwave.load` would use for a run: EMA when kept, else the raw ones."""
     from arwave.checkpoint import load_tensors
@@ -212,7 +230,7 @@ def _describe_data(cfg) -> str:
     return f"{where}, {d.sample_rate} Hz, {d.channels} channel(s)"
 
 
-def export(run: str | Path, name: str, *, fp16: bool = False, parent: str | None = None, dest: str | Path | None = None,
+def export(run: str | Path, name: str, *, fp16: bool = False, int8: bool = False, parent: str | None = None, dest: str | Path | None = None,
            description: str | None = None, training_data: str | None = None, command: str | None = None,
            quality: dict | None = None) -> Path:
     """Write the bundle `name` (config.json, model.safetensors, card.json) from a trained run's latest
@@ -249,8 +267,10 @@ def export(run: str | Path, name: str, *, fp16: bool = False, parent: str | None
             cfg.model.codec_run = parent
     elif parent:
         raise ArwaveError(f"{run} is a {cfg.kind} run: it has no parent codec (drop --parent)")
-    kept32 = 0
-    if fp16:
+    kept32 = n_int8 = 0
+    if int8:
+        tensors, n_int8 = _int8(tensors)
+    elif fp16:
         tensors, kept32 = _half(tensors)
     state = json.loads((ckpt / "state.json").read_text()) if (ckpt / "state.json").is_file() else {}
     final = Path(dest).expanduser() / name if dest is not None else root() / name
@@ -260,6 +280,8 @@ def export(run: str | Path, name: str, *, fp16: bool = False, parent: str | None
         save_tensors(tmp / WEIGHTS, tensors)
         size = (tmp / WEIGHTS).stat().st_size
         fmt = "safetensors fp16" + (f" ({kept32} tensors fp32)" if kept32 else "") if fp16 else "safetensors fp32"
+        if int8:
+            fmt = f"safetensors int8 weight-only ({n_int8} matrices, per-row fp16 scales), the rest fp16"
         card = {
             "name": name,
             "kind": cfg.kind,
