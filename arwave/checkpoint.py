@@ -251,9 +251,10 @@ def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight-only int8 storage of a (rows, ...) float tensor: q = round(w / s), s = max|w_row| / 127 per
     row (symmetric). Returns (q int8, s float16 (rows,)). `dequantize_tensors` undoes it (error ≤ s/2)."""
     rows = w.float().reshape(w.shape[0], -1)
-    scale = (rows.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
-    q = torch.round(rows / scale[:, None]).clamp(-127, 127).to(torch.int8).reshape(w.shape)
-    return q, scale.half()
+    # the stored (float16) scale is what dequantizes, so quantize with it; rounded up so |q| <= 127
+    scale = ((rows.abs().amax(dim=1) / 127.0).clamp_min(1e-7) * (1 + 2 ** -10)).half()
+    q = torch.round(rows / scale.float()[:, None]).clamp(-127, 127).to(torch.int8).reshape(w.shape)
+    return q, scale
 
 
 def dequantize_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -12,8 +12,8 @@ def test_int8_round_trip_error_is_at_most_half_a_step_per_row():
     back = dequantize_tensors({"w": q, "w" + INT8_SCALE: s})["w"]
     step = s.float()[:, None, None]
     assert back.dtype == torch.float32 and back.shape == w.shape
-    assert ((back - w).abs() <= 0.5 * step + 1e-3 * step).all()      # half a quantization step (+ fp16 scale)
-    assert (q.reshape(64, -1).abs().amax(1) == 127).all()             # every row uses the full range
+    assert ((back - w).abs() <= 0.5 * step * (1 + 1e-5)).all()        # at most half a quantization step
+    assert (q.reshape(64, -1).abs().amax(1) >= 126).all()             # every row uses the full range
 
 
 def test_dequantize_leaves_other_tensors_and_casts_fp16():
