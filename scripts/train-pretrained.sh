@@ -24,7 +24,7 @@ declare -A TRAIN=(
   [codec-latent]="codec --preset cpu-continuous --data data/codec-train.jsonl --set train.threads=1"
   [codec-sat]="codec --preset cpu-msrq --data data/codec-train.jsonl --set train.threads=1 --max-steps 3500"
   [codec-rvq]="codec --preset cpu-rvq --data data/codec-train.jsonl --set train.threads=1 --max-steps 3500"
-  [cam]="cam --preset small --codec codec-latent --data data/corpus-fluid/manifest.jsonl --set conditional=true --set train.minutes=0 --set train.threads=1 --max-steps 3000"
+  [cam]="cam --preset small --codec codec-latent --data data/corpus-fluid/manifest.jsonl --set conditional=true --set train.minutes=0 --set train.threads=1 --max-steps 2500"
   [aar]="aar --preset small --codec codec-sat --data data/corpus-fluid/manifest.jsonl --set train.minutes=0 --set train.threads=1 --max-steps 1500"
   [nexttoken]="nexttoken --preset small --codec codec-rvq --data data/corpus-fluid/manifest.jsonl --set train.minutes=0 --set train.threads=1 --max-steps 1500"
   [instrument-classifier]="classifier --preset small --data data/corpus-fluid/manifest.jsonl --set train.ema_decay=0 --set train.threads=1 --max-steps 3000"

@@ -99,7 +99,7 @@ def test_train_load_generate(tmp_path):
     assert batch["latents"].shape == (3, 16, 8) and torch.isfinite(loss)
 
 
-def test_sample_rate_mismatch_and_missing_codec(tmp_path):
+def test_data_follows_the_codec_format_and_a_codec_is_required(tmp_path):
     codec_run = tmp_path / "codec"
     save_codec_run(codec_run)
     cfg = preset("cam", "tiny")
@@ -107,6 +107,8 @@ def test_sample_rate_mismatch_and_missing_codec(tmp_path):
     with pytest.raises(ArwaveError, match="codec_run"):
         get_kind("cam").build_task(cfg, tmp_path / "a")
     cfg.model.codec_run = str(codec_run)
-    cfg.data.sample_rate = 24000
-    with pytest.raises(ArwaveError, match="24000 Hz.*16000 Hz"):
-        get_kind("cam").build_task(cfg, tmp_path / "b")
+    cfg.data.sample_rate, cfg.data.channels = 24000, 1          # a preset written for another codec format
+    get_kind("cam").build_task(cfg, tmp_path / "b")
+    codec_cfg = preset("codec", "tiny-continuous").model
+    assert (cfg.data.sample_rate, cfg.data.channels) == (codec_cfg.sample_rate, codec_cfg.channels)  # the codec's
+    assert cfg.data.segment_seconds == cfg.model.context * cfg.model.hop / cfg.data.sample_rate

@@ -122,12 +122,10 @@ class CAMTask(Task):
         check_config(mc)
         codec, cache_dir, cache_key, device = attach_codec_run(cfg, run_dir, "cam", "continuous")
         local = run_dir / cfg.parent
-        if (codec.sample_rate, codec.channels) != (cfg.data.sample_rate, cfg.data.channels):
-            raise ArwaveError(
-                f"cam: data is {cfg.data.sample_rate} Hz, {cfg.data.channels} channel(s) but the codec "
-                f"{mc.codec_run or local} is "
-                f"{codec.sample_rate} Hz, {codec.channels} channel(s); set data.sample_rate/data.channels to the codec's")
+        # the data is read at the codec's format, whatever the preset assumed (as AAR and next-token do)
+        cfg.data.sample_rate, cfg.data.channels = int(codec.sample_rate), int(codec.channels)
         mc.latent_dim, mc.hop = int(codec.latent_dim), int(codec.hop)
+        cfg.data.segment_seconds = mc.context * mc.hop / codec.sample_rate
         sets = {}
         for split in ("train", "val"):
             files = dataset_for_split(cfg.data, split, segment_samples=1)
