@@ -8,6 +8,8 @@ own rate and channels, reconstructs them and reports per codec (definitions in d
     ratio        mean / max over clips of MEL(recon_i, x_i) / mean_{j≠i} MEL(recon_i, x_j)
     rms_db       mean / max over clips of |20·log10(RMS(recon_i) / RMS(x_i))|
     xrt          seconds of audio per wall second for encode + decode (batch 1, this machine)
+    cpu_xrt      seconds of audio per CPU second of this process (all its threads): with 1 thread, the
+                 speed of one core, robust to other work on the machine (wall time is not)
 
 and the same figures for Opus at `opus_kbps` (opusenc/opusdec of Debian's opus-tools, used here only,
 not a dependency of arwave; the row is left out when they are missing).
@@ -91,12 +93,13 @@ def bench_codec_quality(codecs: list[str], manifest: str | Path, clips: int = 12
         if key not in clip_cache:
             clip_cache[key] = held_out_clips(manifest, *key, clips=clips, seconds=seconds)
         refs = clip_cache[key]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         recons = [codec.reconstruct(x[None])[0] for x in refs]
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
         row = _figures(str(name), refs, recons, codec.sample_rate)
         row.update(bottleneck=codec.kind, tokens_per_second=codec.tokens_per_second,
-                   xrt=len(refs) * seconds / elapsed, threads=torch.get_num_threads())
+                   xrt=len(refs) * seconds / elapsed, cpu_xrt=len(refs) * seconds / cpu,
+                   threads=torch.get_num_threads())
         rows.append(row)
         if progress:
             print(f"[codec-quality] {name}: mel {row['mel']:.3f}, ratio {row['ratio']:.3f}, "

@@ -70,7 +70,7 @@ def run_codec_quality(args) -> int:
                               opus_kbps=args.opus_kbps, progress=not args.json)
     out["machine"] = machine()
     _print_rows(out["rows"], ["codec", "bottleneck", "tokens_per_second", "mel", "ratio", "ratio_max", "rms_db",
-                              "rms_db_max", "xrt"])
+                              "rms_db_max", "xrt", "cpu_xrt"])
     if args.json:
         print(json.dumps(out))
     return 0
