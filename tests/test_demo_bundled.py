@@ -114,3 +114,26 @@ def test_options_of_the_two_paths_do_not_mix(tmp_path, monkeypatch, capsys):
     assert calls == [(str(tmp_path), {"minutes": 10.0, "preset": "small", "seed": 0, "progress": False, "corpus_minutes": None})]
     assert main(["demo", "--from-scratch", "--minutes", "3", "--preset", "tiny", "--out", str(tmp_path), "--quiet"]) == 0
     assert calls[-1][1]["minutes"] == 3.0 and calls[-1][1]["preset"] == "tiny"
+
+
+def test_nothing_bundled_is_a_report_not_a_crash(tmp_path, monkeypatch):
+    empty = tmp_path / "bundles"
+    empty.mkdir()
+    monkeypatch.setenv(pretrained.ENV, str(empty))
+    result = bundled_demo(tmp_path / "demo", None)
+    assert result["bundled"] == [] and set(result["skipped"]) == set(pretrained.KNOWN)
+    report = (tmp_path / "demo" / "report.html").read_text()
+    assert "cam is not bundled in this install; train it with scripts/train-pretrained.sh cam" in report
+
+
+def test_data_falls_back_to_a_40_minute_built_in_corpus(tmp_path, monkeypatch):
+    """Without --data and without the bundles' training manifest on this machine."""
+    import arwave.data.corpus
+    from arwave.experiments.bundled_demo import choose_manifest
+    seen = []
+    monkeypatch.setattr(arwave.data.corpus, "ensure_corpus", lambda cfg: seen.append(cfg) or tmp_path / "m.jsonl")
+    monkeypatch.setenv("ARWAVE_CACHE", str(tmp_path / "cache"))
+    assert choose_manifest(None, {}, progress=False) == tmp_path / "m.jsonl"
+    assert seen[0].corpus_minutes == 40.0 and seen[0].corpus_dir == str(tmp_path / "cache" / "corpus-demo")
+    with pytest.raises(Exception, match="no such manifest"):
+        choose_manifest(tmp_path / "missing.jsonl", {}, progress=False)

@@ -66,7 +66,7 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     b = p.add_argument_group("bundled models (default)")
     b.add_argument("--data", metavar="MANIFEST", help="manifest with train and test splits [the bundles' training "
-                                                     "manifest if on this machine, else the built-in corpus]")
+                                                     "manifest if on this machine, else the built-in corpus, 40 min]")
     b.add_argument("--seconds", type=float, help="length of each generated clip [4]")
     b.add_argument("--seeds", type=int, help="clips per class [2]")
     b.add_argument("--classes", help="comma-separated classes [all]")
@@ -74,7 +74,7 @@ def register(sub) -> None:
     b.add_argument("--window-seconds", type=float, help="FAD-over-time window [5]")
     b.add_argument("--rollouts", type=int, help="CAM rollouts [2]")
     b.add_argument("--embedder", action="append", metavar="NAME",
-                   help="FAD embedder, repeatable [classifier:instrument-classifier and aisfx]")
+                   help="FAD embedder, repeatable [classifier:instrument-classifier]")
     s = p.add_argument_group("--from-scratch (train everything)")
     s.add_argument("--from-scratch", action="store_true", help="train every model on the built-in corpus instead")
     s.add_argument("--minutes", type=float, help="time budget for the whole demo [10]")

@@ -22,6 +22,8 @@ from arwave.experiments.report import Section, write_json, write_report
 GENERATORS = ("cam", "aar", "nexttoken")
 CODECS = ("codec-latent", "codec-sat", "codec-rvq")
 CLASSIFIER = "instrument-classifier"
+EMBEDDERS = (f"classifier:{CLASSIFIER}",)      # aisfx on the whole corpus would take minutes more (--embedder aisfx)
+FALLBACK_MINUTES, FALLBACK_DIR = 40.0, "corpus-demo"
 TITLES = {"cam": "CAM (continuous latents, rf head + noise augmentation)", "aar": "AAR (next-scale tokens of SAT)",
           "nexttoken": "next-token baseline (RVQ tokens)"}
 
@@ -62,7 +64,9 @@ def training_rows(names) -> list[dict]:
 
 
 def choose_manifest(data, models: dict, progress: bool) -> Path:
-    """--data; else the bundles' training manifest when it is on this machine; else the built-in corpus."""
+    """--data; else the bundles' training manifest when it is on this machine; else the built-in corpus,
+    rendered at the size of the bundles' training corpus (FALLBACK_MINUTES, about 17 test files) into its
+    own cache folder."""
     from arwave.bench.generation_quality import default_manifest
     if data:
         if not Path(data).is_file():
@@ -73,11 +77,12 @@ def choose_manifest(data, models: dict, progress: bool) -> Path:
     except ArwaveError:
         from arwave.config import DataConfig
         from arwave.data.corpus import ensure_corpus
-        manifest = ensure_corpus(DataConfig())
+        from arwave.evaluation.embedders import cache_root
+        cfg = DataConfig(corpus_minutes=FALLBACK_MINUTES, corpus_dir=str(cache_root() / FALLBACK_DIR))
         if progress:
-            log(f"the bundles' training manifest is not on this machine: using the built-in corpus {manifest} (rendered "
-                "with the default SoundFont; the figures of record use the bundles' own data)")
-        return Path(manifest)
+            log(f"the bundles' training manifest is not on this machine: using the built-in corpus ({FALLBACK_MINUTES:g} "
+                "min, the default SoundFont; the figures of record use the bundles' own data)")
+        return Path(ensure_corpus(cfg))
 
 
 def _codec_section(codecs: dict, manifest: Path, media: Path, clips: int, seconds: float,
@@ -159,7 +164,7 @@ def run_bundled_demo(out: str | Path = "demo-out", data=None, seconds: float = 4
         say(f"generation quality: {', '.join(generators)} ({seeds} clips x {seconds:g} s per class)")
         gq = bench_generation_quality(list(generators.values()), manifest, classes=classes, seeds=seeds, seconds=seconds,
                                       rollout_seconds=rollout_seconds, window_seconds=window_seconds, rollouts=rollouts,
-                                      classifier=CLASSIFIER, embedders=embedders, seed=seed, keep_audio=True,
+                                      classifier=CLASSIFIER, embedders=embedders or list(EMBEDDERS), seed=seed, keep_audio=True,
                                       progress=progress)
         for row in gq["models"]:
             clips[row["model"]] = row.pop("_audio")
