@@ -12,6 +12,7 @@ import arwave
 from arwave import pretrained
 from arwave.bench import generation_quality as gq
 from arwave.cli.main import main
+from arwave.errors import ArwaveError
 from arwave.evaluation.embedders import Embedder
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -83,6 +84,10 @@ def test_errors_are_one_line(bundles, capsys, tmp_path, monkeypatch):
     assert "--seeds must be >= 2" in capsys.readouterr().err
     assert main(["bench", "generation-quality", "cam", "--data", str(manifest), "--rollout-seconds", "15"]) == 2
     assert "must hold at least two 10-s windows" in capsys.readouterr().err
+    odd = StandIn(lambda c, k, n: tone(440, n))
+    odd.label_names = ["high", "middle"]
+    with pytest.raises(ArwaveError, match="the classifier instrument-classifier does not know class.es. middle"):
+        gq.bench_generation_quality([odd], manifest, embedders=[CLS], progress=False)
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv(pretrained.ENV, str(empty))

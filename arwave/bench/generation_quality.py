@@ -93,6 +93,11 @@ def real_clips_by_class(manifest: str | Path, sample_rate: int, channels: int, s
     return out
 
 
+def display_name(ref) -> str:
+    """How a model is called in the results: the name or folder given, or a loaded model's folder name."""
+    return Path(str(getattr(ref, "run_dir", "model"))).name if isinstance(ref, torch.nn.Module) else str(ref)
+
+
 def default_models() -> list[str]:
     """The bundled class-conditioned generators this install holds (cam, aar, nexttoken)."""
     from arwave import pretrained
@@ -168,10 +173,8 @@ def measure_model(ref, manifest, classifier_emb, embedders, ref_stats, floor, *,
     from arwave.evaluation.fad import fad_from_stats, summarize
     from arwave.evaluation.fad_over_time import fad_over_time
     from arwave.evaluation.recon import rms_db
-    if isinstance(ref, torch.nn.Module):
-        model, name = ref, name or Path(str(getattr(ref, "run_dir", "model"))).name
-    else:
-        model, name = arwave.load(ref), name or str(ref)
+    model = ref if isinstance(ref, torch.nn.Module) else arwave.load(ref)
+    name = name or display_name(ref)
     kind = model.config.kind
     model.eval()
     labels = _model_classes(model, classes, name)
@@ -259,8 +262,8 @@ def bench_generation_quality(models=None, data=None, classes=None, seeds: int = 
     bundled cam, aar, nexttoken) on `data` (a manifest with train and test splits; default the models'
     training manifest). `embedders`: FAD embedders (default classifier:<classifier> and aisfx).
     With keep_audio, each model row holds its clips and rollouts under "_audio" (not JSON)."""
-    from arwave.evaluation.embedders import get_embedder
     import arwave
+    from arwave.evaluation.embedders import get_embedder
     models = list(models) if models else default_models()
     if not models:
         raise ArwaveError("none of cam, aar, nexttoken is bundled in this install: give model names or run folders "
@@ -269,23 +272,25 @@ def bench_generation_quality(models=None, data=None, classes=None, seeds: int = 
         raise ArwaveError(f"--seeds must be >= 2 (distinctness compares clips of different seeds), got {seeds}")
     if seconds <= 0:
         raise ArwaveError(f"--seconds must be > 0, got {seconds}")
-    if rollout_seconds and rollout_seconds < 2 * window_seconds:
+    # load every model and check the options first, so that mistakes fail before the long parts
+    named = [(m if isinstance(m, torch.nn.Module) else arwave.load(m), display_name(m)) for m in models]
+    if any(m.config.kind == "cam" for m, _ in named) and rollout_seconds and rollout_seconds < 2 * window_seconds:
         raise ArwaveError(f"--rollout-seconds {rollout_seconds:g} must hold at least two {window_seconds:g}-s windows "
                           "(or be 0: no rollouts)")
-    # load every model and check its classes first, so that mistakes fail before the long parts
-    named = [(m if isinstance(m, torch.nn.Module) else arwave.load(m),
-              Path(str(getattr(m, "run_dir", "model"))).name if isinstance(m, torch.nn.Module) else str(m)) for m in models]
-    for model, name in named:
-        _model_classes(model, classes, name)
-    manifest = str(data) if data else default_manifest([m for m, _ in named])
-    if not Path(manifest).is_file():
-        raise ArwaveError(f"{manifest}: no such manifest")
     cls_name = f"classifier:{classifier}"
     names = list(embedders) if embedders else [cls_name, "aisfx"]
     embs = [get_embedder(e) for e in names]
     classifier_emb = next((e for e, n in zip(embs, names) if n == cls_name), None) or get_embedder(cls_name)
     if not classifier_emb.class_names:
         raise ArwaveError(f"{classifier}: not a classifier")
+    for model, name in named:
+        missing = [c for c in _model_classes(model, classes, name) if c not in classifier_emb.class_names]
+        if missing:
+            raise ArwaveError(f"{name}: the classifier {classifier} does not know class(es) {', '.join(missing)} "
+                              f"(it knows {', '.join(classifier_emb.class_names)})")
+    manifest = str(data) if data else default_manifest([m for m, _ in named])
+    if not Path(manifest).is_file():
+        raise ArwaveError(f"{manifest}: no such manifest")
     _log(f"real-vs-real floor FAD(train, test) of {manifest}", progress)
     ref_stats, floor = reference_and_floor(embs, manifest, progress)
     rows = [measure_model(m, manifest, classifier_emb, embs, ref_stats, floor, classes=classes, seeds=seeds,
