@@ -167,6 +167,16 @@ def test_distinctness_is_relative_to_real_recordings(bundles):
     assert not check["pass"]
 
 
+def test_matched_floor_is_real_train_clips_in_the_same_number_and_format(bundles):
+    """A 'generator' that returns exactly those train clips has FAD = its matched floor."""
+    _, manifest = bundles
+    train = gq.real_clips_by_class(manifest, SR, 2, 0.5, split="train", limit=2)
+    row = measure(StandIn(lambda c, k, n: train[c][k]), manifest)
+    assert row["matched_clips"] == 4 and row["fad_vs_floor_matched"]["classifier:pitch"] == pytest.approx(1.0)
+    other = measure(StandIn(lambda c, k, n: tone(880 if c == "high" else 220, n)), manifest)
+    assert other["floor_matched"] == row["floor_matched"] and other["fad_vs_floor_matched"]["classifier:pitch"] != 1.0
+
+
 def test_silent_and_constant_clips_are_flagged(bundles):
     _, manifest = bundles
 

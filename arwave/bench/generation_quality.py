@@ -14,7 +14,9 @@ bundled cam, aar and nexttoken that this install holds) and every class it knows
     silent        clips with RMS < -50 dBFS
     constant      clips whose spectrum hardly changes over time (`temporal_variation` < 0.05)
     fad           FAD of all clips of the model vs the whole test split, per embedder (default
-                  classifier:<classifier> and aisfx), next to the real-vs-real floor FAD(train, test)
+                  classifier:<classifier> and aisfx), next to the real-vs-real floor FAD(train, test) and
+                  a matched floor: the FAD of as many train-split clips of the same classes and length,
+                  at the model's rate and channels (the same small-set bias and band limit)
     rollout       CAM models only: `rollouts` rollouts of `rollout_seconds` (one per class, cycling),
                   FAD of each successive `window_seconds` window vs the test split (`fad_over_time`);
                   the check compares the last window with the first
@@ -78,14 +80,15 @@ def _pairwise_mean(clips: list[torch.Tensor], sample_rate: int) -> float | None:
 
 
 def real_clips_by_class(manifest: str | Path, sample_rate: int, channels: int, seconds: float,
-                        split: str = "test") -> dict[str, list[torch.Tensor]]:
-    """The middle `seconds` of every file of `split`, at the given rate and channels, grouped by label."""
+                        split: str = "test", limit: int | None = None) -> dict[str, list[torch.Tensor]]:
+    """The middle `seconds` of every file of `split` (at most `limit` per label, in manifest order), at the
+    given rate and channels, grouped by label."""
     from arwave.data.dataset import AudioCropDataset
     n = int(round(seconds * sample_rate))
     ds = AudioCropDataset(manifest, split, sample_rate, channels, n, random_crop=False)
     out: dict[str, list[torch.Tensor]] = {}
     for i in range(len(ds)):
-        if ds.labels[i] < 0:
+        if ds.labels[i] < 0 or (limit is not None and len(out.get(ds.label_names[ds.labels[i]], [])) >= limit):
             continue
         wave = ds.load_file(i)
         start = max(0, (wave.shape[-1] - n) // 2)
@@ -205,6 +208,16 @@ def measure_model(ref, manifest, classifier_emb, embedders, ref_stats, floor, *,
     hits = [p == c for p, (c, _, _) in zip(predicted, clips)]
     per_class_rec = {c: sum(h for h, (cc, _, _) in zip(hits, clips) if cc == c) / seeds for c in labels}
 
+    # the matched floor: real train-split clips in the model's format, as many and as long as the clips
+    train = real_clips_by_class(manifest, sr, model.channels, seconds, split="train", limit=seeds)
+    matched = [w for c in labels for w in train.get(c, [])]
+    floor_matched = {}
+    for emb in embedders:
+        try:
+            floor_matched[emb.name] = fad_from_stats(summarize(emb, matched, sr, progress=False).stats, ref_stats[emb.name])
+        except ArwaveError:                          # too few train clips for a Gaussian fit
+            floor_matched[emb.name] = None
+
     # distinctness: generated seeds vs real recordings, per class
     real = real_clips_by_class(manifest, sr, model.channels, seconds)
     per_class, gen_d, real_d = {}, {}, {}
@@ -230,6 +243,8 @@ def measure_model(ref, manifest, classifier_emb, embedders, ref_stats, floor, *,
                         "per_class": per_class, "generated_mel": gen_d, "real_mel": real_d},
            "silent": silent, "constant": constant, "fad": fads,
            "fad_vs_floor": {e: (v / floor[e] if floor[e] > 0 else None) for e, v in fads.items()},
+           "floor_matched": floor_matched, "matched_clips": len(matched),
+           "fad_vs_floor_matched": {e: (v / floor_matched[e] if floor_matched[e] else None) for e, v in fads.items()},
            "rollout": None}
 
     # long rollouts: FAD over time (CAM)
@@ -317,15 +332,17 @@ def short_embedder(name: str) -> str:
 def format_table(out: dict) -> str:
     lines = [f"generation quality: {out['seeds']} clips x {out['seconds']:g} s per class and model; "
              f"data {out['data']} (test split); classifier {out['classifier']}",
-             "real-vs-real floor FAD(train, test): " + ", ".join(f"{e} {v:.4g}" for e, v in out["floor"].items())]
+             "real-vs-real floor FAD(train, test): " + ", ".join(f"{e} {v:.4g}" for e, v in out["floor"].items()),
+             "matched floor: FAD(as many train-split clips as generated ones, same length, in the model's format, test)"]
     head = ["MODEL", "KIND", "CLIPS", "RECOGNISED", "DISTINCT min", "SILENT", "CONSTANT"]
-    head += [f"FAD {short_embedder(e)} (x floor)" for e in out["embedders"]]
+    head += [f"FAD {short_embedder(e)} (x floor, x matched)" for e in out["embedders"]]
     head += [f"ROLLOUT {short_embedder(e)} last/first" for e in out["embedders"]]
     table = [head]
     for r in out["models"]:
         row = [r["model"], r["kind"], str(r["clips"]), _num(r["recognition"], "{:.3f}"), _num(r["distinct"]["min"]),
                str(len(r["silent"])), str(len(r["constant"]))]
-        row += [f"{r['fad'][e]:.4g} ({_num(r['fad_vs_floor'][e], '{:.2f}')}x)" for e in out["embedders"]]
+        row += [f"{r['fad'][e]:.4g} ({_num(r['fad_vs_floor'][e], '{:.2f}')}x, {_num(r['fad_vs_floor_matched'][e], '{:.2f}')}x)"
+                for e in out["embedders"]]
         row += [_num((r["rollout"] or {}).get(e, {}).get("ratio"), "{:.2f}") for e in out["embedders"]]
         table.append(row)
     widths = [max(len(t[i]) for t in table) for i in range(len(head))]
