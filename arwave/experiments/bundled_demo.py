@@ -213,6 +213,8 @@ def run_bundled_demo(out: str | Path = "demo-out", data=None, seconds: float = 4
                     "silent": len(row["silent"]), "constant": len(row["constant"])}
             for e in gq["embedders"]:
                 line[f"FAD {short_embedder(e)} / floor"] = row["fad_vs_floor"][e] if row["fad_vs_floor"][e] is not None else "-"
+                m = row["fad_vs_floor_matched"][e]
+                line[f"FAD {short_embedder(e)} / matched floor"] = m if m is not None else "-"
             for e in gq["embedders"]:
                 r = (row["rollout"] or {}).get(e)
                 line[f"rollout {short_embedder(e)} last / first"] = r["ratio"] if r else "-"
@@ -225,7 +227,9 @@ def run_bundled_demo(out: str | Path = "demo-out", data=None, seconds: float = 4
         sections.insert(1, Section("Generation quality (a small measurement)", text=(
             f"{seeds} clips x {seconds:g} s per class and model, measured against the test split of "
             f"<code>{manifest}</code> with the targets of issue 11 (definitions: docs/metrics.md, \"Generation "
-            f"quality\"). Real-vs-real floor FAD(train, test): {floor}. These few clips make FAD noisy; the figures "
+            f"quality\"). Real-vs-real floor FAD(train, test): {floor}; the matched floor is the FAD of as many real "
+            f"train clips of the same length in the model's format (small sets bias FAD upwards, real audio "
+            f"included). These few clips make FAD noisy; the figures "
             f"of record come from <code>arwave bench generation-quality</code> (10-s clips, 4 per class, 60-s "
             f"rollouts) and are in docs/benchmarks.md."),
             tables=[("per model", summary), ("targets", checks)]))
