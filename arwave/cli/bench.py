@@ -76,6 +76,22 @@ def run_codec_quality(args) -> int:
     return 0
 
 
+def run_generation_quality(args) -> int:
+    from arwave.bench.generation_quality import bench_generation_quality, format_table
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = bench_generation_quality(args.models, args.data, classes=_split(args.classes) if args.classes else None,
+                                   seeds=args.seeds, seconds=args.seconds, rollout_seconds=args.rollout_seconds,
+                                   window_seconds=args.window_seconds, rollouts=args.rollouts,
+                                   classifier=args.classifier, embedders=args.embedder, seed=args.seed,
+                                   progress=not args.json)
+    out["machine"] = machine()
+    print(format_table(out))
+    if args.json:
+        print(json.dumps(out))
+    return 0
+
+
 def run_train(args) -> int:
     from arwave.bench.train import bench_train
     from arwave.cli.train import resolve_config
@@ -115,6 +131,25 @@ def register(sub) -> None:
     q.add_argument("--threads", type=int)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=run_codec_quality)
+
+    g = b.add_parser("generation-quality", help="class-conditioned clips: recognised, distinct, not silent, FAD vs "
+                                                "the real-vs-real floor, FAD over long rollouts (issue 11 targets)")
+    g.add_argument("models", nargs="*", metavar="MODEL", help="bundled names or run folders [the bundled cam, aar, "
+                                                               "nexttoken that exist]")
+    g.add_argument("--data", metavar="MANIFEST", help="manifest with train and test splits [the models' training manifest]")
+    g.add_argument("--classes", help="comma-separated classes [every class of each model]")
+    g.add_argument("--seeds", type=int, default=4, help="clips per class (one batch: --num of arwave generate) [4]")
+    g.add_argument("--seconds", type=float, default=10.0, help="length of each clip [10]")
+    g.add_argument("--seed", type=int, default=0, help="seed of every class's batch and of the rollouts [0]")
+    g.add_argument("--rollout-seconds", type=float, default=60.0, help="CAM rollout length, 0 = none [60]")
+    g.add_argument("--window-seconds", type=float, default=10.0, help="FAD-over-time window of the rollouts [10]")
+    g.add_argument("--rollouts", type=int, help="number of CAM rollouts [one per class]")
+    g.add_argument("--classifier", default="instrument-classifier", help="classifier run or bundled name [instrument-classifier]")
+    g.add_argument("--embedder", action="append", metavar="NAME",
+                   help="FAD embedder, repeatable [classifier:CLASSIFIER and aisfx]")
+    g.add_argument("--threads", type=int)
+    g.add_argument("--json", action="store_true")
+    g.set_defaults(func=run_generation_quality)
 
     m = b.add_parser("cam", help="CAM ms per frame (backbone / head / decode), real-time factor, latency, memory")
     m.add_argument("--preset", default="tiny,small,paper")

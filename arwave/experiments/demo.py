@@ -1,4 +1,4 @@
-"""`arwave demo`: the whole chain on the built-in corpus, inside a time budget, with a report.
+"""`arwave demo --from-scratch`: the whole chain on the built-in corpus, inside a time budget, with a report.
 
 corpus → classifier (for FAD/ISc/KL) → continuous codec → CAM → SAT (msrq) codec → AAR →
 examples → metrics (reconstruction, FAD/ISc/KL, FAD over time) → OUT/report.html.
