@@ -193,3 +193,14 @@ def test_stream_equals_generate_and_stitching(tiny_codec):
     assert out.shape[-1] == 16
     torch.testing.assert_close(out[0, 0, 6:10], 1 - fade + 3 * fade)
     assert torch.equal(out[0, 0, :6], torch.ones(6)) and torch.equal(out[0, 0, 10:], torch.full((6,), 3.0))
+
+
+def test_top_p_reaches_the_sampler():
+    """top_p → 0 keeps only the most likely token of every scale: sampling equals greedy decoding."""
+    model = make_model()
+    cond = model.condition(2, torch.tensor([0, 2]))
+    tiny_p, _ = model.sample_window(cond, None, make_generator(1), top_p=1e-6)
+    greedy, _ = model.sample_window(cond, None, make_generator(2), temperature=0.0)
+    assert torch.equal(tiny_p, greedy)
+    full, _ = model.sample_window(cond, None, make_generator(1), top_p=1.0)
+    assert not torch.equal(full, greedy)

@@ -95,6 +95,53 @@ def test_loss_is_causal_in_targets_only_through_head():
     assert a.dim() == 0 and not torch.allclose(a, b)
 
 
+def test_training_loss_corrupts_the_context_and_tells_the_backbone_its_level():
+    """The loss by hand, from the same random draws (SPEC §3): k ~ U(0, k_max) per frame, x̃ = (1 − k)·x + k·ε,
+    backbone states over x̃ told k, head loss against the CLEAN frames. Without noise augmentation the
+    context is the clean x at level 0."""
+    model = make(k_max=0.4)
+    x = torch.randn(2, 8, D)
+    torch.manual_seed(5)
+    loss = model(x)
+    torch.manual_seed(5)
+    k = torch.rand(2, 8) * 0.4
+    eps = torch.randn(2, 8, D)
+    x_noisy = (1 - k[..., None]) * x + k[..., None] * eps
+    with torch.no_grad():
+        z = model.states(x_noisy, k)
+    ref = model.head.loss(z.reshape(-1, z.shape[-1]), x.reshape(-1, D))
+    torch.testing.assert_close(loss, ref)
+    # the same draws without noise augmentation give another loss: the corruption is really applied
+    clean = make(k_max=0.4, noise_aug=False)
+    torch.manual_seed(5)
+    plain = clean(x)
+    torch.manual_seed(5)
+    with torch.no_grad():
+        ref_clean = clean.head.loss(clean.states(x, torch.zeros(2, 8)).reshape(-1, 32), x.reshape(-1, D))
+    torch.testing.assert_close(plain, ref_clean)
+    assert not torch.allclose(loss, plain)
+
+
+def test_generation_renoises_each_frame_at_k_inf_and_tells_the_backbone():
+    """Generation against a slow loop without KV cache (SPEC §3, inference): each generated frame x̂ enters
+    the context as (1 − k_inf)·x̂ + k_inf·ε, ε drawn from the same seeded generator right after x̂, and
+    the backbone is told k_inf for every generated frame."""
+    from arwave.models.generator import make_generator
+    model = make()
+    k_inf, frames = 0.3, 5                                        # fewer frames than the context (8)
+    out = model.sample_latents(frames, num=2, seed=3, k_inf=k_inf)
+    g = make_generator(3)
+    context, ref = [], []
+    with torch.no_grad():
+        for t in range(frames):
+            seq = torch.stack(context + [torch.zeros(2, D)], 1)      # the last frame is the (unused) target
+            z = model.states(seq, torch.full((2, t + 1), k_inf))[:, -1]
+            x = model.head.sample(z, g)
+            ref.append(x)
+            context.append((1 - k_inf) * x + k_inf * torch.randn(x.shape, generator=g))
+    torch.testing.assert_close(out, torch.stack(ref, -1), atol=1e-5, rtol=1e-5)
+
+
 def test_cached_steps_equal_full_forward():
     model = make(num_classes=3)
     x, k = torch.randn(2, 8, D), torch.rand(2, 8) * 0.3

@@ -139,14 +139,18 @@ def test_long_sine_has_no_seams_with_lstm():
     chunk = 2 * codec.window_frames
     y = codec.reconstruct(audio, chunk_frames=chunk)
     assert y.shape == audio.shape and torch.isfinite(y).all()
+    # chunking (with its context frames and crossfades) must not change the output: the LSTM sees enough
+    # context that the chunked result stays within 1 % of the signal's RMS of the one-pass result
+    # (without context frames the difference is ~13 %: mutant chunk-context-removed)
+    whole = codec.reconstruct(audio, chunk_frames=0)
+    assert (y - whole).abs().max() < 0.01 * whole.pow(2).mean().sqrt()
     jumps = (y[..., 1:] - y[..., :-1]).abs()[0, 0]
     _, context, fade = codec._chunking(chunk)
     step = (chunk - fade) * codec.hop
     seams = torch.tensor([s for s in range(step, n - 1, step)] + [s + fade * codec.hop for s in range(step, n - 1, step)])
     seams = seams[seams < n - 1]
     around = torch.cat([jumps[max(0, s - 2): s + 2] for s in seams.tolist()])
-    assert around.max() <= jumps.max() + 1e-6
-    assert around.max() <= 4 * jumps.median() + jumps.quantile(0.999)
+    assert around.max() <= 4 * jumps.median() + jumps.quantile(0.999)     # no click where chunks meet
 
 
 @pytest.mark.parametrize("bottleneck", ["continuous", "msrq", "rvq"])

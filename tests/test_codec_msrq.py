@@ -1,4 +1,5 @@
 """MSRQ (SAT) against a slow, obvious reference; EMA codebook behaviour; the AAR helper methods."""
+import copy
 import math
 
 import pytest
@@ -97,16 +98,33 @@ def test_forward_equals_encode_decode_in_eval():
 
 
 def test_training_forward_uses_pre_update_codebooks_and_updates_them():
-    q = make_q(V=16).train()
+    """A training pass assigns codes with the codebooks as they were before it, then takes one EMA step
+    per scale (decay 0.99, Laplace eps 1e-5) on that scale's down-sampled residual; eval never updates."""
+    q = make_q(V=16, dead_threshold=0.0).train()                  # threshold 0: no dead-code reset here
+    q(torch.randn(4, 4, 75))                                      # k-means init + a first EMA step
+    before = copy.deepcopy(q).eval()
     z = torch.randn(4, 4, 75)
-    z_hat, codes, _, stats = q(z)                # k-means init + EMA updates happen here
-    assert all(bool(b.initted) for b in q.codebooks)
-    before = [q.codebook(k).clone() for k in range(q.num_scales)]
+    z_hat, codes, _, _ = q(z)
+    for c, expected in zip(codes, before.encode(z)):              # assigned by the pre-update codebooks
+        assert torch.equal(c, expected)
+    torch.testing.assert_close(z_hat, before.decode(codes), atol=1e-5, rtol=1e-5)
+    # scale 0 (s_1 = 1): its residual is z itself, so its EMA step can be written out by hand
+    old = before.codebooks[0]
+    u = ref_area_down(z, q.scales[0]).transpose(1, 2).reshape(-1, 4)
+    counts = torch.bincount(codes[0].flatten(), minlength=16).float()
+    sums = torch.zeros(16, 4).index_add_(0, codes[0].flatten(), u)
+    size = 0.99 * old.cluster_size + 0.01 * counts
+    avg = 0.99 * old.embed_avg + 0.01 * sums
+    smoothed = (size + 1e-5) / (size.sum() + 16 * 1e-5) * size.sum()
+    torch.testing.assert_close(q.codebooks[0].cluster_size, size)
+    torch.testing.assert_close(q.codebook(0), avg / smoothed[:, None])
+    for k in range(q.num_scales):                                 # every scale took its step
+        assert not torch.equal(q.codebook(k), before.codebook(k)), k
     q.eval()
-    z_hat_eval, codes_eval, _, _ = q(z)
+    after = [q.codebook(k).clone() for k in range(q.num_scales)]
+    q(z)
     for k in range(q.num_scales):
-        torch.testing.assert_close(q.codebook(k), before[k])   # eval never updates
-    assert stats["resets"] >= 0
+        assert torch.equal(q.codebook(k), after[k])               # eval never updates
 
 
 def test_gradients_reach_encoder_through_straight_through():

@@ -82,8 +82,35 @@ def test_prompt_codes_are_kept_and_generation_slides_past_the_context():
     prompt = torch.randint(0, V, (2, N, 3))
     out = model.sample_tokens(num=2, frames=9, seed=0, prompt_codes=prompt)      # 12 frames > context 4
     assert out.shape == (2, N, 12) and torch.equal(out[..., :3], prompt)
-    caches_len = model.context_steps - 1
-    assert caches_len == 4 * N - 1
+
+
+def test_generation_past_the_context_forgets_tokens_older_than_the_window():
+    """Generation longer than the training context attends to a bounded window: two token streams
+    that differ only in their first frame give different logits right after it and identical logits
+    once that frame lies far outside the window (each layer reaches back at most one context, so
+    depth + 1 contexts later nothing of it can be left), whatever the window's exact sliding rule."""
+    model = make_model(context=4)                                    # 4 frames = 12 steps of N = 3 levels
+    frames = 5 * 4
+    a = torch.randint(0, V, (2, N, frames), generator=torch.Generator().manual_seed(2))
+    b = a.clone()
+    b[..., 0] = (a[..., 0] + 1) % V                                  # only frame 0 differs
+    cond = model.condition(2, torch.tensor([0, 1]))
+    _, la = model.sample_steps(frames, cond, None, make_generator(0), given=a, return_logits=True)
+    _, lb = model.sample_steps(frames, cond, None, make_generator(0), given=b, return_logits=True)
+    W = model.context_steps
+    assert (la[:, N:W] - lb[:, N:W]).abs().max() > 1e-2            # inside the window frame 0 matters
+    far = (model.cfg.depth + 1) * W
+    assert la.shape[1] - far >= W
+    torch.testing.assert_close(la[:, far:], lb[:, far:], atol=1e-5, rtol=1e-5)
+
+
+def test_top_p_reaches_the_sampler():
+    """top_p → 0 keeps only the most likely token: sampling equals greedy decoding."""
+    model = make_model()
+    tiny_p = model.sample_tokens(num=2, frames=4, seed=1, class_label=0, cfg=0.0, top_p=1e-6)
+    greedy = model.sample_tokens(num=2, frames=4, seed=2, class_label=0, cfg=0.0, temperature=0.0)
+    assert torch.equal(tiny_p, greedy)
+    assert not torch.equal(model.sample_tokens(num=2, frames=4, seed=1, class_label=0, cfg=0.0, top_p=1.0), greedy)
 
 
 @pytest.fixture(scope="module")

@@ -157,10 +157,64 @@ def test_two_process_ddp_equals_single_process_on_concatenated_batch(tmp_path):
     subprocess.run([sys.executable, str(script), str(tmp_path / "single"), "4", "12"], check=True, env=env,
                    capture_output=True, timeout=300)
     a, b = weights(tmp_path / "ddp"), weights(tmp_path / "single")
+    assert json.loads((ckpt.latest_checkpoint(tmp_path / "ddp") / "state.json").read_text())["world_size"] == 2
+    init = initial_toy_weights()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
-    # and it really trained (weights moved from their initialisation)
-    assert json.loads((ckpt.latest_checkpoint(tmp_path / "ddp") / "state.json").read_text())["world_size"] == 2
+        assert (a[k] - init[k]).abs().max() > 1e-3, k             # and it really trained: every tensor moved
+
+
+def initial_toy_weights(seed=0):
+    """The toy model as `train` builds it: torch.manual_seed(train.seed + rank) right before the task."""
+    from toy_kind import ToyConfig, ToyModel
+    torch.manual_seed(seed)
+    return ToyModel(ToyConfig()).state_dict()
+
+
+def test_ema_weights_follow_the_recurrence(tmp_path):
+    """θ_ema ← d_n·θ_ema + (1 − d_n)·θ after optimiser step n + 1, d_n = min(decay, (1 + n)/(10 + n)),
+    starting from the initial weights."""
+    cfg = toy_preset()
+    cfg.train.max_steps, cfg.train.ckpt_every, cfg.train.keep_checkpoints, cfg.train.val_every = 4, 1, 10, 0
+    run = train(cfg, tmp_path / "run", progress=False)
+    steps = ckpt.list_checkpoints(run)
+    assert [int(p.name.split("-")[1]) for p in steps] == [1, 2, 3, 4]
+    prev = initial_toy_weights()
+    for n, path in enumerate(steps):
+        model, ema = (ckpt.load_tensors(path / f"{name}.safetensors") for name in ("model", "ema"))
+        d = min(0.9, (1 + n) / (10 + n))
+        for k in model:
+            torch.testing.assert_close(ema[k], d * prev[k] + (1 - d) * model[k], rtol=1e-6, atol=1e-7)
+        assert any(not torch.allclose(ema[k], model[k]) for k in model)
+        prev = ema
+
+
+def _noise_draws(cfg, run_dir):
+    """What `torch.rand` gives inside the loss at each step of a toy run."""
+    from toy_kind import ToyTask
+    task, draws = ToyTask(cfg), []
+    loss = task.loss
+
+    def recording(model, batch, step):
+        draws.append(float(torch.rand(())))
+        return loss(model, batch, step)
+    task.loss = recording
+    train(cfg, run_dir, progress=False, task=task)
+    return draws
+
+
+def test_noise_draws_follow_the_seed(tmp_path):
+    """Random draws inside the loss are a function of (train.seed, step): the same seed repeats them,
+    another seed changes every one of them."""
+    def cfg(seed):
+        c = toy_preset()
+        c.train.max_steps, c.train.seed, c.train.val_every, c.train.ckpt_every = 6, seed, 0, 0
+        return c
+    a = _noise_draws(cfg(0), tmp_path / "a")
+    assert len(a) == 6 and len(set(a)) == 6
+    assert _noise_draws(cfg(0), tmp_path / "b") == a
+    b = _noise_draws(cfg(1), tmp_path / "c")
+    assert all(x != y for x, y in zip(a, b))
 
 
 def test_ema_warmup_follows_the_weights_early():
