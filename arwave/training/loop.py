@@ -185,18 +185,18 @@ def _run(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, task
         raise ArwaveError(f"{run_dir}: --resume given but the run has no checkpoint yet")
     if not resume and ckpt.latest_checkpoint(run_dir) is not None:
         raise ArwaveError(f"{run_dir}: already holds a trained run; pass --resume to continue it or choose another --out")
+    fine_tune = bool(cfg.init_from) and start is None
+    if fine_tune:           # before anything is written or encoded: a source that does not fit fails now
+        from arwave.training import finetune
+        finetune.check_codec_kept(cfg)
+        finetune.check_labels(cfg)
+        finetune.init_weights(cfg, get_kind(cfg.kind).build_model(copy.deepcopy(cfg), None))
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         for stale in ckpt.remove_stale_temp(run_dir):
             tqdm.write(f"removed {stale.name}, left by an interrupted save")
     distributed.barrier()
 
-    fine_tune = bool(cfg.init_from) and start is None
-    if fine_tune:           # before the task encodes any data: a source that does not fit fails now
-        from arwave.training import finetune
-        finetune.check_codec_kept(cfg)
-        finetune.check_labels(cfg)
-        finetune.init_weights(cfg, get_kind(cfg.kind).build_model(copy.deepcopy(cfg), None))
     torch.manual_seed(tc.seed + dist_info.rank)
     if task is None:
         task = get_kind(cfg.kind).build_task(cfg, run_dir)
