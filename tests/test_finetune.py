@@ -83,6 +83,8 @@ def test_finetune_refuses_another_architecture_kind_or_codec(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "its weights do not fit" in err and "model.width: 32 -> 64" in err
     assert not (tmp_path / "a").exists()                                     # nothing written
+    assert main([*base[:-4], "--data", str(tmp_path / "tones"), "--set", "width=64", "--out", str(tmp_path / "e")]) == 2
+    assert not (tmp_path / "e").exists() and "model.width: 32 -> 64" in capsys.readouterr().err   # folder not indexed
     assert main(["train", "aar", "--init-from", str(source), "--out", str(tmp_path / "b")]) == 2
     assert "a cam model, not aar; fine-tune it with `arwave train cam --init-from" in capsys.readouterr().err
     assert main([*base, "--codec", str(tmp_path / "codec"), "--out", str(tmp_path / "c")]) == 2

@@ -99,7 +99,10 @@ def run(args) -> int:
         else:
             folder = getattr(args, "data", None)
             if folder and Path(folder).expanduser().is_dir():    # every other setting checked before indexing
-                resolve_config(_without_data(args), args.kind)
+                checked = resolve_config(_without_data(args), args.kind)
+                if checked.init_from:
+                    from arwave.training.finetune import check_source
+                    check_source(checked)
             index_data_folder(args, out, resume=False)
             cfg = resolve_config(args, args.kind)
         train(cfg, out, resume=args.resume, progress=not args.quiet)

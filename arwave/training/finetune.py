@@ -77,6 +77,14 @@ def check_codec_kept(cfg: RunConfig) -> None:
                           f"({keep}); drop --codec / model.codec_run")
 
 
+def check_source(cfg: RunConfig) -> None:
+    """Everything about a fine-tune's source that can fail, checked before any file is written: its
+    kind, that the codec is kept, and that its weights fit the model `cfg` describes."""
+    from arwave.registry import get_kind
+    check_codec_kept(cfg)
+    init_weights(cfg, get_kind(cfg.kind).build_model(copy.deepcopy(cfg), None))
+
+
 def init_weights(cfg: RunConfig, model: nn.Module, critic: nn.Module | None = None) -> None:
     """Load the weights of `cfg.init_from` into `model` (and the source run's critic into `critic`,
     when it kept one). Weights that do not fit are one error naming the model settings that differ."""

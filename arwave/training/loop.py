@@ -188,9 +188,8 @@ def _run(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, task
     fine_tune = bool(cfg.init_from) and start is None
     if fine_tune:           # before anything is written or encoded: a source that does not fit fails now
         from arwave.training import finetune
-        finetune.check_codec_kept(cfg)
+        finetune.check_source(cfg)
         finetune.check_labels(cfg)
-        finetune.init_weights(cfg, get_kind(cfg.kind).build_model(copy.deepcopy(cfg), None))
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         for stale in ckpt.remove_stale_temp(run_dir):
