@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from arwave.console import bars
 from arwave.data.audio import write_audio
 from arwave.data.manifest import MANIFEST_NAME, SPLITS, group_hash, read_manifest, split_of, write_manifest
 from arwave.errors import ArwaveError
