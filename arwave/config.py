@@ -11,6 +11,7 @@ import json
 import math
 import re
 import typing
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -89,6 +90,9 @@ class DataConfig:
     batch_size: int = 8             # per process
     num_workers: int = 0
     label_key: str = "label"        # manifest field used for class conditioning / classifier targets
+    label_names: list[str] = field(default_factory=list)   # fixed class list (label ids index it; other
+                                    # labels count as unlabelled); [] = the manifest's sorted labels. A
+                                    # fine-tune (`--init-from`) sets it to the source model's classes
 
     LIMITS: ClassVar[dict] = {"corpus_minutes": above(0), "sample_rate": at_least(1), "channels": at_least(1),
                               "segment_seconds": above(0), "batch_size": at_least(1)}
@@ -118,8 +122,12 @@ class TrainConfig:
     mixed_precision: bool = False   # bf16 autocast, used on GPU only
     compile: bool = False
     threads: int = 0                # torch intra-op threads; 0 = torch's default (all cores)
+    accumulate: int = 1             # micro-batches of data.batch_size summed into one optimiser step
+    print_every: int = 0            # `arwave train` prints a progress line every N steps; 0 = every log_every
+    sample_every: int = 0           # audio samples (RUN/samples + TensorBoard) every N steps; 0 = at each checkpoint
+    tensorboard: bool = True        # TensorBoard event files in RUN/tensorboard/ beside metrics.csv
 
-    LIMITS: ClassVar[dict] = {"lr": above(0), "betas": between(0, 1, hi_open=True), "lr_min_ratio": between(0, 1),
+    LIMITS: ClassVar[dict] = {"accumulate": at_least(1), "lr": above(0), "betas": between(0, 1, hi_open=True), "lr_min_ratio": between(0, 1),
                               "ema_decay": between(0, 1, hi_open=True), "critic_lr": above(0),
                               "critic_betas": between(0, 1, hi_open=True), "seed": ANY_NUMBER, "log_every": at_least(1),
                               "val_batches": at_least(1), "device": OneOf(("auto", "cpu", "cuda"), (r"cuda:\d+",))}
@@ -133,6 +141,8 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     parent: str = ""                # run this one builds on (the codec for AR models), relative to the run
+    init_from: str = ""             # weights the run starts from (bundled name or run folder; "" = random
+                                    # init): a fine-tune. Read once, at step 0; optimiser and schedule are fresh
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -180,7 +190,7 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
             raise ConfigError(f"--set {item}: expected key=value")
         key, value = item.split("=", 1)
         path = key.strip().split(".")
-        if path[0] not in ("model", "data", "train", "parent") and hasattr(cfg.model, path[0]):
+        if path[0] not in ("model", "data", "train", "parent", "init_from") and hasattr(cfg.model, path[0]):
             path = ["model", *path]
         if path == ["kind"]:
             raise ConfigError(f"--set {item}: the model kind is chosen by the command (`arwave train KIND`), not by --set")
@@ -206,6 +216,68 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         except _NotAllowed as bad:
             raise ConfigError(f"--set {item}: {'.'.join(path)} must be {bad}") from None
     return validate_config(cfg)
+
+
+# ---------------------------------------------------------------------------------------------------
+# config files: `arwave train KIND --config FILE.toml` (or a run's config.json)
+
+SECTIONS = ("model", "data", "train")
+FILE_KEYS = ("kind", "preset", "init_from", "parent", *SECTIONS)
+
+
+def read_config_file(path: str | Path) -> dict:
+    """A run's settings from a TOML file (or a JSON one, e.g. another run's config.json): top-level
+    `kind`, `preset`, `init_from` and the sections [model], [data], [train] of config.json, each
+    optional. Only the structure is checked here; `apply_values` checks each value against its field."""
+    path = Path(path).expanduser()
+    try:
+        import tomllib
+    except ImportError:                     # Python 3.10: the stdlib reads TOML from 3.11 on
+        if path.suffix != ".json":
+            raise ConfigError(f"--config {path}: reading TOML needs Python 3.11 or later; give the settings as "
+                              "a .json file instead") from None
+        tomllib = None
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"--config {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"--config {path}: unreadable ({err})") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, ValueError) as err:         # tomllib.TOMLDecodeError is a ValueError
+        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'} ({err})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a table of settings")
+    unknown = sorted(set(data) - set(FILE_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {unknown} (known: {', '.join(FILE_KEYS)})")
+    for key in ("kind", "preset", "init_from", "parent"):
+        if key in data and not isinstance(data[key], str):
+            raise ConfigError(f"{path}: {key} = {json.dumps(data[key], default=str)}: must be a string")
+    for key in SECTIONS:
+        if key in data and not isinstance(data[key], dict):
+            raise ConfigError(f"{path}: {key} must be a section ([{key}]) of NAME = VALUE lines")
+    return data
+
+
+def apply_values(cfg: RunConfig, values: dict, source: str) -> RunConfig:
+    """Set typed values (`{"model": {...}, "data": {...}, "train": {...}}`, as parsed from a config
+    file) on `cfg`, each checked against its field's type and LIMITS; the error names `source`."""
+    for section in SECTIONS:
+        obj = getattr(cfg, section)
+        for name, value in values.get(section, {}).items():
+            fields = {f.name for f in dataclasses.fields(obj)}
+            if name not in fields:
+                raise ConfigError(f"{source}: [{section}] has no setting {name!r} (known: {', '.join(sorted(fields))})")
+            typ, rule = _field_spec(type(obj), name)
+            try:
+                setattr(obj, name, _check(value, typ, rule))
+            except _NotAllowed as bad:
+                raise ConfigError(f"{source}: {section}.{name} = {json.dumps(value, default=str)}: must be {bad}") from None
+    if "parent" in values:
+        cfg.parent = values["parent"]
+    return validate_config(cfg, source)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -294,7 +366,7 @@ def validate_config(cfg: RunConfig, source: str = "config") -> RunConfig:
     """Type and range of every field of a resolved RunConfig (the kind's own cross-field checks run when
     its model is built). `source` says where the values came from (a config.json path, `--set`)."""
     from arwave.registry import get_kind
-    for name in ("kind", "preset", "parent"):
+    for name in ("kind", "preset", "parent", "init_from"):
         if not isinstance(getattr(cfg, name), str):
             raise ConfigError(f"{source}: {name} = {getattr(cfg, name)!r}: must be a string")
     kind = get_kind(cfg.kind)
@@ -365,5 +437,9 @@ def run_config_from_dict(data: dict, source: str = "config") -> RunConfig:
         data=from_dict(DataConfig, data.get("data", {}), f"{source}: data"),
         train=from_dict(TrainConfig, data.get("train", {}), f"{source}: train"),
         parent=data.get("parent", ""),
+        init_from=data.get("init_from", ""),
     )
+    unknown = sorted(set(data) - {"kind", "preset", "model", "data", "train", "parent", "init_from"})
+    if unknown:
+        raise ConfigError(f"{source}: unknown keys {unknown}")
     return validate_config(cfg, source)

@@ -85,6 +85,7 @@ def test_train_load_generate(tmp_path):
     assert len(caches) == 2                                           # train + val, beside the codec run
     metrics = (run / "metrics.csv").read_text()
     assert "val" in metrics
+    assert [p.name for p in (run / "samples").glob("*.wav")] == ["sample-00000004.wav"]   # at the checkpoint
     model = arwave.load(run)
     assert model.sample_rate == 16000 and model.channels == 2 and model.label_names == ["high", "low"]
     audio = model.generate(0.05, num=2, seed=0, class_label="low")

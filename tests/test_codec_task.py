@@ -107,8 +107,9 @@ def test_critic_skip_and_val_metrics():
     assert vals["mel_distance"] > 0 and "adv" not in vals and math.isfinite(vals["loss"])
 
 
-def test_on_checkpoint_writes_a_reconstruction(tmp_path):
+def test_samples_write_a_reconstruction(tmp_path):
+    from arwave.training.loop import write_samples
     task, _ = make_task("rvq")
-    task.on_checkpoint(task.model, tmp_path, 7)
+    write_samples(task, task.model, tmp_path, 7)
     assert (tmp_path / "samples" / "recon-00000007.wav").is_file()
     assert (tmp_path / "samples" / "reference.wav").is_file()

@@ -24,5 +24,6 @@ def test_train_load_generate(tmp_path, pattern):
     assert saved["parent"] == "codec" and saved["model"]["levels"] == 4 and saved["model"]["num_classes"] == 2
     model = arwave.load(run)
     assert type(model).__name__ == "NextToken"
+    assert [p.name for p in (run / "samples").glob("*.wav")] == ["sample-00000004.wav"]   # at the checkpoint
     audio = model.generate(seconds=0.3, num=2, seed=0, class_label=1, cfg=1.0)      # 30 frames > 20-frame context
     assert audio.shape == (2, 1, 4800) and torch.isfinite(audio).all()

@@ -4,7 +4,9 @@ gave are passed as keyword arguments to the model's `generate` / `stream`. Each 
 options it understands in `sampling_options`; any other option is refused with a one-line error.
 
     generate RUN --seconds S --out FILE.wav [--num N] [--seed S] [sampling options] [--json]
-        --num N > 1 writes FILE-0.wav … FILE-{N−1}.wav
+             [--loudness LUFS] [--include-prompt] [--quiet]
+        --num N > 1 writes FILE-0.wav … FILE-{N−1}.wav; a progress bar with ETA while it samples
+        (arwave.cli.finish), then one line per file: path, length, rate, channels (and loudness)
     stream RUN [--seconds S] [--out FILE|-] [--seed S] [sampling options] [--json]
         writes a 16-bit PCM WAV while it is generated. To stdout (`-`) the header's RIFF and data sizes
         are 0xFFFFFFFF ("unknown length", read by ffmpeg/sox/aplay/soundfile); to a file they are
@@ -58,6 +60,7 @@ def _add_sampling(p: argparse.ArgumentParser) -> None:
                    help="torch intra-op threads [1: batch-1 generation gains nothing from more, and loses 10-60x "
                         "when another process holds a core; stream decodes on its own thread]")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors and warnings (and --json)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--max-seconds", dest="max_seconds", type=float, default=MAX_SECONDS, metavar="S",
                    help=f"refuse --seconds above S (default {MAX_SECONDS:g}; raise it for longer audio)")
@@ -84,6 +87,10 @@ def register(sub) -> None:
     g.add_argument("--seconds", type=float, required=True, help="length of each clip")
     g.add_argument("--out", required=True, metavar="FILE", help="output file (.wav/.flac/...); N>1: FILE-0 … FILE-{N-1}")
     g.add_argument("--num", type=int, default=1, help="number of clips (sampled as one batch)")
+    g.add_argument("--loudness", type=float, default=None, metavar="LUFS",
+                   help="normalise each clip to this integrated loudness (ITU-R BS.1770, e.g. -14), never clipping")
+    g.add_argument("--include-prompt", dest="include_prompt", action="store_true",
+                   help="with --prompt: write the prompt followed by its continuation")
     _add_sampling(g)
     g.set_defaults(func=cmd_generate)
 
@@ -238,10 +245,21 @@ def output_paths(out: str, num: int) -> list[Path]:
 
 
 def cmd_generate(args) -> int:
+    import warnings
+
+    from arwave.cli import finish
+    from arwave.console import bars, quiet
     from arwave.data.audio import WRITE_EXTENSIONS, write_audio
+    from arwave.errors import ArwaveWarning
     check_seconds(args.seconds, args.max_seconds)
     if args.num < 1:
         raise ArwaveError(f"--num must be >= 1, got {args.num}")
+    include_prompt, loudness, silent = (getattr(args, "include_prompt", False), getattr(args, "loudness", None),
+                                        getattr(args, "quiet", False))
+    if include_prompt and args.prompt is None:
+        raise ArwaveError("--include-prompt needs --prompt FILE (the audio the clip continues)")
+    if loudness is not None:
+        finish.check_loudness_target(loudness, args.seconds if not include_prompt else math.inf)
     # before any work (a bad path found after generating would waste it all): the first path fully (the
     # others share its folder and extension), then, once --num is known to fit, whether the others exist
     check_output_file(output_path(args.out, args.num, 0), args.overwrite, WRITE_EXTENSIONS, "audio")
@@ -251,18 +269,35 @@ def cmd_generate(args) -> int:
     paths = output_paths(args.out, args.num)
     for path in paths[1:]:
         check_output_file(path, args.overwrite)
+    prompt = kwargs.get("prompt")
     t0 = time.perf_counter()
-    audio = model.generate(seconds=args.seconds, num=args.num, seed=args.seed, **kwargs)
+    with quiet(silent), finish.progress_bar(model, args.seconds, kwargs, enabled=bars(not silent)):
+        audio = model.generate(seconds=args.seconds, num=args.num, seed=args.seed, **kwargs)
     wall = time.perf_counter() - t0
+    lufs = []
     for path, clip in zip(paths, audio):
+        if include_prompt:
+            clip = torch.cat([prompt.to(clip), clip], dim=-1)
+        level = None
+        if loudness is not None:
+            if clip.shape[-1] < finish.LOUDNESS_BLOCK_S * model.sample_rate:
+                raise ArwaveError(f"--loudness needs clips of at least {finish.LOUDNESS_BLOCK_S:g} s")
+            clip, level, problem = finish.normalize_loudness(clip, model.sample_rate, loudness)
+            if problem:
+                warnings.warn(f"{path}: {problem}", ArwaveWarning, stacklevel=2)
+        lufs.append(level)
         write_audio(path, clip, model.sample_rate)
-        print(f"wrote {path}")
+        if not silent:
+            print(finish.describe(path, clip, model.sample_rate, level))
     rtf = args.num * args.seconds / max(wall, 1e-9)
-    print(f"generated {args.num} × {args.seconds:g} s in {wall:.2f} s ({rtf:.2f}× real time)", file=sys.stderr)
+    if not silent:
+        print(f"generated {args.num} × {args.seconds:g} s in {wall:.2f} s ({rtf:.2f}× real time)", file=sys.stderr)
     if args.json:
         print(json.dumps({"files": [str(p) for p in paths], "num": args.num, "seconds": args.seconds,
                           "sample_rate": model.sample_rate, "channels": model.channels, "seed": args.seed,
-                          "wall_s": round(wall, 4), "rtf": round(rtf, 4)}))
+                          "wall_s": round(wall, 4), "rtf": round(rtf, 4), "include_prompt": include_prompt,
+                          "seconds_written": round(clip.shape[-1] / model.sample_rate, 6),
+                          "loudness_lufs": [None if v is None else round(v, 2) for v in lufs]}))
     return 0
 
 
@@ -332,8 +367,9 @@ def cmd_stream(args) -> int:
             samples, wall = _stream_to(f, model, chunks, t0)
     audio_s = samples / model.sample_rate
     rtf = audio_s / max(wall, 1e-9)
-    print(f"streamed {audio_s:.2f} s of audio in {wall:.2f} s: {rtf:.2f}× real time, "
-          f"first audio after {1000 * (first or 0):.0f} ms", file=sys.stderr)
+    if not getattr(args, "quiet", False):
+        print(f"streamed {audio_s:.2f} s of audio in {wall:.2f} s: {rtf:.2f}× real time, "
+              f"first audio after {1000 * (first or 0):.0f} ms", file=sys.stderr)
     if args.json:
         print(json.dumps({"file": args.out, "audio_s": round(audio_s, 4), "wall_s": round(wall, 4),
                           "rtf": round(rtf, 4), "first_audio_ms": round(1000 * (first or 0), 2),

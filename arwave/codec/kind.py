@@ -291,21 +291,16 @@ class CodecTask(Task):
             warn_if_collapsed(ratio)
         return out
 
-    def on_checkpoint(self, model: nn.Module, run_dir, step: int) -> None:
-        """Write a listenable reconstruction of the first validation crop: RUN/samples/recon-<step>.wav."""
+    def samples(self, model: nn.Module, step: int) -> dict[str, tuple[torch.Tensor, int]]:
+        """The reconstruction of the first validation crop (RUN/samples/recon-<step>.wav) and that
+        crop itself (reference.wav)."""
         if self.val_set is None or len(self.val_set) == 0:
-            return
-        from arwave.data.audio import write_audio
+            return {}
         real = self.val_set[(0, 0)]["audio"]
         device = next(model.parameters()).device
-        was_training = model.training
-        model.eval()
         recon = model.reconstruct(real[None].to(device))[0].cpu()
-        model.train(was_training)
-        out = Path(run_dir) / "samples"
-        if not (out / "reference.wav").exists():
-            write_audio(out / "reference.wav", real, self.cfg.model.sample_rate)
-        write_audio(out / f"recon-{step:08d}.wav", recon.clamp(-1, 1), self.cfg.model.sample_rate)
+        rate = self.cfg.model.sample_rate
+        return {"recon": (recon, rate), "reference": (real, rate)}
 
 
 def build_task(cfg: RunConfig, run_dir: Path) -> Task:

@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from arwave.console import bars
 from arwave.data.audio import write_audio
 from arwave.data.manifest import MANIFEST_NAME, SPLITS, group_hash, read_manifest, split_of, write_manifest
 from arwave.errors import ArwaveError
@@ -370,7 +371,8 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def _log_stderr(message: str) -> None:
-    print(f"arwave: {message}", file=sys.stderr, flush=True)
+    from arwave.console import note
+    note(f"arwave: {message}")
 
 
 def render_corpus(out_dir: str | os.PathLike | None = None, minutes: float = 6.0,
@@ -414,7 +416,7 @@ def render_corpus(out_dir: str | os.PathLike | None = None, minutes: float = 6.0
         if missing or have < needed:
             renderer = Renderer(font, sample_rate)
             bar = tqdm(total=round(needed), initial=round(have), unit="s", desc="rendering corpus",
-                       disable=not progress, leave=False)
+                       disable=not bars(progress), leave=False)
         for i in missing:
             item = items[i]
             _, notes = piece_notes(Piece(item["piece"], item["source"], item.get("number")))

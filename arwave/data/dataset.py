@@ -29,14 +29,16 @@ class AudioCropDataset(Dataset):
     - random_crop=True: start = random.Random(seed).randrange(L - segment_samples + 1).
     - random_crop=False: the centre crop (start = (L - segment_samples) // 2), same for every seed.
     - files shorter than the segment are zero-padded at the end.
-    - label ids index `label_names`, the sorted labels of the WHOLE manifest, so they agree across splits.
+    - label ids index `label_names`, the sorted labels of the WHOLE manifest, so they agree across splits;
+      a given `label_names` fixes that list instead (a fine-tuned model keeps its classes): labels
+      outside it count as unlabelled (-1).
     - a file that fails to load at run time (deleted, corrupted since indexing) is reported once and
       replaced by the next good file, so one bad file never stops an epoch.
     """
 
     def __init__(self, manifest: str | Path | list[dict[str, Any]], split: str | None, sample_rate: int,
                  channels: int, segment_samples: int, random_crop: bool, label_key: str = "label",
-                 cache_mb: float = 512.0):
+                 cache_mb: float = 512.0, label_names: list[str] | None = None):
         rows = read_manifest(manifest) if isinstance(manifest, (str, Path)) else [dict(r) for r in manifest]
         ensure_splits(rows)
         if split is not None and split not in SPLITS:
@@ -50,7 +52,8 @@ class AudioCropDataset(Dataset):
         self.segment_samples = int(segment_samples)
         self.random_crop = bool(random_crop)
         self.label_key = label_key
-        self.label_names: list[str] = sorted({str(r[label_key]) for r in rows if r.get(label_key) not in (None, "")})
+        found = sorted({str(r[label_key]) for r in rows if r.get(label_key) not in (None, "")})
+        self.label_names: list[str] = list(label_names) if label_names else found
         ids = {name: i for i, name in enumerate(self.label_names)}
         self.rows = [r for r in rows if split is None or r["split"] == split]
         self.file_paths: list[str] = [r["path"] for r in self.rows]
@@ -194,7 +197,8 @@ def dataset_for_split(data_cfg, split: str | None, segment_samples: int | None =
     channels; segment_samples defaults to round(segment_seconds * sample_rate). `tiled`: every
     consecutive segment of every file (TiledDataset) instead of one crop per file."""
     ds = AudioCropDataset(_manifest_for(data_cfg), split, data_cfg.sample_rate, data_cfg.channels,
-                          _segment(data_cfg, segment_samples), random_crop, data_cfg.label_key, cache_mb)
+                          _segment(data_cfg, segment_samples), random_crop, data_cfg.label_key, cache_mb,
+                          data_cfg.label_names)
     return TiledDataset(ds) if tiled else ds
 
 
@@ -203,7 +207,7 @@ def datasets_from_config(data_cfg, segment_samples: int | None = None) -> tuple[
     manifest = _manifest_for(data_cfg)
     segment = _segment(data_cfg, segment_samples)
     train, val = (AudioCropDataset(manifest, split, data_cfg.sample_rate, data_cfg.channels, segment,
-                                   random_crop, data_cfg.label_key)
+                                   random_crop, data_cfg.label_key, label_names=data_cfg.label_names)
                   for split, random_crop in (("train", True), ("val", False)))
     if len(train) == 0:
         raise ArwaveError(f"{manifest}: no files in split 'train'")

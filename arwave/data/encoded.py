@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from arwave.checkpoint import load_tensors, save_tensors
+from arwave.console import bars
 from arwave.errors import ArwaveWarning
 
 
@@ -64,7 +65,7 @@ def encode_files(
         return [tensors[str(i)] for i in range(len(tensors))]
     out: list[torch.Tensor] = []
     bad: list[tuple[int, str]] = []
-    for i, f in enumerate(tqdm(files, desc=f"encoding {name}", unit="file", disable=not progress, leave=False)):
+    for i, f in enumerate(tqdm(files, desc=f"encoding {name}", unit="file", disable=not bars(progress), leave=False)):
         try:
             audio = load_audio(f, sample_rate=sample_rate, channels=channels)
         except AudioError as err:

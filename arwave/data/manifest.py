@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from tqdm import tqdm
 
+from arwave.console import bars
 from arwave.data.audio import AUDIO_EXTENSIONS, AudioError, check_audio
 from arwave.errors import ArwaveError
 
@@ -216,7 +217,7 @@ def prepare_folder(folder: str | os.PathLike, out: str | os.PathLike | None = No
 
     rows, skipped = [], []
     files = find_audio_files(folder)
-    for file in tqdm(files, desc="indexing", unit="file", disable=not progress, leave=False):
+    for file in tqdm(files, desc="indexing", unit="file", disable=not bars(progress), leave=False):
         try:
             info = check_audio(file, min_seconds=min_seconds)
         except AudioError as err:

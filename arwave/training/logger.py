@@ -1,5 +1,6 @@
 """Training metrics: a long-format CSV (step, split, name, value) that survives changing sets of
-logged names (e.g. adversarial losses that start after warm-up), and a PNG of the curves."""
+logged names (e.g. adversarial losses that start after warm-up), a PNG of the curves, and TensorBoard
+event files (RUN/tensorboard/: the same scalars, plus audio samples and their spectrograms)."""
 from __future__ import annotations
 
 import csv
@@ -15,8 +16,9 @@ HEADER = ["step", "split", "name", "value"]
 
 
 class MetricsLog:
-    def __init__(self, run_dir: str | Path, resume_step: int | None = None):
+    def __init__(self, run_dir: str | Path, resume_step: int | None = None, tensorboard: bool = False):
         self.path = Path(run_dir) / "metrics.csv"
+        self.tb = TensorBoard(Path(run_dir) / TENSORBOARD, resume_step) if tensorboard else None
         if resume_step is not None and self.path.is_file():
             # drop what was logged after the checkpoint we resume from, so the curves stay consistent
             rows = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
@@ -29,6 +31,54 @@ class MetricsLog:
             w = csv.writer(f)
             for name, value in values.items():
                 w.writerow([step, split, name, f"{float(value):.6g}"])
+        if self.tb is not None:
+            self.tb.scalars(step, split, values)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+TENSORBOARD = "tensorboard"
+
+
+class TensorBoard:
+    """Event files for `tensorboard --logdir RUN/tensorboard` (torch's SummaryWriter). On resume the
+    writer purges what the run logged after the checkpoint it resumes from, as the CSV does.
+    Samples: the audio (mixed to mono: TensorBoard plays one channel) and a log-magnitude spectrogram."""
+
+    def __init__(self, folder: Path, resume_step: int | None = None):
+        from torch.utils.tensorboard import SummaryWriter
+        self.writer = SummaryWriter(str(folder), purge_step=None if resume_step is None else resume_step + 1)
+
+    def scalars(self, step: int, split: str, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            self.writer.add_scalar(f"{split}/{name}", float(value), step)
+        self.writer.flush()
+
+    def audio(self, step: int, name: str, audio, sample_rate: int) -> None:
+        mono = audio.detach().float().cpu().reshape(-1, audio.shape[-1]).mean(0).clamp(-1, 1)
+        self.writer.add_audio(f"samples/{name}", mono, step, sample_rate=sample_rate)
+        self.writer.add_image(f"spectrogram/{name}", spectrogram_image(mono, sample_rate), step, dataformats="HWC")
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def spectrogram_image(audio, sample_rate: int, floor_db: float = 80.0):
+    """(samples,) or (channels, samples) audio -> (H, W, 3) uint8: |STFT| in dB (top = high
+    frequencies), `floor_db` below the loudest bin shown black, coloured with matplotlib's magma."""
+    import numpy as np
+    import torch
+    from matplotlib import colormaps
+    x = torch.as_tensor(audio).float().reshape(-1, audio.shape[-1]).mean(0)
+    n_fft = 1 << max(6, round(math.log2(max(sample_rate, 1) * 0.04)))          # ~40 ms windows
+    x = torch.nn.functional.pad(x, (0, max(0, n_fft - x.numel())))
+    mag = torch.stft(x, n_fft, hop_length=n_fft // 4, window=torch.hann_window(n_fft), return_complex=True).abs()
+    db = 20 * torch.log10(mag.clamp_min(1e-8))
+    level = ((db - db.max() + floor_db) / floor_db).clamp(0, 1).flip(0).numpy()
+    return (colormaps["magma"](level)[..., :3] * 255).astype(np.uint8)
 
 
 def _to_csv(rows: list[dict]) -> str:

@@ -2,20 +2,29 @@
 
 A model kind supplies a `Task` (model, optional critic, datasets, loss); this loop does the rest:
 seeding, devices, torchrun + DistributedDataParallel, AdamW with warm-up + cosine LR, gradient
-clipping, optional EMA weights, an optional adversary step, periodic validation, a progress bar,
-metrics CSV + PNG, atomic checkpoints every N steps, and `resume` that continues exactly (same step,
-optimiser state, same data position; random draws are seeded from (seed, step, rank)).
+accumulation, gradient clipping, optional EMA weights, an optional adversary step, periodic
+validation, a progress bar and progress lines (loss, steps/s, ETA), metrics CSV + PNG + TensorBoard,
+audio samples, atomic checkpoints every N steps, `resume` that continues exactly (same step,
+optimiser state, same data position; random draws are seeded from (seed, step, rank)), and
+`init_from` (a fine-tune: the weights of another run or a bundled model at step 0).
+
+Gradient accumulation (`train.accumulate` = A): one optimiser step sums the gradients of A
+micro-batches of `data.batch_size`, each loss divided by A, so for losses that are a mean over the
+batch it equals one step on the A-times-larger batch (same data: see the sampler); DDP synchronises
+the gradients on the last micro-batch only. Layers that mix a batch's items (BatchNorm) see
+micro-batches, so for them the equality holds only approximately.
 """
 from __future__ import annotations
 
 import copy
 import math
 import signal
+import sys
 import statistics
 import threading
 import time
 from collections import deque
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -25,6 +34,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from arwave import checkpoint as ckpt
+from arwave import console
 from arwave.config import RunConfig, run_config_to_json, validate_config
 from arwave.errors import ArwaveError, Terminated
 from arwave.paths import check_output_folder
@@ -156,6 +166,11 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: b
 
 
 def _train(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, task: Task | None) -> Path:
+    with console.quiet(not progress):
+        return _run(cfg, run_dir, resume, progress, task)
+
+
+def _run(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, task: Task | None) -> Path:
     run_dir = check_output_folder(run_dir)
     validate_config(cfg)
     tc = cfg.train
@@ -170,6 +185,11 @@ def _train(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, ta
         raise ArwaveError(f"{run_dir}: --resume given but the run has no checkpoint yet")
     if not resume and ckpt.latest_checkpoint(run_dir) is not None:
         raise ArwaveError(f"{run_dir}: already holds a trained run; pass --resume to continue it or choose another --out")
+    fine_tune = bool(cfg.init_from) and start is None
+    if fine_tune:           # before anything is written or encoded: a source that does not fit fails now
+        from arwave.training import finetune
+        finetune.check_source(cfg)
+        finetune.check_labels(cfg)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         for stale in ckpt.remove_stale_temp(run_dir):
@@ -179,6 +199,8 @@ def _train(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, ta
     torch.manual_seed(tc.seed + dist_info.rank)
     if task is None:
         task = get_kind(cfg.kind).build_task(cfg, run_dir)
+    if fine_tune:
+        finetune.init_weights(cfg, task.model, task.critic)
     distributed.barrier()
 
     model = task.model.to(device)
@@ -222,13 +244,16 @@ def _train(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, ta
         ddp_model = torch.compile(ddp_model)
 
     sampler = ResumableBatchSampler(len(task.train_set), cfg.data.batch_size, tc.seed,
-                                    dist_info.rank, dist_info.world, start_step=step)
+                                    dist_info.rank, dist_info.world, start_step=step, accumulate=tc.accumulate)
     loader = DataLoader(task.train_set, batch_sampler=sampler, collate_fn=task.collate,
                         num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0)
-    log = MetricsLog(run_dir, resume_step=step if start is not None else None) if main else None
-    # under a wall-clock budget the step count is open-ended: show steps and speed without a total
+    log = MetricsLog(run_dir, resume_step=step if start is not None else None,
+                     tensorboard=tc.tensorboard and _tensorboard_available()) if main else None
+    # under a wall-clock budget the step count is open-ended: show steps and speed without a total. The bar
+    # is for a terminal; progress lines (`Progress`) are what a log file gets
     bar = tqdm(total=tc.max_steps if tc.minutes <= 0 else None, initial=step, desc=f"train {cfg.kind}", unit="step",
-               disable=not (progress and main), dynamic_ncols=True)
+               disable=not (progress and main and sys.stderr.isatty()), dynamic_ncols=True)
+    lines = Progress(tc, step, time.time()) if progress and main else None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.mixed_precision and device.type == "cuda")
 
     def save(at_step: int) -> None:
@@ -238,51 +263,64 @@ def _train(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, ta
         if main:
             _save(run_dir, at_step, model, critic, optimizer, critic_opt, ema, sampler, cfg, dist_info)
             task.on_checkpoint(ema.model if ema else model, run_dir, at_step)
+            if tc.sample_every == 0:
+                write_samples(task, ema.model if ema else model, run_dir, at_step, log.tb)
         distributed.barrier()
 
     t_log, step_log = time.time(), step
     watch = DivergenceWatch()
     pending = None          # a checkpoint due at this step, written once its weights gave a sane loss
     rng_devices = [device] if device.type == "cuda" else []
+    acc = tc.accumulate
+    batches = iter(loader)
     try:
-        for batch in loader:
-            if step >= tc.max_steps:
-                break
-            batch = _to_device(batch, device)
+        while step < tc.max_steps:
             # noise draws are a function of (seed, step, rank) alone, so a resumed run repeats them exactly
             torch.manual_seed(tc.seed * 1_000_003 + step * 1_009 + dist_info.rank)
             lr = set_lr(step)
             model.train()
-            with autocast:
-                loss, logs = task.loss(ddp_model, batch, step)
-            problem = watch.check(float(loss.detach()))
-            if distributed.broadcast_flag(problem is not None, device):
-                raise _diverged(cfg, run_dir, step, problem or "on another rank")
-            if pending == step:     # these weights just gave a sane loss: safe to keep
-                with torch.random.fork_rng(devices=rng_devices):
-                    save(step)
-                pending = None
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if critic_opt is not None:
+                critic_opt.zero_grad(set_to_none=True)
+            micro_values, critic_values = [], []
+            for micro in range(acc):
+                batch = _to_device(next(batches), device)
+                sync = micro == acc - 1         # DDP all-reduces the summed gradients once, on the last one
+                with _no_sync(ddp_model, sync):
+                    with autocast:
+                        loss, logs = task.loss(ddp_model, batch, step)
+                    problem = watch.check(float(loss.detach()))
+                    if distributed.broadcast_flag(problem is not None, device):
+                        raise _diverged(cfg, run_dir, step, problem or "on another rank")
+                    if pending == step and micro == 0:     # these weights just gave a sane loss: safe to keep
+                        with torch.random.fork_rng(devices=rng_devices):
+                            save(step)
+                        pending = None
+                    (loss / acc if acc > 1 else loss).backward()
+                micro_values.append(_logs_to_floats(loss, logs))
+                if critic is not None:              # the adversary sees the same micro-batch right after
+                    with _no_sync(ddp_critic, sync):
+                        with autocast:
+                            out = task.critic_loss(ddp_critic, batch, step)
+                        if out is not None:
+                            closs, clogs = out
+                            (closs / acc if acc > 1 else closs).backward()
+                            critic_values.append(_logs_to_floats(closs, clogs))
             grad_norm = _clip(model, tc.grad_clip)
             if not math.isfinite(grad_norm):
                 raise _diverged(cfg, run_dir, step, f"the gradient norm became {grad_norm}")
             optimizer.step()
-            values = _logs_to_floats(loss, logs)
-            if critic is not None:
-                with autocast:
-                    out = task.critic_loss(ddp_critic, batch, step)
-                if out is not None:
-                    closs, clogs = out
-                    critic_opt.zero_grad(set_to_none=True)
-                    closs.backward()
-                    _clip(critic, tc.grad_clip)
-                    critic_opt.step()
-                    values.update({f"critic_{k}": v for k, v in _logs_to_floats(closs, clogs).items()})
+            values = _mean(micro_values)
+            if critic_values:
+                _clip(critic, tc.grad_clip)
+                critic_opt.step()
+                values.update({f"critic_{k}": v for k, v in _mean(critic_values).items()})
             if ema is not None:
                 ema.update(model, step)
             step += 1
             bar.update(1)
+            if lines is not None:
+                lines.add(values["loss"])
             if main and (step % tc.log_every == 0 or step == 1):
                 now = time.time()
                 speed = (step - step_log) / max(now - t_log, 1e-9)
@@ -290,8 +328,16 @@ def _train(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, ta
                 values.update(lr=lr, grad_norm=grad_norm, steps_per_s=speed)
                 log.log(step, "train", values)
                 bar.set_postfix(loss=f"{values['loss']:.4g}", refresh=False)
+            if lines is not None and lines.due(step):
+                tqdm.write(lines.line(step, time.time(), t_start))
             if task.val_set is not None and tc.val_every > 0 and step % tc.val_every == 0 and main:
-                log.log(step, "val", validate(task, ema.model if ema else model, cfg, device))
+                val = validate(task, ema.model if ema else model, cfg, device)
+                log.log(step, "val", val)
+                if lines is not None:
+                    tqdm.write(Progress.val_line(step, val))
+            if main and tc.sample_every > 0 and step % tc.sample_every == 0:
+                with torch.random.fork_rng(devices=rng_devices):
+                    write_samples(task, ema.model if ema else model, run_dir, step, log.tb)
             if tc.ckpt_every > 0 and step % tc.ckpt_every == 0:
                 pending = step
             out_of_time = tc.minutes > 0 and (time.time() - t_start) > tc.minutes * 60
@@ -307,14 +353,119 @@ def _train(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, ta
         raise
     bar.close()
     if task.val_set is not None and main and tc.val_every > 0 and step % tc.val_every != 0:
-        log.log(step, "val", validate(task, ema.model if ema else model, cfg, device))
+        val = validate(task, ema.model if ema else model, cfg, device)
+        log.log(step, "val", val)
+        if lines is not None:
+            tqdm.write(Progress.val_line(step, val))
     latest = ckpt.latest_checkpoint(run_dir)
     if latest is None or latest.name != ckpt.checkpoint_dir(run_dir, step).name:
         save(step)
     if main:
         plot_metrics(run_dir / "metrics.csv", run_dir / "loss.png", title=f"{cfg.kind} ({cfg.preset})")
+        log.close()
     distributed.cleanup()
     return run_dir
+
+
+def _no_sync(module: nn.Module, sync: bool):
+    """DDP's `no_sync()` (gradients stay local) while accumulating; a plain context otherwise."""
+    if sync or not isinstance(module, DistributedDataParallel):
+        return nullcontext()
+    return module.no_sync()
+
+
+def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Per-name mean over the micro-batches of one step (a name some lack averages over those that have it)."""
+    sums: dict[str, list[float]] = {}
+    for row in rows:
+        for k, v in row.items():
+            sums.setdefault(k, []).append(v)
+    return {k: sum(v) / len(v) for k, v in sums.items()}
+
+
+class Progress:
+    """The progress lines `arwave train` prints: every `train.print_every` steps (default: every
+    `log_every`) the mean training loss since the last line, steps/s and the ETA. The ETA is known
+    when a step budget is (max_steps) or a time budget (minutes), whichever ends first."""
+
+    def __init__(self, tc, step: int, now: float):
+        self.every = tc.print_every or tc.log_every
+        self.max_steps, self.minutes = tc.max_steps, tc.minutes
+        self.last_step, self.last_time = step, now
+        self.losses: list[float] = []
+        self.width = len(str(tc.max_steps)) if tc.minutes <= 0 else 0
+
+    def add(self, loss: float) -> None:
+        self.losses.append(loss)
+
+    def due(self, step: int) -> bool:
+        return step % self.every == 0 or step == 1 or step == self.max_steps
+
+    def line(self, step: int, now: float, t_start: float) -> str:
+        speed = (step - self.last_step) / max(now - self.last_time, 1e-9)
+        loss = sum(self.losses) / max(len(self.losses), 1)
+        self.last_step, self.last_time, self.losses = step, now, []
+        eta = []
+        if self.minutes <= 0 and speed > 0:
+            eta.append((self.max_steps - step) / speed)
+        if self.minutes > 0:
+            eta.append(max(0.0, self.minutes * 60 - (now - t_start)))
+        where = f"step {step:{self.width}d}/{self.max_steps}" if self.minutes <= 0 else f"step {step}"
+        text = f"{where}  loss {loss:.4g}  {speed:.3g} steps/s"
+        return text + (f"  ETA {format_seconds(min(eta))}" if eta else "")
+
+    @staticmethod
+    def val_line(step: int, values: dict[str, float]) -> str:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
+        return f"step {step}  val: {shown}"
+
+
+def format_seconds(seconds: float) -> str:
+    """7 -> "7s", 125 -> "2m05s", 3725 -> "1h02m"."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _tensorboard_available() -> bool:
+    """TensorBoard event files need the `tensorboard` package (a dependency; warn once if it is gone)."""
+    try:
+        import tensorboard  # noqa: F401
+        return True
+    except ImportError:
+        import warnings
+        from arwave.errors import ArwaveWarning
+        warnings.warn("the tensorboard package is not installed: no TensorBoard event files (metrics.csv is "
+                      "written as always); `pip install tensorboard` or --set train.tensorboard=false",
+                      ArwaveWarning, stacklevel=3)
+        return False
+
+
+@torch.no_grad()
+def write_samples(task: Task, model: nn.Module, run_dir: Path, step: int, tb=None) -> list[Path]:
+    """Ask the task for its samples (eval mode) and write them: RUN/samples/NAME-<step>.wav (a
+    "reference" once, as reference.wav) and, with a TensorBoard log, the audio and its spectrogram."""
+    from arwave.data.audio import write_audio
+    was_training = model.training
+    model.eval()
+    try:
+        clips = task.samples(model, step)
+    finally:
+        model.train(was_training)
+    out, written = Path(run_dir) / "samples", []
+    for name, (audio, sample_rate) in clips.items():
+        audio = audio.detach().float().cpu().clamp(-1, 1)
+        path = out / ("reference.wav" if name == "reference" else f"{name}-{step:08d}.wav")
+        if name == "reference" and path.exists():
+            continue
+        write_audio(path, audio, sample_rate)
+        written.append(path)
+        if tb is not None:
+            tb.audio(step, name, audio, sample_rate)
+    return written
 
 
 def _diverged(cfg: RunConfig, run_dir: Path, step: int, problem: str) -> ArwaveError:

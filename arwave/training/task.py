@@ -45,4 +45,12 @@ class Task:
         return {"loss": float(loss), **logs}
 
     def on_checkpoint(self, model: nn.Module, run_dir, step: int) -> None:
-        """Hook after each checkpoint (rank 0 only), e.g. write listenable examples."""
+        """Hook after each checkpoint (rank 0 only)."""
+
+    def samples(self, model: nn.Module, step: int) -> dict[str, tuple[torch.Tensor, int]]:
+        """Listenable audio of the model as it is now: name -> ((channels, samples) in [-1, 1], sample
+        rate). The loop calls it (rank 0, eval mode, no grad, EMA weights when kept) every
+        `train.sample_every` steps (default: at each checkpoint) and writes RUN/samples/NAME-<step>.wav
+        and the audio + its spectrogram to TensorBoard. A "reference" entry (what the model should
+        reproduce) is written once, as RUN/samples/reference.wav. Default: no samples."""
+        return {}

@@ -163,15 +163,11 @@ class AARTask(Task):
         return ce.mean(), {"acc": acc, "ce_coarse": ce[:, :half].mean().detach(),
                            "ce_fine": ce[:, half:].mean().detach(), "ce_first": ce[:, :first].mean().detach()}
 
-    def on_checkpoint(self, model, run_dir, step: int) -> None:
-        """Write one listenable sample (first class, default sampling): RUN/samples/sample-<step>.wav."""
-        from arwave.data.audio import write_audio
-        was_training = model.training
-        model.eval()
+    def samples(self, model, step: int) -> dict:
+        """One window sampled with the default settings (first class): RUN/samples/sample-<step>.wav."""
         label = 0 if self.cfg.model.cond == "class" and self.cfg.model.num_classes else None
         audio = model.generate(model.codec.window_samples / model.sample_rate, num=1, seed=0, class_label=label)[0]
-        model.train(was_training)
-        write_audio(Path(run_dir) / "samples" / f"sample-{step:08d}.wav", audio.clamp(-1, 1).cpu(), model.sample_rate)
+        return {"sample": (audio, model.sample_rate)}
 
 
 # ---------------------------------------------------------------------------------------------------

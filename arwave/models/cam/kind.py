@@ -154,11 +154,26 @@ class CAMTask(Task):
         self.train_set = train
         self.val_set = sets["val"] if sets["val"] is not None and len(sets["val"]) else None
         self.conditional = mc.conditional
+        self.codec = codec                   # decodes the samples; never part of the trained weights
         self.model = CAM(mc, None, sample_rate=cfg.data.sample_rate, channels=cfg.data.channels, hop=mc.hop)
 
     def loss(self, model, batch, step):
         labels = batch["label"] if self.conditional else None
         return model(batch["latents"], labels), {}
+
+    def samples(self, model, step: int) -> dict:
+        """One training context of frames sampled with the default settings (first class), decoded by
+        the run's codec (attached for the call only): RUN/samples/sample-<step>.wav."""
+        mc = model.cam
+        label = 0 if mc.conditional and mc.num_classes else None
+        device = next(model.parameters()).device
+        model.attach_codec(self.codec.to(device))
+        try:
+            audio = model.generate(mc.context * mc.hop / model.sample_rate, num=1, seed=0, class_label=label)[0]
+        finally:
+            model.attach_codec(None)
+            self.codec.cpu()
+        return {"sample": (audio, model.sample_rate)}
 
     def val_metrics(self, model, batch):
         # the same noise draws for every validation, so val losses are comparable across steps

@@ -104,6 +104,14 @@ class NextTokenTask(Task):
             acc = (picked.argmax(-1) == targets[:, valid]).float().mean()
         return ce, {"acc": acc}
 
+    def samples(self, model, step: int) -> dict:
+        """One training context sampled with the default settings (first class): RUN/samples/sample-<step>.wav."""
+        m = self.cfg.model
+        label = 0 if m.cond == "class" and m.num_classes else None
+        seconds = m.context_frames * model.codec.hop / model.sample_rate
+        audio = model.generate(seconds, num=1, seed=0, class_label=label)[0]
+        return {"sample": (audio, model.sample_rate)}
+
 
 # ---------------------------------------------------------------------------------------------------
 # presets (tokens from the rvq codec preset of the same size: `arwave train codec --preset NAME-rvq`)
