@@ -45,15 +45,17 @@ def _count(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def build_random(preset_name: str, head: str, precision: str = "float32", seed: int = 0):
-    """(CAM, codec) of a preset with random weights."""
+def build_random(preset_name: str, head: str, precision: str = "float32", seed: int = 0, codec: str | None = None):
+    """(CAM, codec) of a preset with random weights. `codec`: the codec preset size (`cpu`: the spectral
+    `cpu-continuous` codec the bundled CAM uses); default the preset's own `{preset}-continuous`."""
     from arwave.models.cam.model import CAM
     from arwave.registry import get_kind, preset
     torch.manual_seed(seed)
     cfg = preset("cam", preset_name)
     cfg.model.head = head
-    codec = get_kind("codec").build_model(preset("codec", f"{preset_name}-continuous"), None).eval()
-    model = CAM(cfg.model, codec, sample_rate=cfg.data.sample_rate, channels=cfg.data.channels).eval()
+    codec = get_kind("codec").build_model(preset("codec", f"{codec or preset_name}-continuous"), None).eval()
+    cfg.model.latent_dim, cfg.model.hop = int(codec.latent_dim), int(codec.hop)
+    model = CAM(cfg.model, codec, sample_rate=codec.sample_rate, channels=codec.channels).eval()
     for p in model.parameters():                       # zero-initialised layers get random values too
         if p.dim() > 1 and p.abs().max() == 0:
             torch.nn.init.normal_(p, std=0.02)

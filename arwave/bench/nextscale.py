@@ -28,24 +28,26 @@ def _timed(fn: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - t0, out
 
 
-def build_pair(preset: str = "small", device: str = "cpu"):
-    """(AAR, NextToken) with random weights and random codecs of the codec presets `preset` / `preset-rvq`,
-    both at the AAR preset's width/depth/heads."""
+def build_pair(preset: str = "small", device: str = "cpu", codec: str | None = None, precision: str = "float32"):
+    """(AAR, NextToken) with random weights and random codecs of the codec presets `preset` / `preset-rvq`
+    (`codec`: another codec size, e.g. `cpu`: the spectral `cpu-msrq` / `cpu-rvq` of the bundled models),
+    both at the AAR preset's width/depth/heads, weights in `precision`."""
     from arwave.models.aar.model import AAR
     from arwave.models.nexttoken.model import NextToken
     from arwave.registry import get_kind
     from arwave.registry import preset as get_preset
 
     torch.manual_seed(0)
-    msrq = get_kind("codec").build_model(get_preset("codec", preset), None).eval()
-    rvq = get_kind("codec").build_model(get_preset("codec", f"{preset}-rvq"), None).eval()
+    size = codec or preset
+    msrq = get_kind("codec").build_model(get_preset("codec", f"{size}-msrq"), None).eval()
+    rvq = get_kind("codec").build_model(get_preset("codec", f"{size}-rvq"), None).eval()
     a_cfg = dataclasses.replace(get_preset("aar", preset).model, num_classes=1, label_names=["x"])
     n_cfg = dataclasses.replace(get_preset("nexttoken", preset).model, num_classes=1, label_names=["x"],
                                 width=a_cfg.width, depth=a_cfg.depth, heads=a_cfg.heads, mlp_ratio=a_cfg.mlp_ratio,
                                 context_frames=rvq.window_frames, pattern="flat")
     aar = AAR(a_cfg, codec=msrq).to(device).eval()
     gpt = NextToken(n_cfg, codec=rvq).to(device).eval()
-    return aar, gpt
+    return aar.set_precision(precision), gpt.set_precision(precision)
 
 
 @torch.no_grad()

@@ -62,6 +62,27 @@ def run_nextscale(args) -> int:
     return 0
 
 
+def run_profile(args) -> int:
+    from arwave.bench import profile as prof
+    torch.set_num_threads(int(args.threads or 1))
+    rows = []
+    for what in _split(args.model):
+        if what == "cam":
+            r = prof.profile_cam(args.preset, args.codec, args.head, args.seconds, args.precision)
+        elif what == "aar":
+            r = prof.profile_aar(args.preset, args.codec, args.seconds, args.overlap, args.precision)
+        elif what == "nexttoken":
+            r = prof.profile_nexttoken(args.preset, args.codec, args.seconds, args.precision)
+        else:
+            from arwave.errors import ArwaveError
+            raise ArwaveError(f"bench profile: unknown model {what!r} (cam, aar, nexttoken)")
+        rows.append(r)
+        print(prof.format_breakdown(r), flush=True)
+    if args.json:
+        print(json.dumps({"bench": "profile", "machine": machine(), "rows": rows}))
+    return 0
+
+
 def run_codec_quality(args) -> int:
     from arwave.bench.codec_quality import bench_codec_quality
     if args.threads:
@@ -161,6 +182,19 @@ def register(sub) -> None:
     m.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=run_cam)
+
+    f = b.add_parser("profile", help="torch.profiler breakdown of generation time by part (backbone, head, "
+                                     "sampling, codec decode, glue, Python overhead)")
+    f.add_argument("--model", default="cam,aar,nexttoken", help="cam, aar, nexttoken (comma-separated)")
+    f.add_argument("--preset", default="small", help="model preset (random weights)")
+    f.add_argument("--codec", default="cpu", help="codec preset size: cpu (the bundled spectral codecs), tiny, small, paper")
+    f.add_argument("--head", default="rf", help="cam head")
+    f.add_argument("--seconds", type=float, default=4.0, help="audio generated per profiled call")
+    f.add_argument("--overlap", type=float, default=None, help="aar window overlap [the model's default, 0.5]")
+    f.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "int8"))
+    f.add_argument("--threads", type=int)
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=run_profile)
 
     n = b.add_parser("nextscale-vs-nexttoken", help="AR steps and wall time: AAR vs the next-token baseline")
     n.add_argument("--preset", default="small")

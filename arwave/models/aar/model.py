@@ -128,6 +128,9 @@ class AAR(CodecGenerator):
 
     sampling_options = frozenset({"class_label", "embedding", "cfg", "top_k", "top_p", "temperature",
                                   "prompt", "overlap"})
+    # int8: a step carries a whole scale (up to 2·T rows with guidance), where int8 matmuls win at every
+    # layer size; quantize all but the smallest layers (arwave/models/quantize.py)
+    int8_min_features = 128 * 128
 
     def __init__(self, cfg: AARConfig, codec: nn.Module | None = None, quantizer: nn.Module | None = None):
         super().__init__()
