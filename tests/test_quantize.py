@@ -63,3 +63,40 @@ def test_aar_int8_logits_close_to_float32():
         windows = test.sample_tokens(2, 8, seed=0, class_label=1)
     assert 0 < kl < 0.01 and top1 > 0.95
     assert windows[0].codes.shape == (2, sum(q.scales))
+
+
+def test_generate_cli_precision_int8_and_quantize(cam_run, tmp_path, capsys):
+    import soundfile as sf
+    from arwave.cli.main import main
+    for flags in (["--precision", "int8"], ["--quantize", "int8"], ["--precision", "auto"]):
+        out = tmp_path / "q.wav"
+        assert main(["generate", str(cam_run), "--seconds", "0.03", "--out", str(out), "--seed", "1", *flags]) == 0
+        audio = sf.read(out, always_2d=True)[0]
+        assert audio.shape == (480, 2)
+    code = main(["generate", str(cam_run), "--seconds", "0.03", "--out", str(tmp_path / "x.wav"),
+                 "--quantize", "int8", "--precision", "bfloat16"])
+    assert code == 2 and "contradicts" in capsys.readouterr().err
+
+
+def test_auto_precision_picks_int8_only_where_layers_are_large():
+    from arwave.models.quantize import auto_precision
+    small = make(head="rf")                                           # 32-wide: nothing to gain
+    assert auto_precision(small) == "float32"
+    small.int8_min_features = 0
+    assert auto_precision(small) == "int8"
+    small.set_precision("int8")
+    assert auto_precision(small) == "float32"                         # already quantized: nothing to do
+
+
+def test_profile_breakdown_and_interleaved_ab():
+    from arwave.bench.ab import interleaved
+    from arwave.bench.profile import profile_cam
+    r = profile_cam("tiny", codec="tiny", seconds=0.05, repeats=1)
+    frames = r["frames"]
+    assert r["parts"]["backbone"]["calls"] == frames and r["parts"]["head"]["calls"] == frames
+    assert r["parts"]["decode"]["calls"] == frames
+    assert abs(sum(p["share"] for p in r["parts"].values()) - 1) < 1e-3
+    assert 0 < r["op_share"] < 1 and r["top_ops"]
+    calls = []
+    ab = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3)
+    assert ab["a"]["ratio"] == 1.0 and calls.count("a") == calls.count("b") == 4     # warm-up + 3 rounds

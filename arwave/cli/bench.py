@@ -43,7 +43,8 @@ def run_cam(args) -> int:
     from arwave.bench.cam import bench_cam, format_table
     rows = bench_cam(presets=_split(args.preset), heads=_split(args.head),
                      batch_sizes=tuple(int(b) for b in _split(args.batch)), frames=args.frames,
-                     head_steps=args.head_steps, threads=args.threads, precision=args.precision)
+                     head_steps=args.head_steps, threads=args.threads, precision=args.quantize or args.precision,
+                     codec=args.codec)
     print(format_table(rows))
     if args.json:
         print(json.dumps({"bench": "cam", "machine": machine(), "rows": rows}))
@@ -53,7 +54,8 @@ def run_cam(args) -> int:
 def run_nextscale(args) -> int:
     from arwave.bench.nextscale import bench_nextscale_vs_nexttoken
     out = bench_nextscale_vs_nexttoken(args.preset, args.seconds, tuple(int(b) for b in _split(args.batch)),
-                                       args.repeats, args.device, args.threads, progress=not args.json)
+                                       args.repeats, args.device, args.threads, progress=not args.json,
+                                       codec=args.codec, precision=args.precision)
     out["machine"] = machine()
     if not args.json:
         print(json.dumps(out, indent=2))
@@ -179,7 +181,9 @@ def register(sub) -> None:
     m.add_argument("--frames", type=int, default=None, help="frames generated per measurement [the preset's context, ≤ 64]")
     m.add_argument("--head-steps", type=int, default=None, help="rf/ddpm sampling steps [the preset's default]")
     m.add_argument("--threads", type=int)
-    m.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
+    m.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "int8"))
+    m.add_argument("--quantize", default=None, choices=("int8",), help="same as --precision int8")
+    m.add_argument("--codec", default=None, help="codec preset size (cpu: the bundled spectral codec) [the preset's own]")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=run_cam)
 
@@ -203,6 +207,8 @@ def register(sub) -> None:
     n.add_argument("--repeats", type=int, default=2)
     n.add_argument("--threads", type=int)
     n.add_argument("--device", default="cpu")
+    n.add_argument("--codec", default=None, help="codec preset size (cpu: the bundled spectral codecs) [the preset's own]")
+    n.add_argument("--precision", default="float32", choices=("float32", "int8"), help="both models' weights")
     n.add_argument("--json", action="store_true")
     n.set_defaults(func=run_nextscale)
 

@@ -25,7 +25,7 @@ PRECISIONS = ("float32", "bfloat16", "int8")
 # int8 path of a 256 x 256 layer is 2x slower than float32, even at 256 x 1024, faster from 512 x 512 up
 # (docs/benchmarks.md). A model whose steps carry many rows (AAR: a whole scale) sets its own
 # `int8_min_features` (there int8 wins at every size).
-MIN_FEATURES = 256 * 1024
+MIN_FEATURES = 512 * 512
 
 
 def weight_dtype(linear: nn.Module) -> torch.dtype:
@@ -35,6 +35,24 @@ def weight_dtype(linear: nn.Module) -> torch.dtype:
     if callable(w):
         return torch.float32
     return w.dtype
+
+
+def _int8_targets(module: nn.Module, min_features: int) -> list[tuple[nn.Module, str, nn.Linear]]:
+    return [(parent, name, child) for parent in module.modules() for name, child in parent.named_children()
+            if type(child) is nn.Linear and child.weight.dtype == torch.float32
+            and child.weight.numel() >= min_features]
+
+
+def auto_precision(model: nn.Module) -> str:
+    """"int8" where it pays and is measured to keep quality (a CPU model with layers large enough to
+    gain: docs/benchmarks.md), else "float32"."""
+    try:
+        device = next(model.parameters()).device
+    except StopIteration:
+        return "float32"
+    if device.type != "cpu" or not hasattr(model, "set_precision") or is_quantized(model):
+        return "float32"
+    return "int8" if _int8_targets(model, getattr(model, "int8_min_features", MIN_FEATURES)) else "float32"
 
 
 def quantize_int8(module: nn.Module, min_features: int = MIN_FEATURES) -> int:
@@ -49,9 +67,7 @@ def quantize_int8(module: nn.Module, min_features: int = MIN_FEATURES) -> int:
     if "x86" in torch.backends.quantized.supported_engines:
         torch.backends.quantized.engine = "x86"
     count = 0
-    targets = [(parent, name, child) for parent in module.modules() for name, child in parent.named_children()
-               if type(child) is nn.Linear and child.weight.dtype == torch.float32
-               and child.weight.numel() >= min_features]
+    targets = _int8_targets(module, min_features)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")                                # torch.ao's deprecation notices
         for parent, name, child in targets:
