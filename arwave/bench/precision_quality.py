@@ -13,6 +13,7 @@ CAM (rf head):
 AAR / next-token:
 - kl: mean KL(p_32 || p_q) of the next-token distributions, teacher-forced on a float32 sample;
 - top1: fraction of positions whose most likely token is the same;
+- logit_rel_err: ||l_q − l_32|| / ||l_32|| (centred logits), scale-free;
 - latent_rel_mse / mel (AAR): of the decoded rollouts from the same seed, vs two float32 seeds.
 
     python -m arwave.bench.precision_quality cam aar nexttoken --precision int8 [--json]
@@ -71,6 +72,15 @@ def _token_stats(logits_a: torch.Tensor, logits_b: torch.Tensor) -> tuple[float,
     return kl, top1
 
 
+def _logit_rel_err(logits_a: torch.Tensor, logits_b: torch.Tensor) -> float:
+    """||l_q − l_32|| / ||l_32 − mean(l_32)|| per position: scale-free (random-weight logits are nearly
+    flat, so their KL is small whatever the error)."""
+    a, b = logits_a.float(), logits_b.float()
+    a = a - a.mean(-1, keepdim=True)
+    b = b - b.mean(-1, keepdim=True)
+    return float(((a - b).norm(dim=-1) / a.norm(dim=-1).clamp_min(1e-12)).mean())
+
+
 def aar_quality(preset: str = "small", codec: str = "cpu", precision: str = "int8", seconds: float = 2.0,
                 seeds=(0, 1)) -> dict:
     from arwave.bench.nextscale import build_pair
@@ -78,7 +88,7 @@ def aar_quality(preset: str = "small", codec: str = "cpu", precision: str = "int
     ref, _ = build_pair(preset, codec=codec)
     test, _ = build_pair(preset, codec=codec, precision=precision)
     frames = int(seconds * ref.codec.frame_rate)
-    out = {"kl": [], "top1": [], "latent_rel_mse": [], "latent_seed_rel_mse": [], "mel": [], "mel_seed": []}
+    out = {"kl": [], "top1": [], "logit_rel_err": [], "latent_rel_mse": [], "latent_seed_rel_mse": [], "mel": [], "mel_seed": []}
     labels = torch.zeros(1, dtype=torch.long)
     with torch.inference_mode():
         audio = {s: ref.generate(seconds, 1, seed=s, class_label=0) for s in seeds}
@@ -89,7 +99,9 @@ def aar_quality(preset: str = "small", codec: str = "cpu", precision: str = "int
             za, zb, zo = (torch.cat([w.latent for w in ws], -1) for ws in (wa, wb, wo))
             out["latent_rel_mse"].append(_rel(za, zb))
             out["latent_seed_rel_mse"].append(_rel(za, zo))
-            kl, top1 = _token_stats(ref(wa[0].codes, labels), test(wa[0].codes, labels))
+            la, lb = ref(wa[0].codes, labels), test(wa[0].codes, labels)
+            kl, top1 = _token_stats(la, lb)
+            out["logit_rel_err"].append(_logit_rel_err(la, lb))
             out["kl"].append(kl)
             out["top1"].append(top1)
             b = test.generate(seconds, 1, seed=s, class_label=0)
@@ -104,12 +116,14 @@ def nexttoken_quality(preset: str = "small", codec: str = "cpu", precision: str 
     from arwave.bench.nextscale import build_pair
     _, ref = build_pair(preset, codec=codec)
     _, test = build_pair(preset, codec=codec, precision=precision)
-    out = {"kl": [], "top1": []}
+    out = {"kl": [], "top1": [], "logit_rel_err": []}
     labels = torch.zeros(1, dtype=torch.long)
     with torch.inference_mode():
         for s in seeds:
             codes = ref.sample_tokens(1, frames, seed=s, class_label=0)
-            kl, top1 = _token_stats(ref(codes, labels), test(codes, labels))
+            la, lb = ref(codes, labels), test(codes, labels)
+            kl, top1 = _token_stats(la, lb)
+            out["logit_rel_err"].append(_logit_rel_err(la, lb))
             out["kl"].append(kl)
             out["top1"].append(top1)
     return {"model": "nexttoken", "preset": preset, "codec": codec, "precision": precision, "frames": frames,

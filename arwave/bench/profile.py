@@ -97,6 +97,18 @@ def _inference(fn: Callable[[], object]) -> Callable[[], object]:
     return run
 
 
+def floors(repeats: int = 5) -> dict:
+    """This machine's arithmetic and memory floors on the current thread count: float32 matmul GFLOP/s
+    (2048², compute-bound) and copy GB/s (256 MB read + written, past any cache); best of `repeats`."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    t = _wall(lambda: torch.mm(a, b), repeats)
+    src = torch.empty(64 * 2 ** 20, dtype=torch.float32).fill_(1.0)
+    dst = torch.empty_like(src)
+    c = _wall(lambda: dst.copy_(src), repeats)
+    return {"matmul_gflops": round(2 * 2048 ** 3 / t / 1e9, 1), "copy_gbps": round(2 * src.numel() * 4 / c / 1e9, 1),
+            "threads": torch.get_num_threads()}
+
+
 def _wall(fn: Callable[[], object], repeats: int) -> float:
     best = math.inf
     for _ in range(repeats):

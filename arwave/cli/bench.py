@@ -68,6 +68,10 @@ def run_profile(args) -> int:
     from arwave.bench import profile as prof
     torch.set_num_threads(int(args.threads or 1))
     rows = []
+    floor = prof.floors() if args.floors else None
+    if floor:
+        print(f"floors ({floor['threads']} thread(s)): float32 matmul {floor['matmul_gflops']} GFLOP/s, "
+              f"memory copy {floor['copy_gbps']} GB/s", flush=True)
     for what in _split(args.model):
         if what == "cam":
             r = prof.profile_cam(args.preset, args.codec, args.head, args.seconds, args.precision)
@@ -81,7 +85,7 @@ def run_profile(args) -> int:
         rows.append(r)
         print(prof.format_breakdown(r), flush=True)
     if args.json:
-        print(json.dumps({"bench": "profile", "machine": machine(), "rows": rows}))
+        print(json.dumps({"bench": "profile", "machine": machine(), "floors": floor, "rows": rows}))
     return 0
 
 
@@ -197,6 +201,7 @@ def register(sub) -> None:
     f.add_argument("--overlap", type=float, default=None, help="aar window overlap [the model's default, 0.5]")
     f.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "int8"))
     f.add_argument("--threads", type=int)
+    f.add_argument("--floors", action="store_true", help="also measure the matmul and memory-copy floors")
     f.add_argument("--json", action="store_true")
     f.set_defaults(func=run_profile)
 

@@ -52,10 +52,10 @@ def _add_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed (same seed, same audio)")
     add_sampling_options(p)
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
-    p.add_argument("--precision", default=None, choices=("auto", "float32", "bfloat16", "int8"),
-                   help="weights of the AR model (bfloat16 halves the memory read per frame; CPU with AVX512-BF16 or GPU; "
-                        "int8: dynamically quantized Linear layers, CPU; auto: int8 where the model's layers are "
-                        "large enough to gain, else float32)")
+    p.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16", "int8"),
+                   help="weights of the AR model: auto (default) = int8 on CPU where the model's layers are large "
+                        "enough to gain (paper-size CAM, AAR), else float32; int8 = dynamically quantized Linear "
+                        "layers (CPU); bfloat16 halves the memory read per frame (CPU with AVX512-BF16 or GPU)")
     p.add_argument("--quantize", default=None, choices=("int8",), help="same as --precision int8")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch intra-op threads [1: batch-1 generation gains nothing from more, and loses 10-60x "
@@ -132,7 +132,7 @@ def load_generator(run: str, device: str = "cpu", precision: str | None = None, 
 
 def _precision(args) -> str | None:
     quantize = getattr(args, "quantize", None)
-    if quantize and args.precision not in (None, quantize):
+    if quantize and args.precision not in (None, "auto", quantize):
         raise ArwaveError(f"--quantize {quantize} contradicts --precision {args.precision}")
     return quantize or args.precision
 

@@ -22,10 +22,10 @@ from arwave.errors import ArwaveError
 
 PRECISIONS = ("float32", "bfloat16", "int8")
 # layers with fewer weights than this stay float32: at one or two rows per call (CAM, next-token) the
-# int8 path of a 256 x 256 layer is 2x slower than float32, even at 256 x 1024, faster from 512 x 512 up
-# (docs/benchmarks.md). A model whose steps carry many rows (AAR: a whole scale) sets its own
-# `int8_min_features` (there int8 wins at every size).
-MIN_FEATURES = 512 * 512
+# int8 path of a 256 x 256 layer is 2x slower than float32, 256 x 1024 and 512 x 512 about even, and
+# 1024 x 1024 or larger 3x faster (docs/benchmarks.md). A model whose steps carry many rows (AAR: a
+# whole scale) sets its own `int8_min_features` (there int8 wins at every size).
+MIN_FEATURES = 512 * 512 + 1
 
 
 def weight_dtype(linear: nn.Module) -> torch.dtype:
@@ -50,7 +50,12 @@ def auto_precision(model: nn.Module) -> str:
         device = next(model.parameters()).device
     except StopIteration:
         return "float32"
-    if device.type != "cpu" or not hasattr(model, "set_precision") or is_quantized(model):
+    if device.type != "cpu" or not hasattr(model, "set_precision"):
+        return "float32"
+    try:
+        if is_quantized(model):
+            return "float32"
+    except ImportError:                                                 # a torch without torch.ao: stay float32
         return "float32"
     return "int8" if _int8_targets(model, getattr(model, "int8_min_features", MIN_FEATURES)) else "float32"
 
