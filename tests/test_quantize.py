@@ -68,8 +68,8 @@ def test_aar_int8_logits_close_to_float32():
 def test_generate_cli_precision_int8_and_quantize(cam_run, tmp_path, capsys):
     import soundfile as sf
     from arwave.cli.main import main
-    for flags in (["--precision", "int8"], ["--quantize", "int8"], ["--precision", "auto"]):
-        out = tmp_path / "q.wav"
+    for i, flags in enumerate((["--precision", "int8"], ["--quantize", "int8"], ["--precision", "auto"])):
+        out = tmp_path / f"q{i}.wav"
         assert main(["generate", str(cam_run), "--seconds", "0.03", "--out", str(out), "--seed", "1", *flags]) == 0
         audio = sf.read(out, always_2d=True)[0]
         assert audio.shape == (480, 2)
