@@ -41,19 +41,31 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0           # Linux: KiB
 
 
+def _quantized_weights(module) -> list[torch.Tensor]:
+    """The int8 weights of dynamically quantized Linear layers (not `parameters()`)."""
+    return [m.weight() for m in module.modules() if callable(getattr(m, "weight", None))]
+
+
 def _count(module) -> int:
-    return sum(p.numel() for p in module.parameters())
+    return sum(p.numel() for p in module.parameters()) + sum(w.numel() for w in _quantized_weights(module))
 
 
-def build_random(preset_name: str, head: str, precision: str = "float32", seed: int = 0):
-    """(CAM, codec) of a preset with random weights."""
+def _bytes(module) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters()) + \
+        sum(w.numel() for w in _quantized_weights(module))
+
+
+def build_random(preset_name: str, head: str, precision: str = "float32", seed: int = 0, codec: str | None = None):
+    """(CAM, codec) of a preset with random weights. `codec`: the codec preset size (`cpu`: the spectral
+    `cpu-continuous` codec the bundled CAM uses); default the preset's own `{preset}-continuous`."""
     from arwave.models.cam.model import CAM
     from arwave.registry import get_kind, preset
     torch.manual_seed(seed)
     cfg = preset("cam", preset_name)
     cfg.model.head = head
-    codec = get_kind("codec").build_model(preset("codec", f"{preset_name}-continuous"), None).eval()
-    model = CAM(cfg.model, codec, sample_rate=cfg.data.sample_rate, channels=cfg.data.channels).eval()
+    codec = get_kind("codec").build_model(preset("codec", f"{codec or preset_name}-continuous"), None).eval()
+    cfg.model.latent_dim, cfg.model.hop = int(codec.latent_dim), int(codec.hop)
+    model = CAM(cfg.model, codec, sample_rate=codec.sample_rate, channels=codec.channels).eval()
     for p in model.parameters():                       # zero-initialised layers get random values too
         if p.dim() > 1 and p.abs().max() == 0:
             torch.nn.init.normal_(p, std=0.02)
@@ -90,7 +102,7 @@ def measure(model, codec, frames: int, batch: int = 1, head_steps: int | None = 
     frame_s = codec.hop / codec.sample_rate
     rtf = batch * frames * frame_s / wall
     c = model.cam
-    bytes_per = next(model.parameters()).element_size()
+    bytes_per = model.start.element_size()
     kv = 2 * c.depth * batch * (c.context - 1) * c.width * bytes_per
     kv_buffer = kv * KVCache.window_capacity(c.context - 1) / (c.context - 1)
     stream = {}
@@ -121,7 +133,8 @@ def measure(model, codec, frames: int, batch: int = 1, head_steps: int | None = 
 
 def bench_cam(presets: Iterable[str] = ("tiny", "small", "paper"), heads: Iterable[str] = ("rf", "gmm", "ddpm"),
               batch_sizes: Iterable[int] = (1, 16), frames: int | None = None, head_steps: int | None = None,
-              threads: int | None = None, precision: str = "float32", warmup: int = 2) -> list[dict]:
+              threads: int | None = None, precision: str = "float32", warmup: int = 2,
+              codec: str | None = None) -> list[dict]:
     """One dict per (preset, head, batch size); see the module docstring. `frames` defaults to the
     preset's context (capped at 64); `threads` sets torch's intra-op threads for the run (default 1,
     what `arwave stream` uses: on a shared 2-core machine a second OpenMP thread makes every small op
@@ -131,18 +144,18 @@ def bench_cam(presets: Iterable[str] = ("tiny", "small", "paper"), heads: Iterab
     for name in presets:
         for head in heads:
             rss0 = _rss_mb()
-            model, codec = build_random(name, head, precision)
+            model, cdc = build_random(name, head, precision, codec=codec)
             n = frames or min(model.cam.context, 64)
             info = {"preset": name, "head": head, "precision": precision, "threads": torch.get_num_threads(),
+                    "codec": f"{codec or name}-continuous",
                     "params": _count(model), "params_backbone": _count(model) - _count(model.head),
-                    "params_head": _count(model.head), "codec_params": _count(codec),
-                    "weights_mb": round((_count(model) * next(model.parameters()).element_size()
-                                         + _count(codec) * 4) / 2 ** 20, 1),
-                    "sample_rate": codec.sample_rate, "hop": codec.hop}
+                    "params_head": _count(model.head), "codec_params": _count(cdc),
+                    "weights_mb": round((_bytes(model) + _count(cdc) * 4) / 2 ** 20, 1),
+                    "sample_rate": cdc.sample_rate, "hop": cdc.hop}
             for b in batch_sizes:
-                results.append({**info, **measure(model, codec, n, b, head_steps, warmup)})
+                results.append({**info, **measure(model, cdc, n, b, head_steps, warmup)})
             results[-1]["load_rss_delta_mb"] = round(_rss_mb() - rss0, 1)
-            del model, codec
+            del model, cdc
     return results
 
 

@@ -43,7 +43,8 @@ def run_cam(args) -> int:
     from arwave.bench.cam import bench_cam, format_table
     rows = bench_cam(presets=_split(args.preset), heads=_split(args.head),
                      batch_sizes=tuple(int(b) for b in _split(args.batch)), frames=args.frames,
-                     head_steps=args.head_steps, threads=args.threads, precision=args.precision)
+                     head_steps=args.head_steps, threads=args.threads, precision=args.quantize or args.precision,
+                     codec=args.codec)
     print(format_table(rows))
     if args.json:
         print(json.dumps({"bench": "cam", "machine": machine(), "rows": rows}))
@@ -53,12 +54,38 @@ def run_cam(args) -> int:
 def run_nextscale(args) -> int:
     from arwave.bench.nextscale import bench_nextscale_vs_nexttoken
     out = bench_nextscale_vs_nexttoken(args.preset, args.seconds, tuple(int(b) for b in _split(args.batch)),
-                                       args.repeats, args.device, args.threads, progress=not args.json)
+                                       args.repeats, args.device, args.threads, progress=not args.json,
+                                       codec=args.codec, precision=args.precision)
     out["machine"] = machine()
     if not args.json:
         print(json.dumps(out, indent=2))
     else:
         print(json.dumps(out))
+    return 0
+
+
+def run_profile(args) -> int:
+    from arwave.bench import profile as prof
+    torch.set_num_threads(int(args.threads or 1))
+    rows = []
+    floor = prof.floors() if args.floors else None
+    if floor:
+        print(f"floors ({floor['threads']} thread(s)): float32 matmul {floor['matmul_gflops']} GFLOP/s, "
+              f"memory copy {floor['copy_gbps']} GB/s", flush=True)
+    for what in _split(args.model):
+        if what == "cam":
+            r = prof.profile_cam(args.preset, args.codec, args.head, args.seconds, args.precision)
+        elif what == "aar":
+            r = prof.profile_aar(args.preset, args.codec, args.seconds, args.overlap, args.precision)
+        elif what == "nexttoken":
+            r = prof.profile_nexttoken(args.preset, args.codec, args.seconds, args.precision)
+        else:
+            from arwave.errors import ArwaveError
+            raise ArwaveError(f"bench profile: unknown model {what!r} (cam, aar, nexttoken)")
+        rows.append(r)
+        print(prof.format_breakdown(r), flush=True)
+    if args.json:
+        print(json.dumps({"bench": "profile", "machine": machine(), "floors": floor, "rows": rows}))
     return 0
 
 
@@ -158,9 +185,25 @@ def register(sub) -> None:
     m.add_argument("--frames", type=int, default=None, help="frames generated per measurement [the preset's context, ≤ 64]")
     m.add_argument("--head-steps", type=int, default=None, help="rf/ddpm sampling steps [the preset's default]")
     m.add_argument("--threads", type=int)
-    m.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
+    m.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "int8"))
+    m.add_argument("--quantize", default=None, choices=("int8",), help="same as --precision int8")
+    m.add_argument("--codec", default=None, help="codec preset size (cpu: the bundled spectral codec) [the preset's own]")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=run_cam)
+
+    f = b.add_parser("profile", help="torch.profiler breakdown of generation time by part (backbone, head, "
+                                     "sampling, codec decode, glue, Python overhead)")
+    f.add_argument("--model", default="cam,aar,nexttoken", help="cam, aar, nexttoken (comma-separated)")
+    f.add_argument("--preset", default="small", help="model preset (random weights)")
+    f.add_argument("--codec", default="cpu", help="codec preset size: cpu (the bundled spectral codecs), tiny, small, paper")
+    f.add_argument("--head", default="rf", help="cam head")
+    f.add_argument("--seconds", type=float, default=4.0, help="audio generated per profiled call")
+    f.add_argument("--overlap", type=float, default=None, help="aar window overlap [the model's default, 0.5]")
+    f.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "int8"))
+    f.add_argument("--threads", type=int)
+    f.add_argument("--floors", action="store_true", help="also measure the matmul and memory-copy floors")
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=run_profile)
 
     n = b.add_parser("nextscale-vs-nexttoken", help="AR steps and wall time: AAR vs the next-token baseline")
     n.add_argument("--preset", default="small")
@@ -169,6 +212,8 @@ def register(sub) -> None:
     n.add_argument("--repeats", type=int, default=2)
     n.add_argument("--threads", type=int)
     n.add_argument("--device", default="cpu")
+    n.add_argument("--codec", default=None, help="codec preset size (cpu: the bundled spectral codecs) [the preset's own]")
+    n.add_argument("--precision", default="float32", choices=("float32", "int8"), help="both models' weights")
     n.add_argument("--json", action="store_true")
     n.set_defaults(func=run_nextscale)
 

@@ -54,8 +54,11 @@ def _add_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed (same seed, same audio)")
     add_sampling_options(p)
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
-    p.add_argument("--precision", default=None, choices=("float32", "bfloat16"),
-                   help="weights of the AR model (bfloat16 halves the memory read per frame; CPU with AVX512-BF16 or GPU)")
+    p.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16", "int8"),
+                   help="weights of the AR model: auto (default) = int8 on CPU where the model's layers are large "
+                        "enough to gain (paper-size CAM, AAR), else float32; int8 = dynamically quantized Linear "
+                        "layers (CPU); bfloat16 halves the memory read per frame (CPU with AVX512-BF16 or GPU)")
+    p.add_argument("--quantize", default=None, choices=("int8",), help="same as --precision int8")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch intra-op threads [1: batch-1 generation gains nothing from more, and loses 10-60x "
                         "when another process holds a core; stream decodes on its own thread]")
@@ -124,11 +127,21 @@ def load_generator(run: str, device: str = "cpu", precision: str | None = None, 
     kind = getattr(getattr(model, "config", None), "kind", type(model).__name__)
     if not hasattr(model, "generate") or not getattr(model, "sample_rate", None):
         raise ArwaveError(f"{run}: a {kind} run does not generate audio (use a cam, aar or nexttoken run)")
+    if precision == "auto":
+        from arwave.models.quantize import auto_precision
+        precision = auto_precision(model)
     if precision not in (None, "float32"):
         if not hasattr(model, "set_precision"):
             raise ArwaveError(f"{kind} models do not take --precision")
         model.set_precision(precision)
     return model
+
+
+def _precision(args) -> str | None:
+    quantize = getattr(args, "quantize", None)
+    if quantize and args.precision not in (None, "auto", quantize):
+        raise ArwaveError(f"--quantize {quantize} contradicts --precision {args.precision}")
+    return quantize or args.precision
 
 
 def resolve_class(model, label: str) -> int:
@@ -263,7 +276,7 @@ def cmd_generate(args) -> int:
     # before any work (a bad path found after generating would waste it all): the first path fully (the
     # others share its folder and extension), then, once --num is known to fit, whether the others exist
     check_output_file(output_path(args.out, args.num, 0), args.overwrite, WRITE_EXTENSIONS, "audio")
-    model = load_generator(args.run, args.device, args.precision, 1 if args.threads is None else args.threads)
+    model = load_generator(args.run, args.device, _precision(args), 1 if args.threads is None else args.threads)
     kwargs = sampling_kwargs(model, args)
     check_memory(args.num, args.seconds, model, _device(args.device))
     paths = output_paths(args.out, args.num)
@@ -353,7 +366,7 @@ def cmd_stream(args) -> int:
         raise ArwaveError("refusing to write binary audio to a terminal: pipe it (| aplay) or give --out FILE")
     if not to_stdout:
         check_output_file(args.out, args.overwrite, (".wav",), "a stream (16-bit WAV)")
-    model = load_generator(args.run, args.device, args.precision, 1 if args.threads is None else args.threads)
+    model = load_generator(args.run, args.device, _precision(args), 1 if args.threads is None else args.threads)
     kwargs = sampling_kwargs(model, args)
     check_memory(1, args.seconds, model, _device(args.device))
     t0 = time.perf_counter()

@@ -259,11 +259,16 @@ class Block(nn.Module):
         if self.adaptive:
             self.ada = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, 6 * dim))
 
-    def forward(self, x, cond=None, mask=None, cache=None):
+    def modulation(self, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(γ1, γ2, scale1, scale2, shift1, shift2), each (B, 1, dim), for condition vectors (B, cond_dim)."""
+        return self.ada(cond).unsqueeze(1).chunk(6, dim=-1)
+
+    def forward(self, x, cond=None, mask=None, cache=None, mod=None):
+        """`mod`: this block's `modulation(cond)`, precomputed (sampling: once per window, not per step)."""
         if not self.adaptive:
             x = x + self.attn(self.norm1(x), mask, cache)
             return x + self.mlp(self.norm2(x))
-        g1, g2, s1, s2, b1, b2 = self.ada(cond).unsqueeze(1).chunk(6, dim=-1)   # each (B, 1, dim)
+        g1, g2, s1, s2, b1, b2 = mod if mod is not None else self.modulation(cond)
         x = x + g1 * self.attn(self.norm1(x) * (1 + s1) + b1, mask, cache)
         return x + g2 * self.mlp(self.norm2(x) * (1 + s2) + b2)
 
@@ -315,7 +320,12 @@ class Transformer(nn.Module):
                 elif not transposed and is_transposed:
                     w.data = w.data.contiguous()
 
-    def forward(self, x, cond=None, mask=None, caches: list[KVCache] | None = None):
+    def modulations(self, cond: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+        """Every adaptive block's AdaLN parameters for `cond`: a sampler whose condition is fixed for many
+        steps (AAR: one window, K scales) computes them once and passes `mods` to `forward`."""
+        return [block.modulation(cond) for block in self.blocks]
+
+    def forward(self, x, cond=None, mask=None, caches: list[KVCache] | None = None, mods=None):
         for i, block in enumerate(self.blocks):
-            x = block(x, cond, mask, caches[i] if caches is not None else None)
+            x = block(x, cond, mask, caches[i] if caches is not None else None, mods[i] if mods is not None else None)
         return x

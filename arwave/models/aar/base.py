@@ -52,6 +52,13 @@ class CodecGenerator(AudioGenerator):
             m._apply(fn, recurse)
         return self
 
+    def set_precision(self, precision: str = "float32") -> "CodecGenerator":
+        """Weights in float32 or int8 (dynamically quantized Linear layers, CPU only:
+        arwave/models/quantize.py); the codec, embeddings and sampling stay float32."""
+        from arwave.models.quantize import set_precision
+        set_precision(self, precision, allowed=("float32", "int8"))
+        return self
+
     def train(self, mode: bool = True):
         super().train(mode)
         for m in self._attached.values():

@@ -115,8 +115,12 @@ class AdaLNHead(nn.Module):
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
         self.out = nn.Linear(width, vocab)
 
-    def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.ada(cond).unsqueeze(1).chunk(2, dim=-1)
+    def modulation(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.ada(cond).unsqueeze(1).chunk(2, dim=-1)
+
+    def forward(self, h: torch.Tensor, cond: torch.Tensor, mod=None) -> torch.Tensor:
+        """`mod`: `modulation(cond)`, precomputed (once per sampled window)."""
+        scale, shift = mod if mod is not None else self.modulation(cond)
         return self.out(self.norm(h) * (1 + scale) + shift)
 
 
@@ -128,6 +132,9 @@ class AAR(CodecGenerator):
 
     sampling_options = frozenset({"class_label", "embedding", "cfg", "top_k", "top_p", "temperature",
                                   "prompt", "overlap"})
+    # int8: a step carries a whole scale (up to 2·T rows with guidance), where int8 matmuls win at every
+    # layer size; quantize all but the smallest layers (arwave/models/quantize.py)
+    int8_min_features = 128 * 128
 
     def __init__(self, cfg: AARConfig, codec: nn.Module | None = None, quantizer: nn.Module | None = None):
         super().__init__()
@@ -227,11 +234,13 @@ class AAR(CodecGenerator):
         c = torch.cat([cond, null]) if guided else cond
         pos = self.pos_level()
         caches = self.transformer.new_cache()
+        # the condition is fixed for the window: every AdaLN projection once, not once per scale
+        mods, head_mod = self.transformer.modulations(c), self.head.modulation(c)
         x = (c[:, None, :] + self.pos_start) + pos[:, :self.scales[0]]
         z_hat, codes, all_logits, start = None, [], [], 0
         for k, s in enumerate(self.scales):
-            h = self.transformer(x, c, caches=caches)
-            logits = self.head(h, c).float()                             # (B', s_k, V)
+            h = self.transformer(x, c, caches=caches, mods=mods)
+            logits = self.head(h, c, mod=head_mod).float()               # (B', s_k, V)
             if guided:
                 logits = guided_logits(logits[:B], logits[B:], cfg_ramp(cfg, k, self.K))
             idx = sample(logits, generator, temperature, top_k, top_p)

@@ -86,15 +86,16 @@ class CAM(AudioGenerator):
         return self
 
     def set_precision(self, precision: str = "float32") -> "CAM":
-        """Weights of the backbone and head in float32 or bfloat16 (half the memory traffic per frame,
-        which bounds batch-1 speed on CPU; the head's sampling state and the frames stay float32)."""
-        dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-        if precision not in dtypes:
-            raise ArwaveError(f"precision must be one of {', '.join(dtypes)}, got {precision!r}")
+        """Weights of the backbone and head in float32, bfloat16 (half the memory traffic per frame,
+        which bounds batch-1 speed on CPU) or int8 (dynamically quantized Linear layers, CPU;
+        arwave/models/quantize.py). The head's sampling state and the frames stay float32."""
+        from arwave.models.quantize import set_precision
         codec = self._codec
         object.__setattr__(self, "_codec", None)        # the codec keeps its own precision
-        self.to(dtypes[precision])
-        object.__setattr__(self, "_codec", codec)
+        try:
+            set_precision(self, precision)
+        finally:
+            object.__setattr__(self, "_codec", codec)
         return self
 
     @property

@@ -16,6 +16,8 @@ import math
 import torch
 import torch.nn as nn
 
+from arwave.models.quantize import weight_dtype
+
 MODES = ("linear", "vp")
 
 
@@ -78,4 +80,4 @@ class NoiseLevelEmbedding(nn.Module):
         nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(self, k: torch.Tensor) -> torch.Tensor:
-        return self.mlp(sinusoidal(k * 1000.0, self.freq_dim).to(self.mlp[0].weight.dtype))
+        return self.mlp(sinusoidal(k * 1000.0, self.freq_dim).to(weight_dtype(self.mlp[0])))
