@@ -40,3 +40,11 @@ def cam_run(tmp_path_factory):
     (run / "config.json").write_text(run_config_to_json(cfg))
     save_checkpoint(run, 1, {"model": model.state_dict()}, {"step": 1})
     return run
+
+
+@pytest.fixture(scope="module")
+def no_installed_bundles(tmp_path_factory):
+    """Hide the bundles the package ships (servers list them by default) for tests that serve their own runs."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ARWAVE_PRETRAINED_DIR", str(tmp_path_factory.mktemp("no-bundles")))
+        yield

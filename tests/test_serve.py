@@ -17,6 +17,8 @@ from arwave.serve.app import Slots, audio_chunks
 sys.path.insert(0, str(Path(__file__).parent))
 from serve_live import LiveServer, expected_pcm, make_runs_root, read_timed  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("no_installed_bundles")   # they serve their own runs
+
 RATE, CHANNELS = 16000, 2          # the tiny CAM run of conftest.py
 HEADER = 44
 
@@ -170,7 +172,8 @@ def test_serve_default_limit_logic():
         Slots(0)
 
 
-def test_serve_cli_refuses_a_root_without_models(tmp_path, capsys):
+def test_serve_cli_refuses_a_root_without_models(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ARWAVE_PRETRAINED_DIR", str(tmp_path / "no-bundles"))     # whatever the install ships
     assert main(["serve", "--runs-root", str(tmp_path)]) == 2
     assert "no models to serve" in capsys.readouterr().err
 

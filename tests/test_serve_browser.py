@@ -23,8 +23,9 @@ CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or ""
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get install chromium; "
-                                                        "scripts/setup.sh does it as root): browser test skipped")
+pytestmark = [pytest.mark.usefixtures("no_installed_bundles"),       # it serves its own run
+              pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get install chromium; "
+                                                          "scripts/setup.sh does it as root): browser test skipped")]
 
 
 @pytest.fixture(scope="module")
