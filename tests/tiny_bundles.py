@@ -54,19 +54,6 @@ def _run(kind: str, folder: Path, manifest: Path, codec: str | None = None, **mo
     return folder
 
 
-def _codec_run(folder: Path, preset_name: str) -> Path:
-    from arwave.checkpoint import save_checkpoint
-    from arwave.config import run_config_to_json
-    from arwave.registry import get_kind, preset
-    cfg = preset("codec", preset_name)
-    torch.manual_seed(0)
-    model = get_kind("codec").build_model(cfg, None)
-    folder.mkdir(parents=True)
-    (folder / "config.json").write_text(run_config_to_json(cfg))
-    save_checkpoint(folder, 1, {"model": model.state_dict()}, {"step": 1})
-    return folder
-
-
 def tiny_bundles() -> tuple[Path, Path]:
     """(bundle root, manifest). Every bundle's card carries a distinct training command
     ("arwave train KIND --preset tiny ... # NAME") and quality {"tiny": 1}."""
@@ -83,8 +70,9 @@ def tiny_bundles() -> tuple[Path, Path]:
         def export(run, name, kind):
             pretrained.export(run, name, command=f"arwave train {kind} --preset tiny --out {run} # {name}",
                               quality={"tiny": 1}, training_data=f"tones in {manifest}")
+        from test_aar_train import make_codec_run
         for name, preset_name in (("codec-latent", "tiny-continuous"), ("codec-sat", "tiny"), ("codec-rvq", "tiny-rvq")):
-            export(_codec_run(runs / name, preset_name), name, "codec")
+            export(make_codec_run(runs / name, preset_name), name, "codec")
         export(_run("cam", runs / "cam", manifest, "codec-latent", conditional=True), "cam", "cam")
         export(_run("aar", runs / "aar", manifest, "codec-sat"), "aar", "aar")
         export(_run("nexttoken", runs / "nexttoken", manifest, "codec-rvq"), "nexttoken", "nexttoken")
