@@ -10,6 +10,7 @@ Layout of a run folder:
         optim.safetensors + state.json   optimiser tensors; step, data position, optimiser scalars
     RUN/metrics.csv, RUN/loss.png        training log
 """
+
 from __future__ import annotations
 
 import json
@@ -35,6 +36,7 @@ class CheckpointError(ArwaveError):
 
 # ---------------------------------------------------------------------------------------------------
 # atomic file writes
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
@@ -82,6 +84,7 @@ def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[s
 # ---------------------------------------------------------------------------------------------------
 # optimiser state <-> (tensors, json) without pickle
 
+
 def flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
     tensors: dict[str, torch.Tensor] = {}
     meta: dict[str, Any] = {"param_groups": state["param_groups"], "state": {}}
@@ -124,6 +127,7 @@ def _atomic_dir(final: Path, prefix: str):
 # ---------------------------------------------------------------------------------------------------
 # checkpoint folders
 
+
 def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / CHECKPOINTS / f"step-{step:08d}"
 
@@ -157,8 +161,9 @@ def non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
     return [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
-def save_checkpoint(run_dir: str | Path, step: int, files: dict[str, dict[str, torch.Tensor]],
-                    state: dict, keep: int = 2) -> Path:
+def save_checkpoint(
+    run_dir: str | Path, step: int, files: dict[str, dict[str, torch.Tensor]], state: dict, keep: int = 2
+) -> Path:
     """Write `files` (name -> tensors) and `state.json` into a temp folder, fsync, rename into place,
     then prune old checkpoints beyond `keep` (the one just written is always among those kept)."""
     final = checkpoint_dir(run_dir, step)
@@ -176,6 +181,7 @@ def resolve_run(path: str | Path) -> tuple[Path, Path]:
     pretrained model (`arwave.pretrained`: a bare name, when no folder of that name exists, or its
     folder) is its own checkpoint folder: (bundle, bundle)."""
     from arwave import pretrained
+
     path = Path(path)
     if not path.exists():
         bundle = pretrained.find(path)
@@ -204,9 +210,10 @@ def copy_run(src: str | Path, dst: str | Path) -> Path:
     """Copy a run (config.json + its latest checkpoint's weights, no optimiser state) to `dst`, atomically.
     AR runs keep a copy of their codec this way, so a run folder is self-contained."""
     from arwave import pretrained
+
     src, ckpt = resolve_run(src)
     dst = Path(dst)
-    bundle = ckpt == src                 # a bundled model: weights beside its config, no state.json
+    bundle = ckpt == src  # a bundled model: weights beside its config, no state.json
     step_name = pretrained.checkpoint_name(src) if bundle else ckpt.name
     with _atomic_dir(dst, prefix=f".{dst.name}-") as tmp:
         shutil.copy2(src / "config.json", tmp / "config.json")
@@ -222,6 +229,7 @@ def copy_run(src: str | Path, dst: str | Path) -> Path:
 def read_config(run_dir: str | Path):
     """The checked RunConfig of a run: a missing, unparsable or mistyped config.json is one clear error."""
     from arwave.config import run_config_from_dict
+
     path = Path(run_dir) / "config.json"
     try:
         data = json.loads(path.read_text())
@@ -244,7 +252,7 @@ def read_state(ckpt: str | Path) -> dict:
     return state
 
 
-INT8_SCALE = "::int8_row_scale"          # suffix of the per-row scales of an int8-stored weight (bundles)
+INT8_SCALE = "::int8_row_scale"  # suffix of the per-row scales of an int8-stored weight (bundles)
 
 
 def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -252,7 +260,7 @@ def quantize_int8(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     row (symmetric). Returns (q int8, s float16 (rows,)). `dequantize_tensors` undoes it (error ≤ s/2)."""
     rows = w.float().reshape(w.shape[0], -1)
     # the stored (float16) scale is what dequantizes, so quantize with it; rounded up so |q| <= 127
-    scale = ((rows.abs().amax(dim=1) / 127.0).clamp_min(1e-7) * (1 + 2 ** -10)).half()
+    scale = ((rows.abs().amax(dim=1) / 127.0).clamp_min(1e-7) * (1 + 2**-10)).half()
     q = torch.round(rows / scale.float()[:, None]).clamp(-127, 127).to(torch.int8).reshape(w.shape)
     return q, scale
 
@@ -272,18 +280,20 @@ def dequantize_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     return out
 
 
-def load_weights(module: torch.nn.Module, path: str | Path, device: str | torch.device = "cpu",
-                 strict: bool = True) -> None:
+def load_weights(
+    module: torch.nn.Module, path: str | Path, device: str | torch.device = "cpu", strict: bool = True
+) -> None:
     """`module.load_state_dict` from a safetensors file; wrong names or shapes are one CheckpointError."""
-    tensors = dequantize_tensors(load_tensors(path, device))       # fp16 / int8 bundles -> float32
+    tensors = dequantize_tensors(load_tensors(path, device))  # fp16 / int8 bundles -> float32
     try:
         missing, unexpected = module.load_state_dict(tensors, strict=False)
-    except RuntimeError as err:   # size mismatch (torch lists every tensor; the first says enough)
+    except RuntimeError as err:  # size mismatch (torch lists every tensor; the first says enough)
         lines = [line.strip() for line in str(err).splitlines() if "size mismatch" in line]
         raise CheckpointError(f"{path}: weights do not match the config ({lines[0] if lines else err})") from None
     if strict and (missing or unexpected):
-        raise CheckpointError(f"{path}: weights do not match the config (missing {missing[:5]}, "
-                              f"unexpected {unexpected[:5]})")
+        raise CheckpointError(
+            f"{path}: weights do not match the config (missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True):
@@ -294,6 +304,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", ema: bool = True)
     mode, with `.run_dir` and `.config` attributes.
     """
     from arwave.registry import get_kind
+
     run_dir, ckpt = resolve_run(path)
     cfg = read_config(run_dir)
     model = get_kind(cfg.kind).build_model(cfg, run_dir)

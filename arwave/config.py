@@ -4,6 +4,7 @@ Every run is described by one `RunConfig` = which model kind + its model config 
 Each model kind registers its model-config dataclass and presets (`tiny`, `small`, `paper`) in
 `arwave.registry`; this file only knows the generic parts.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,10 +12,9 @@ import json
 import math
 import re
 import typing
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
-
 
 from arwave.errors import ArwaveError
 
@@ -27,17 +27,22 @@ class ConfigError(ArwaveError, ValueError):
 # what a field allows: its annotated type, plus an optional rule in the dataclass's `LIMITS` ClassVar.
 # Numbers without a rule must be finite and >= 0 (no size, rate, weight or count here is negative).
 
+
 @dataclass(frozen=True)
 class Range:
     """lo <= x <= hi (an open end excludes the bound); every value must also be finite."""
+
     lo: float = -math.inf
     hi: float = math.inf
     lo_open: bool = False
     hi_open: bool = False
 
     def allows(self, x) -> bool:
-        return (math.isfinite(x) and (x > self.lo if self.lo_open else x >= self.lo)
-                and (x < self.hi if self.hi_open else x <= self.hi))
+        return (
+            math.isfinite(x)
+            and (x > self.lo if self.lo_open else x >= self.lo)
+            and (x < self.hi if self.hi_open else x <= self.hi)
+        )
 
     def __str__(self) -> str:
         if self.lo == -math.inf and self.hi == math.inf:
@@ -52,6 +57,7 @@ class Range:
 @dataclass(frozen=True)
 class OneOf:
     """A string from a fixed list (or matching one of the `patterns`, regular expressions)."""
+
     choices: tuple[str, ...]
     patterns: tuple[str, ...] = ()
 
@@ -81,36 +87,43 @@ NON_NEGATIVE = at_least(0)
 @dataclass
 class DataConfig:
     """Where the audio comes from and how it is cut into training examples."""
-    manifest: str = ""              # manifest.jsonl from `arwave data prepare` / `arwave data corpus`; "" = built-in corpus
-    corpus_dir: str = ""            # where the built-in corpus lives ("" = ~/.cache/arwave/corpus)
-    corpus_minutes: float = 6.0     # size of the built-in corpus to render if it is missing
+
+    manifest: str = ""  # manifest.jsonl from `arwave data prepare` / `arwave data corpus`; "" = built-in corpus
+    corpus_dir: str = ""  # where the built-in corpus lives ("" = ~/.cache/arwave/corpus)
+    corpus_minutes: float = 6.0  # size of the built-in corpus to render if it is missing
     sample_rate: int = 48000
     channels: int = 2
-    segment_seconds: float = 1.0    # crop length served to the model
-    batch_size: int = 8             # per process
+    segment_seconds: float = 1.0  # crop length served to the model
+    batch_size: int = 8  # per process
     num_workers: int = 0
-    label_key: str = "label"        # manifest field used for class conditioning / classifier targets
-    label_names: list[str] = field(default_factory=list)   # fixed class list (label ids index it; other
-                                    # labels count as unlabelled); [] = the manifest's sorted labels. A
-                                    # fine-tune (`--init-from`) sets it to the source model's classes
+    label_key: str = "label"  # manifest field used for class conditioning / classifier targets
+    label_names: list[str] = field(default_factory=list)  # fixed class list (label ids index it; other
+    # labels count as unlabelled); [] = the manifest's sorted labels. A
+    # fine-tune (`--init-from`) sets it to the source model's classes
 
-    LIMITS: ClassVar[dict] = {"corpus_minutes": above(0), "sample_rate": at_least(1), "channels": at_least(1),
-                              "segment_seconds": above(0), "batch_size": at_least(1)}
+    LIMITS: ClassVar[dict] = {
+        "corpus_minutes": above(0),
+        "sample_rate": at_least(1),
+        "channels": at_least(1),
+        "segment_seconds": above(0),
+        "batch_size": at_least(1),
+    }
 
 
 @dataclass
 class TrainConfig:
     """One training loop for every model (see arwave.training.loop)."""
+
     max_steps: int = 1000
-    minutes: float = 0.0            # wall-clock budget; 0 = no budget (stop at max_steps)
+    minutes: float = 0.0  # wall-clock budget; 0 = no budget (stop at max_steps)
     lr: float = 3e-4
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.0
     warmup_steps: int = 100
-    lr_min_ratio: float = 0.1       # cosine decays to lr * lr_min_ratio
-    grad_clip: float = 1.0          # 0 = off
-    ema_decay: float = 0.0          # 0 = no EMA weights
-    critic_lr: float = 3e-4         # adversary (codec discriminator) learning rate
+    lr_min_ratio: float = 0.1  # cosine decays to lr * lr_min_ratio
+    grad_clip: float = 1.0  # 0 = off
+    ema_decay: float = 0.0  # 0 = no EMA weights
+    critic_lr: float = 3e-4  # adversary (codec discriminator) learning rate
     critic_betas: tuple[float, float] = (0.5, 0.9)
     seed: int = 0
     log_every: int = 10
@@ -118,35 +131,45 @@ class TrainConfig:
     val_batches: int = 4
     ckpt_every: int = 200
     keep_checkpoints: int = 2
-    device: str = "auto"            # auto | cpu | cuda
-    mixed_precision: bool = False   # bf16 autocast, used on GPU only
+    device: str = "auto"  # auto | cpu | cuda
+    mixed_precision: bool = False  # bf16 autocast, used on GPU only
     compile: bool = False
-    threads: int = 0                # torch intra-op threads; 0 = torch's default (all cores)
-    accumulate: int = 1             # micro-batches of data.batch_size summed into one optimiser step
-    print_every: int = 0            # `arwave train` prints a progress line every N steps; 0 = every log_every
-    sample_every: int = 0           # audio samples (RUN/samples + TensorBoard) every N steps; 0 = at each checkpoint
-    tensorboard: bool = True        # TensorBoard event files in RUN/tensorboard/ beside metrics.csv
+    threads: int = 0  # torch intra-op threads; 0 = torch's default (all cores)
+    accumulate: int = 1  # micro-batches of data.batch_size summed into one optimiser step
+    print_every: int = 0  # `arwave train` prints a progress line every N steps; 0 = every log_every
+    sample_every: int = 0  # audio samples (RUN/samples + TensorBoard) every N steps; 0 = at each checkpoint
+    tensorboard: bool = True  # TensorBoard event files in RUN/tensorboard/ beside metrics.csv
 
-    LIMITS: ClassVar[dict] = {"accumulate": at_least(1), "lr": above(0), "betas": between(0, 1, hi_open=True), "lr_min_ratio": between(0, 1),
-                              "ema_decay": between(0, 1, hi_open=True), "critic_lr": above(0),
-                              "critic_betas": between(0, 1, hi_open=True), "seed": ANY_NUMBER, "log_every": at_least(1),
-                              "val_batches": at_least(1), "device": OneOf(("auto", "cpu", "cuda"), (r"cuda:\d+",))}
+    LIMITS: ClassVar[dict] = {
+        "accumulate": at_least(1),
+        "lr": above(0),
+        "betas": between(0, 1, hi_open=True),
+        "lr_min_ratio": between(0, 1),
+        "ema_decay": between(0, 1, hi_open=True),
+        "critic_lr": above(0),
+        "critic_betas": between(0, 1, hi_open=True),
+        "seed": ANY_NUMBER,
+        "log_every": at_least(1),
+        "val_batches": at_least(1),
+        "device": OneOf(("auto", "cpu", "cuda"), (r"cuda:\d+",)),
+    }
 
 
 @dataclass
 class RunConfig:
-    kind: str                       # codec | cam | aar | nexttoken | classifier
+    kind: str  # codec | cam | aar | nexttoken | classifier
     preset: str
-    model: Any                      # the kind's model config dataclass
+    model: Any  # the kind's model config dataclass
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    parent: str = ""                # run this one builds on (the codec for AR models), relative to the run
-    init_from: str = ""             # weights the run starts from (bundled name or run folder; "" = random
-                                    # init): a fine-tune. Read once, at step 0; optimiser and schedule are fresh
+    parent: str = ""  # run this one builds on (the codec for AR models), relative to the run
+    init_from: str = ""  # weights the run starts from (bundled name or run folder; "" = random
+    # init): a fine-tune. Read once, at step 0; optimiser and schedule are fresh
 
 
 # ---------------------------------------------------------------------------------------------------
 # overrides
+
 
 def _coerce(value: str, typ: Any, key: str) -> Any:
     """Parse a command-line string into the annotated type of a dataclass field (checked afterwards)."""
@@ -193,9 +216,13 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         if path[0] not in ("model", "data", "train", "parent", "init_from") and hasattr(cfg.model, path[0]):
             path = ["model", *path]
         if path == ["kind"]:
-            raise ConfigError(f"--set {item}: the model kind is chosen by the command (`arwave train KIND`), not by --set")
+            raise ConfigError(
+                f"--set {item}: the model kind is chosen by the command (`arwave train KIND`), not by --set"
+            )
         if len(path) == 1 and path[0] in ("model", "data", "train"):
-            raise ConfigError(f"--set {item}: {path[0]} is a section; set one of its fields (e.g. {path[0]}.NAME=VALUE)")
+            raise ConfigError(
+                f"--set {item}: {path[0]} is a section; set one of its fields (e.g. {path[0]}.NAME=VALUE)"
+            )
         obj: Any = cfg
         for name in path[:-1]:
             if not dataclasses.is_dataclass(obj) or not hasattr(obj, name):
@@ -210,7 +237,9 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         try:
             parsed = _coerce(value, typ, key)
         except (ValueError, json.JSONDecodeError):
-            raise ConfigError(f"--set {item}: cannot read {value!r}; {'.'.join(path)} must be {_allowed(typ, rule)}") from None
+            raise ConfigError(
+                f"--set {item}: cannot read {value!r}; {'.'.join(path)} must be {_allowed(typ, rule)}"
+            ) from None
         try:
             setattr(obj, name, _check(parsed, typ, rule))
         except _NotAllowed as bad:
@@ -232,10 +261,11 @@ def read_config_file(path: str | Path) -> dict:
     path = Path(path).expanduser()
     try:
         import tomllib
-    except ImportError:                     # Python 3.10: the stdlib reads TOML from 3.11 on
+    except ImportError:  # Python 3.10: the stdlib reads TOML from 3.11 on
         if path.suffix != ".json":
-            raise ConfigError(f"--config {path}: reading TOML needs Python 3.11 or later; give the settings as "
-                              "a .json file instead") from None
+            raise ConfigError(
+                f"--config {path}: reading TOML needs Python 3.11 or later; give the settings as a .json file instead"
+            ) from None
         tomllib = None
     try:
         text = path.read_text()
@@ -245,7 +275,7 @@ def read_config_file(path: str | Path) -> dict:
         raise ConfigError(f"--config {path}: unreadable ({err})") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (json.JSONDecodeError, ValueError) as err:         # tomllib.TOMLDecodeError is a ValueError
+    except (json.JSONDecodeError, ValueError) as err:  # tomllib.TOMLDecodeError is a ValueError
         raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'} ({err})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a table of settings")
@@ -274,7 +304,9 @@ def apply_values(cfg: RunConfig, values: dict, source: str) -> RunConfig:
             try:
                 setattr(obj, name, _check(value, typ, rule))
             except _NotAllowed as bad:
-                raise ConfigError(f"{source}: {section}.{name} = {json.dumps(value, default=str)}: must be {bad}") from None
+                raise ConfigError(
+                    f"{source}: {section}.{name} = {json.dumps(value, default=str)}: must be {bad}"
+                ) from None
     if "parent" in values:
         cfg.parent = values["parent"]
     return validate_config(cfg, source)
@@ -282,6 +314,7 @@ def apply_values(cfg: RunConfig, values: dict, source: str) -> RunConfig:
 
 # ---------------------------------------------------------------------------------------------------
 # validation: one place that checks every field's type and range (`--set`, config.json, Python API)
+
 
 class _NotAllowed(Exception):
     """Internal: carries the description of what the field allows."""
@@ -358,7 +391,9 @@ def validate_fields(obj: Any, prefix: str, source: str = "config") -> Any:
         try:
             setattr(obj, f.name, _check(value, typ, rule))
         except _NotAllowed as bad:
-            raise ConfigError(f"{source}: {prefix}{f.name} = {json.dumps(to_dict(value), default=str)}: must be {bad}") from None
+            raise ConfigError(
+                f"{source}: {prefix}{f.name} = {json.dumps(to_dict(value), default=str)}: must be {bad}"
+            ) from None
     return obj
 
 
@@ -366,17 +401,22 @@ def validate_config(cfg: RunConfig, source: str = "config") -> RunConfig:
     """Type and range of every field of a resolved RunConfig (the kind's own cross-field checks run when
     its model is built). `source` says where the values came from (a config.json path, `--set`)."""
     from arwave.registry import get_kind
+
     for name in ("kind", "preset", "parent", "init_from"):
         if not isinstance(getattr(cfg, name), str):
             raise ConfigError(f"{source}: {name} = {getattr(cfg, name)!r}: must be a string")
     kind = get_kind(cfg.kind)
     if not isinstance(cfg.model, kind.config_cls):
-        raise ConfigError(f"{source}: model must be a {kind.config_cls.__name__} for kind {cfg.kind!r}, "
-                          f"got {type(cfg.model).__name__}")
+        raise ConfigError(
+            f"{source}: model must be a {kind.config_cls.__name__} for kind {cfg.kind!r}, "
+            f"got {type(cfg.model).__name__}"
+        )
     for section in ("data", "train"):
         expected = DataConfig if section == "data" else TrainConfig
         if not isinstance(getattr(cfg, section), expected):
-            raise ConfigError(f"{source}: {section} must be a {expected.__name__}, got {type(getattr(cfg, section)).__name__}")
+            raise ConfigError(
+                f"{source}: {section} must be a {expected.__name__}, got {type(getattr(cfg, section)).__name__}"
+            )
     validate_fields(cfg.model, "model.", source)
     validate_fields(cfg.data, "data.", source)
     validate_fields(cfg.train, "train.", source)
@@ -385,6 +425,7 @@ def validate_config(cfg: RunConfig, source: str = "config") -> RunConfig:
 
 # ---------------------------------------------------------------------------------------------------
 # JSON round trip
+
 
 def to_dict(cfg: Any) -> Any:
     if dataclasses.is_dataclass(cfg):
@@ -422,6 +463,7 @@ def run_config_to_json(cfg: RunConfig) -> str:
 def run_config_from_dict(data: dict, source: str = "config") -> RunConfig:
     """A checked RunConfig from parsed JSON; any missing, unknown or mistyped field is one ConfigError."""
     from arwave.registry import get_kind
+
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
     for key in ("kind", "model"):

@@ -1,6 +1,7 @@
 """What arwave prints for people while it works (progress bars, notes), and `--quiet`, which silences
 it all in one place: code deep inside (encoding data for AR training, indexing a folder, rendering the
 corpus) asks `bars()` rather than taking a flag through every call. Errors and warnings still print."""
+
 from __future__ import annotations
 
 import contextvars

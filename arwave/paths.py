@@ -6,14 +6,15 @@ already exists (without `--overwrite`) is one ArwaveError before the model is ev
 is lost and nothing a user has is replaced. Outputs are then written to a temp file beside the target
 and renamed over it at the end (`replacing`), so an error or Ctrl-C never leaves half a file.
 """
+
 from __future__ import annotations
 
 import errno
 import os
 import secrets
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from arwave.errors import ArwaveError
 
@@ -58,15 +59,17 @@ def check_writable_folder(folder: str | os.PathLike, target: str | os.PathLike |
         raise ArwaveError(f"{name}: cannot write there: folder {base} is not writable")
 
 
-def check_output_file(path: str | os.PathLike, overwrite: bool = False, extensions: Iterable[str] | None = None,
-                      what: str = "this file") -> Path:
+def check_output_file(
+    path: str | os.PathLike, overwrite: bool = False, extensions: Iterable[str] | None = None, what: str = "this file"
+) -> Path:
     """Refuse, before any work, an output file that could not be written or would replace one the user has."""
     path = Path(path)
     if extensions is not None:
         extensions = tuple(extensions)
         if path.suffix.lower() not in extensions:
-            raise ArwaveError(f"{path}: unsupported extension {path.suffix or '(none)'!r} for {what} "
-                              f"(known: {' '.join(extensions)})")
+            raise ArwaveError(
+                f"{path}: unsupported extension {path.suffix or '(none)'!r} for {what} (known: {' '.join(extensions)})"
+            )
     if path.is_dir():
         raise ArwaveError(f"{path}: is a folder; give a file name")
     if os.path.lexists(path):

@@ -4,17 +4,20 @@ this registry, so a new kind needs no edits elsewhere.
 
 A kind lives in its own module (see `_MODULES`) that calls `register(Kind(...))` on import.
 """
+
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from arwave.errors import ArwaveError
 
 if TYPE_CHECKING:
     import torch.nn as nn
+
     from arwave.config import RunConfig
     from arwave.training.task import Task
 
@@ -33,10 +36,10 @@ PRESET_NAMES = ("tiny", "small", "paper")
 @dataclass
 class Kind:
     name: str
-    config_cls: type                                        # the kind's model-config dataclass
-    presets: dict[str, Callable[[], "RunConfig"]]           # tiny / small / paper -> full RunConfig
-    build_model: Callable[["RunConfig", "Path | None"], "nn.Module"]  # (config, run dir or None)
-    build_task: Callable[["RunConfig", Path], "Task"]        # (config, run dir) -> training task
+    config_cls: type  # the kind's model-config dataclass
+    presets: dict[str, Callable[[], RunConfig]]  # tiny / small / paper -> full RunConfig
+    build_model: Callable[[RunConfig, Path | None], nn.Module]  # (config, run dir or None)
+    build_task: Callable[[RunConfig, Path], Task]  # (config, run dir) -> training task
     description: str = ""
 
 
@@ -65,7 +68,7 @@ def get_kind(name: str) -> Kind:
     return _KINDS[name]
 
 
-def preset(kind: str, name: str) -> "RunConfig":
+def preset(kind: str, name: str) -> RunConfig:
     k = get_kind(kind)
     if name not in k.presets:
         raise KindNotAvailable(f"{kind}: no preset {name!r} (known: {', '.join(k.presets)})")

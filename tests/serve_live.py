@@ -1,5 +1,6 @@
 """A real uvicorn server on 127.0.0.1 (a free port picked by the OS) in a background thread, and a
 streaming HTTP client that timestamps every read — shared by the serve API and browser tests."""
+
 from __future__ import annotations
 
 import http.client
@@ -57,7 +58,7 @@ class LiveServer:
         sent = time.perf_counter()
         c.request("POST", "/api/generate", body=data, headers={"Content-Type": "application/json"})
         r = c.getresponse()
-        r._test_conn, r._test_sent = c, sent   # keep the connection alive as long as the response
+        r._test_conn, r._test_sent = c, sent  # keep the connection alive as long as the response
         return r
 
     def generate_json(self, body) -> tuple[int, dict, http.client.HTTPResponse]:

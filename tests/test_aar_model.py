@@ -1,5 +1,6 @@
 """AAR against slow references, on the real MultiScaleResidualVQ: mask, teacher-forcing inputs, cached
 sampling vs teacher forcing, CFG, seeds, in-painting, long generation through a real (random) codec."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,7 +9,7 @@ from arwave.codec.msrq import MultiScaleResidualVQ, msrq_scales
 from arwave.models.aar.model import AAR, AARConfig, block_causal_mask, keep_masks
 from arwave.models.generator import make_generator
 
-SCALES = msrq_scales(12, 5)          # [1, 2, 4, 8, 12]
+SCALES = msrq_scales(12, 5)  # [1, 2, 4, 8, 12]
 DIM, V = 8, 16
 
 
@@ -21,7 +22,7 @@ def make_model(quantizer=None, cond="class", randomize=True, **kw):
     q = quantizer or make_quantizer()
     torch.manual_seed(1)
     model = AAR(AARConfig(width=32, depth=2, heads=4, cond=cond, num_classes=3, embed_dim=6, **kw), quantizer=q).eval()
-    if randomize:   # VAR's init makes every block ~identity (γ ≈ 0): randomise so attention really matters
+    if randomize:  # VAR's init makes every block ~identity (γ ≈ 0): randomise so attention really matters
         with torch.no_grad():
             for p in model.parameters():
                 p.normal_(0, 0.3)
@@ -52,7 +53,7 @@ def test_teacher_inputs_equal_cumulative_reconstruction():
     z_hat = torch.zeros(2, DIM, SCALES[-1])
     expected = []
     for k, idx in enumerate(maps):
-        e = q.codebook(k)[idx].transpose(1, 2)                                   # (B, C, s_k)
+        e = q.codebook(k)[idx].transpose(1, 2)  # (B, C, s_k)
         if SCALES[k] != SCALES[-1]:
             e = F.interpolate(e, size=SCALES[-1], mode="linear", align_corners=False)
         z_hat = z_hat + q.phi(k)(e)
@@ -78,15 +79,20 @@ def test_cached_sampling_with_forced_tokens_equals_teacher_forcing():
     torch.testing.assert_close(z_hat, q.decode(list(codes.split(SCALES, 1))), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(torch.cat(logits, 1), teacher, atol=1e-4, rtol=1e-4)
     # guided: scale k mixes (1 + t_k)·cond − t_k·uncond with t_k = cfg·k/(K−1)
-    _, _, mixed = model.sample_window(cond, null, make_generator(0), cfg=2.0, given=codes, keep=keep, return_logits=True)
+    _, _, mixed = model.sample_window(
+        cond, null, make_generator(0), cfg=2.0, given=codes, keep=keep, return_logits=True
+    )
     start = 0
     for k, s in enumerate(SCALES):
         t = 2.0 * k / (len(SCALES) - 1)
-        ref = (1 + t) * teacher[:, start:start + s] - t * teacher_null[:, start:start + s]
+        ref = (1 + t) * teacher[:, start : start + s] - t * teacher_null[:, start : start + s]
         torch.testing.assert_close(mixed[k], ref, atol=1e-4, rtol=1e-4)
         start += s
     # the comparison is sensitive: without the block-causal mask teacher forcing differs
-    x = torch.cat([cond[:, None] + model.pos_start, model.word_embed(model.teacher_inputs(codes))], 1) + model.pos_level()
+    x = (
+        torch.cat([cond[:, None] + model.pos_start, model.word_embed(model.teacher_inputs(codes))], 1)
+        + model.pos_level()
+    )
     unmasked = model.head(model.transformer(x, cond), cond)
     assert (unmasked - teacher).abs().max() > 1e-2
 
@@ -99,7 +105,7 @@ def test_cfg_zero_equals_conditional_sampling():
     assert torch.equal(plain, doubled)
     guided, _ = model.sample_window(cond, null, make_generator(5), cfg=5.0, top_k=8, top_p=0.9)
     assert not torch.equal(plain, guided)
-    assert torch.equal(plain[:, 0], guided[:, 0])          # t = 0 at the first scale
+    assert torch.equal(plain[:, 0], guided[:, 0])  # t = 0 at the first scale
 
 
 def test_seeded_sampling_is_reproducible():
@@ -115,9 +121,9 @@ def test_keep_masks_by_hand():
     known = torch.zeros(1, 12, dtype=torch.bool)
     known[:, :6] = True
     keep = keep_masks(known, SCALES).int().split(SCALES, dim=1)
-    assert keep[0].tolist() == [[1]]                      # coarse scales (<= 3 tokens) kept whole
+    assert keep[0].tolist() == [[1]]  # coarse scales (<= 3 tokens) kept whole
     assert keep[1].tolist() == [[1, 1]]
-    assert keep[2].tolist() == [[1, 1, 0, 0]]             # 3 frames per token
+    assert keep[2].tolist() == [[1, 1, 0, 0]]  # 3 frames per token
     assert keep[3].tolist() == [[1, 1, 1, 1, 0, 0, 0, 0]]
     assert keep[4].tolist() == [[1] * 6 + [0] * 6]
     assert not keep_masks(torch.zeros(1, 12, dtype=torch.bool), SCALES).any()
@@ -155,7 +161,8 @@ def test_embedding_condition_and_gradients():
 @pytest.fixture(scope="module")
 def tiny_codec():
     from arwave.registry import get_kind, preset
-    cfg = preset("codec", "tiny")                         # msrq: 16 kHz, hop 160, T = 25, 6 scales
+
+    cfg = preset("codec", "tiny")  # msrq: 16 kHz, hop 160, T = 25, 6 scales
     torch.manual_seed(0)
     return get_kind("codec").build_model(cfg, None).eval()
 
@@ -163,7 +170,7 @@ def tiny_codec():
 def test_long_generation_and_prompt_give_the_requested_length(tiny_codec):
     model = AAR(AARConfig(width=32, depth=2, heads=2, num_classes=2, label_names=["a", "b"]), codec=tiny_codec).eval()
     assert model.codec is tiny_codec and not any(k.startswith("codec") for k in model.state_dict())
-    window = tiny_codec.window_samples / tiny_codec.sample_rate   # 0.25 s
+    window = tiny_codec.window_samples / tiny_codec.sample_rate  # 0.25 s
     for overlap in (0.0, 0.5):
         audio = model.generate(seconds=2.3 * window, num=2, seed=0, class_label="b", overlap=overlap, cfg=1.5)
         assert audio.shape == (2, tiny_codec.channels, round(2.3 * window * tiny_codec.sample_rate))
@@ -179,6 +186,7 @@ def test_long_generation_and_prompt_give_the_requested_length(tiny_codec):
 
 def test_stream_equals_generate_and_stitching(tiny_codec):
     from arwave.models.aar.model import WindowStitcher
+
     model = AAR(AARConfig(width=32, depth=2, heads=2, cond="none"), codec=tiny_codec).eval()
     seconds = 0.6
     full = model.generate(seconds=seconds, num=1, seed=2)[0]

@@ -1,5 +1,6 @@
 """AAR end to end on the one training loop: a (random) tiny msrq codec run + a few labelled files ->
 `train` for a handful of steps -> `arwave.load(RUN)` alone -> generate. Token caching is checked too."""
+
 import json
 from pathlib import Path
 
@@ -47,6 +48,7 @@ def make_manifest(folder: Path, sample_rate: int = 16000, seconds: float = 0.6, 
 
 def test_train_load_generate(tmp_path):
     from arwave.training.loop import train
+
     codec_run = make_codec_run(tmp_path / "codec", "tiny")
     cfg = preset("aar", "tiny")
     cfg.model.codec_run = str(codec_run)
@@ -73,6 +75,7 @@ def test_train_load_generate(tmp_path):
 def test_embedding_condition_from_manifest_vectors(tmp_path):
     """cond=embedding with embedder=manifest:KEY: every window of a file carries that file's vector."""
     from arwave.models.aar.kind import AARTask
+
     cfg = preset("aar", "tiny")
     cfg.model.codec_run = str(make_codec_run(tmp_path / "codec", "tiny"))
     cfg.model.cond, cfg.model.embedder = "embedding", "manifest:vec"
@@ -81,7 +84,7 @@ def test_embedding_condition_from_manifest_vectors(tmp_path):
     task = AARTask(cfg, tmp_path / "run")
     assert cfg.model.embed_dim == 5 and cfg.parent == "codec"
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
-    item = task.train_set[(4, 0)]                          # window 4 = file 1 (3 windows per file)
+    item = task.train_set[(4, 0)]  # window 4 = file 1 (3 windows per file)
     torch.testing.assert_close(item["embedding"], torch.tensor(rows[1]["vec"], dtype=torch.float32))
     batch = torch.utils.data.default_collate([task.train_set[(i, 0)] for i in range(4)])
     loss, logs = task.loss(task.model, batch, step=0)

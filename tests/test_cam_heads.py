@@ -1,25 +1,32 @@
 """CAM heads: GMM NLL vs torch.distributions, the DDPM cosine schedule and respacing, the RF head
 learning a known 2-D distribution, and the shared interface (shapes, seeding, guidance)."""
+
 import math
 
 import pytest
 import torch
 import torch.distributions as dist
 
-from arwave.models.cam.heads import (DDPMHead, GMMHead, RectifiedFlowHead, cosine_alphas_cumprod, make_head,
-                                     respace, squareplus)
-
+from arwave.models.cam.heads import (
+    DDPMHead,
+    GMMHead,
+    RectifiedFlowHead,
+    cosine_alphas_cumprod,
+    make_head,
+    respace,
+    squareplus,
+)
 
 # ---------------------------------------------------------------------------------------------------
 # GMM
+
 
 def test_gmm_nll_equals_torch_distributions():
     torch.manual_seed(0)
     head = GMMHead(dim=3, cond_dim=8, width=16, depth=1, modes=5)
     z, x = torch.randn(6, 8), torch.randn(6, 3) * 2
     logits, means, scales = head.params(z)
-    ref = dist.MixtureSameFamily(dist.Categorical(logits=logits),
-                                 dist.Independent(dist.Normal(means, scales), 1))
+    ref = dist.MixtureSameFamily(dist.Categorical(logits=logits), dist.Independent(dist.Normal(means, scales), 1))
     torch.testing.assert_close(head.nll(z, x), -ref.log_prob(x), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(head.loss(z, x), -ref.log_prob(x).mean() / 3, rtol=1e-5, atol=1e-5)
 
@@ -45,6 +52,7 @@ def test_gmm_temperature_scales_spread():
 # ---------------------------------------------------------------------------------------------------
 # DDPM schedule
 
+
 def test_cosine_schedule():
     T, s = 1000, 0.008
     ab = cosine_alphas_cumprod(T)
@@ -52,8 +60,8 @@ def test_cosine_schedule():
     formula = torch.tensor([f((t + 1) / T) / f(0) for t in range(T)], dtype=torch.float64)
     # equal to the closed form wherever the β clip (0.999) has not acted (it only acts at the very end)
     torch.testing.assert_close(ab[:990], formula[:990], rtol=1e-9, atol=1e-12)
-    assert (ab[1:] < ab[:-1]).all()                 # strictly decreasing
-    assert ab[0] > 0.9999 and ab[-1] < 1e-4        # ᾱ_0 ≈ 1, ᾱ_T ≈ 0
+    assert (ab[1:] < ab[:-1]).all()  # strictly decreasing
+    assert ab[0] > 0.9999 and ab[-1] < 1e-4  # ᾱ_0 ≈ 1, ᾱ_T ≈ 0
 
 
 def test_respacing_betas():
@@ -71,6 +79,7 @@ def test_respacing_betas():
 # ---------------------------------------------------------------------------------------------------
 # learning a known distribution
 
+
 def _two_condition_data(n, generator):
     """cond 0 -> N((2, 0), 0.3²); cond 1 -> N((−1, 1.5), 0.6²)."""
     c = torch.randint(0, 2, (n,), generator=generator)
@@ -82,8 +91,17 @@ def _two_condition_data(n, generator):
 @pytest.mark.parametrize("kind", ["rf", "ddpm", "gmm"])
 def test_head_learns_conditional_gaussians(kind):
     torch.manual_seed(0)
-    head = make_head(kind, dim=2, cond_dim=2, width=48, depth=2, batch_mul=2, rf_time="uniform", gmm_modes=2,
-                     steps=16 if kind == "rf" else 50)
+    head = make_head(
+        kind,
+        dim=2,
+        cond_dim=2,
+        width=48,
+        depth=2,
+        batch_mul=2,
+        rf_time="uniform",
+        gmm_modes=2,
+        steps=16 if kind == "rf" else 50,
+    )
     opt = torch.optim.Adam(head.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(1)
     for _ in range(200):
@@ -103,6 +121,7 @@ def test_head_learns_conditional_gaussians(kind):
 # ---------------------------------------------------------------------------------------------------
 # interface
 
+
 @pytest.mark.parametrize("kind", ["rf", "ddpm", "gmm"])
 def test_interface_shapes_seeding_and_gradients(kind):
     torch.manual_seed(0)
@@ -111,7 +130,7 @@ def test_interface_shapes_seeding_and_gradients(kind):
     loss = head.loss(z, x)
     assert loss.dim() == 0 and torch.isfinite(loss)
     loss.backward()
-    assert z.grad is not None                       # the loss reaches the backbone state
+    assert z.grad is not None  # the loss reaches the backbone state
     with torch.no_grad():
         a = head.sample(z, torch.Generator().manual_seed(4))
         b = head.sample(z, torch.Generator().manual_seed(4))
@@ -123,14 +142,16 @@ def test_rf_euler_integrates_known_velocity(monkeypatch):
     """With v_θ replaced by the exact velocity of a point mass at x* (v = (x_σ − x*)/σ… i.e. n − x*),
     Euler from σ = 1 lands exactly on x*: checks the time grid and the sign convention."""
     from arwave.models.cam.heads import StepPlan
+
     head = RectifiedFlowHead(dim=2, cond_dim=4, width=8, depth=1, steps=5)
     target = torch.tensor([[1.5, -2.0]])
 
-    def exact(plan, x, i):                           # x_σ = (1−σ)x* + σn  ⇒  v = n − x* = (x_σ − x*)/σ
+    def exact(plan, x, i):  # x_σ = (1−σ)x* + σn  ⇒  v = n − x* = (x_σ − x*)/σ
         assert i == exact.i
         sigma = exact.sigmas[exact.i]
         exact.i += 1
         return (x - target) / sigma
+
     exact.sigmas, exact.i = torch.linspace(1, 0, 6), 0
     monkeypatch.setattr(StepPlan, "__call__", exact)
     out = head.sample(torch.zeros(1, 4), torch.Generator().manual_seed(0))
@@ -141,7 +162,7 @@ def test_rf_euler_integrates_known_velocity(monkeypatch):
 def test_guidance_mixes_cond_and_uncond(cls):
     torch.manual_seed(0)
     head = cls(dim=2, cond_dim=4, width=8, depth=1, steps=3)
-    for p in head.parameters():                     # leave zero init so outputs depend on z
+    for p in head.parameters():  # leave zero init so outputs depend on z
         torch.nn.init.normal_(p, std=0.3)
     z, zu = torch.randn(3, 4), torch.randn(3, 4)
     plain = head.sample(z, torch.Generator().manual_seed(0))
@@ -149,7 +170,7 @@ def test_guidance_mixes_cond_and_uncond(cls):
     guided = head.sample(z, torch.Generator().manual_seed(0), z_uncond=zu, cfg=2.0)
     same = head.sample(z, torch.Generator().manual_seed(0), z_uncond=z, cfg=2.0)
     torch.testing.assert_close(plain, zero)
-    torch.testing.assert_close(plain, same, atol=1e-5, rtol=1e-5)   # uncond == cond: guidance is a no-op
+    torch.testing.assert_close(plain, same, atol=1e-5, rtol=1e-5)  # uncond == cond: guidance is a no-op
     assert not torch.allclose(plain, guided)
 
 

@@ -1,6 +1,7 @@
 """CAM model: causality through the whole model (noise levels included), KV-cache steps equal the full
 forward, sliding-window generation past the context, seeded reproducibility, class conditioning and
 guidance, prompts, streaming equal to offline generation, option errors."""
+
 import pytest
 import torch
 import torch.nn as nn
@@ -9,13 +10,22 @@ from arwave.errors import ArwaveError
 from arwave.models.cam.kind import CAMConfig
 from arwave.models.cam.model import CAM
 
-
 D = 6
 
 
 def tiny_config(**kw) -> CAMConfig:
-    base = dict(latent_dim=D, hop=32, width=32, depth=2, heads=2, context=8, head_width=32, head_depth=1,
-                head_batch_mul=2, head_steps=3)
+    base = dict(
+        latent_dim=D,
+        hop=32,
+        width=32,
+        depth=2,
+        heads=2,
+        context=8,
+        head_width=32,
+        head_depth=1,
+        head_batch_mul=2,
+        head_steps=3,
+    )
     base.update(kw)
     return CAMConfig(**base)
 
@@ -44,7 +54,7 @@ class FrameCodec(nn.Module):
     def encode(self, audio):
         B, C, N = audio.shape
         T = N // self.hop
-        frames = audio[..., :T * self.hop].reshape(B, C, T, self.hop).permute(0, 2, 1, 3).reshape(B, T, C * self.hop)
+        frames = audio[..., : T * self.hop].reshape(B, C, T, self.hop).permute(0, 2, 1, 3).reshape(B, T, C * self.hop)
         return self.enc(frames).transpose(1, 2)
 
     def decode(self, z):
@@ -62,6 +72,7 @@ def make(codec=None, **kw) -> CAM:
 # ---------------------------------------------------------------------------------------------------
 # the backbone
 
+
 def test_causality_through_inputs_and_noise_levels():
     model = make()
     x, k = torch.randn(2, 8, D), torch.rand(2, 8) * 0.5
@@ -74,11 +85,11 @@ def test_causality_through_inputs_and_noise_levels():
         k2[:, j] = 0.9
         z3 = model.states(x, k2)
         # z[:, t] predicts frame t from frames < t: frame j (and its level) only reach z[:, j+1:]
-        torch.testing.assert_close(z2[:, :j + 1], z[:, :j + 1])
-        torch.testing.assert_close(z3[:, :j + 1], z[:, :j + 1])
+        torch.testing.assert_close(z2[:, : j + 1], z[:, : j + 1])
+        torch.testing.assert_close(z3[:, : j + 1], z[:, : j + 1])
         if j < 7:
             assert not torch.allclose(z2[:, j + 1], z[:, j + 1])
-            assert not torch.allclose(z3[:, j + 1], z[:, j + 1])   # the model is told the level
+            assert not torch.allclose(z3[:, j + 1], z[:, j + 1])  # the model is told the level
 
 
 def test_loss_is_causal_in_targets_only_through_head():
@@ -127,14 +138,15 @@ def test_generation_renoises_each_frame_at_k_inf_and_tells_the_backbone():
     the context as (1 − k_inf)·x̂ + k_inf·ε, ε drawn from the same seeded generator right after x̂, and
     the backbone is told k_inf for every generated frame."""
     from arwave.models.generator import make_generator
+
     model = make()
-    k_inf, frames = 0.3, 5                                        # fewer frames than the context (8)
+    k_inf, frames = 0.3, 5  # fewer frames than the context (8)
     out = model.sample_latents(frames, num=2, seed=3, k_inf=k_inf)
     g = make_generator(3)
     context, ref = [], []
     with torch.no_grad():
         for t in range(frames):
-            seq = torch.stack(context + [torch.zeros(2, D)], 1)      # the last frame is the (unused) target
+            seq = torch.stack(context + [torch.zeros(2, D)], 1)  # the last frame is the (unused) target
             z = model.states(seq, torch.full((2, t + 1), k_inf))[:, -1]
             x = model.head.sample(z, g)
             ref.append(x)
@@ -153,7 +165,7 @@ def test_cached_steps_equal_full_forward():
     tokens = torch.cat([model._start_tokens(2), model.embed_frames(x[:, :3], k[:, :3])], 1) + cls
     steps = [model.norm(model.backbone(tokens, mask="causal", caches=caches))]
     for t in range(3, 7):
-        steps.append(model._step(model.embed_frames(x[:, t:t + 1], k[:, t:t + 1]) + cls, caches)[:, None])
+        steps.append(model._step(model.embed_frames(x[:, t : t + 1], k[:, t : t + 1]) + cls, caches)[:, None])
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
 
 
@@ -164,7 +176,7 @@ def test_generation_uses_the_cache_like_teacher_forcing():
     seen = []
     sample = model.head.sample
     model.head.sample = lambda z, g, **kw: (seen.append(z.clone()), sample(z, g, **kw))[1]
-    lat = model.sample_latents(6, num=2, seed=0, k_inf=0.0)              # (2, D, 6)
+    lat = model.sample_latents(6, num=2, seed=0, k_inf=0.0)  # (2, D, 6)
     with torch.no_grad():
         ref = model.states(lat.transpose(1, 2))
     torch.testing.assert_close(torch.stack(seen, 1), ref, atol=1e-5, rtol=1e-5)
@@ -172,6 +184,7 @@ def test_generation_uses_the_cache_like_teacher_forcing():
 
 # ---------------------------------------------------------------------------------------------------
 # sampling
+
 
 @pytest.mark.parametrize("head", ["rf", "gmm", "ddpm"])
 def test_seeded_generation_is_reproducible(head):
@@ -181,7 +194,7 @@ def test_seeded_generation_is_reproducible(head):
     c = model.sample_latents(5, num=2, seed=8)
     assert a.shape == (2, D, 5) and torch.isfinite(a).all()
     assert torch.equal(a, b) and not torch.allclose(a, c)
-    assert not torch.allclose(a[0], a[1])                  # the rows of a batch differ
+    assert not torch.allclose(a[0], a[1])  # the rows of a batch differ
 
 
 def test_sliding_window_past_context():
@@ -191,7 +204,7 @@ def test_sliding_window_past_context():
     model.backbone.new_cache = lambda max_len=None, **kw: caches.extend(new_cache(max_len, **kw)) or caches
     lat = model.sample_latents(3 * 8, num=2, seed=0)
     assert lat.shape == (2, D, 24) and torch.isfinite(lat).all()
-    assert all(c.length <= 8 - 1 and c.position == 24 for c in caches)    # bounded window, 24 positions seen
+    assert all(c.length <= 8 - 1 and c.position == 24 for c in caches)  # bounded window, 24 positions seen
     # one layer: a step past the context equals the TRAINING forward (`states`) over the same window,
     # whose first input is the start token (every training crop starts with it: it stays pinned).
     # (With more layers, cached keys of old frames carry history from before the window, as in any
@@ -201,10 +214,10 @@ def test_sliding_window_past_context():
     sample = model.head.sample
     model.head.sample = lambda z, g, **kw: (seen.append(z.clone()), sample(z, g, **kw))[1]
     lat = model.sample_latents(20, num=1, seed=1, k_inf=0.0)
-    x = (lat / model.latent_scale).transpose(1, 2)                              # (1, 20, D)
+    x = (lat / model.latent_scale).transpose(1, 2)  # (1, 20, D)
     with torch.no_grad():
-        for t in (8, 13, 19):      # z_t: inputs start + frames t-7..t-1, as the crop of frames t-7..t in training
-            ref = model.states(x[:, t - 7:t + 1])[:, -1]
+        for t in (8, 13, 19):  # z_t: inputs start + frames t-7..t-1, as the crop of frames t-7..t in training
+            ref = model.states(x[:, t - 7 : t + 1])[:, -1]
             torch.testing.assert_close(seen[t], ref, atol=1e-5, rtol=1e-5)
 
 
@@ -240,9 +253,9 @@ def test_class_dropout_in_training():
     torch.manual_seed(0)
     dropped = model(x, labels)
     torch.manual_seed(0)
-    assert torch.allclose(dropped, model(x, torch.tensor([-1, -1])))    # every label replaced by "no class"
+    assert torch.allclose(dropped, model(x, torch.tensor([-1, -1])))  # every label replaced by "no class"
     torch.manual_seed(0)
-    assert not torch.allclose(dropped, model.eval()(x, labels))        # no dropout outside training
+    assert not torch.allclose(dropped, model.eval()(x, labels))  # no dropout outside training
 
 
 def test_latent_scale_maps_codec_space_to_unit_scale():
@@ -250,8 +263,10 @@ def test_latent_scale_maps_codec_space_to_unit_scale():
     scaled.load_state_dict(unit.state_dict())
     torch.testing.assert_close(scaled.sample_latents(5, seed=1), 3 * unit.sample_latents(5, seed=1))
     prompt = torch.randn(D, 3)
-    torch.testing.assert_close(scaled.sample_latents(2, seed=1, prompt_latents=3 * prompt),
-                               3 * unit.sample_latents(2, seed=1, prompt_latents=prompt))
+    torch.testing.assert_close(
+        scaled.sample_latents(2, seed=1, prompt_latents=3 * prompt),
+        3 * unit.sample_latents(2, seed=1, prompt_latents=prompt),
+    )
     x = torch.randn(2, 8, D)
     torch.manual_seed(0)
     a = unit(x)
@@ -267,11 +282,12 @@ def test_unknown_option_is_refused():
 # ---------------------------------------------------------------------------------------------------
 # audio: generate, prompt, stream
 
+
 def test_generate_length_and_prompt_continuation():
     model = make(codec=FrameCodec())
-    audio = model.generate(0.5, num=2, seed=0)                 # 800 samples = 25 frames
+    audio = model.generate(0.5, num=2, seed=0)  # 800 samples = 25 frames
     assert audio.shape == (2, 1, 800) and torch.isfinite(audio).all()
-    prompt = torch.randn(1, 200)                               # 6 frames (+8 samples dropped)
+    prompt = torch.randn(1, 200)  # 6 frames (+8 samples dropped)
     cont = model.generate(0.1, seed=0, prompt=prompt)
     assert cont.shape == (1, 1, 160)
     assert not torch.allclose(cont, model.generate(0.1, seed=0))
@@ -282,11 +298,12 @@ def test_generate_length_and_prompt_continuation():
 
 def test_stream_equals_generate_with_the_real_causal_codec():
     from arwave.registry import get_kind, preset
+
     codec = get_kind("codec").build_model(preset("codec", "tiny-continuous"), None).eval()
     torch.manual_seed(0)
     cfg = tiny_config(latent_dim=codec.latent_dim, hop=codec.hop)
     model = randomize_zero_init(CAM(cfg, codec, sample_rate=codec.sample_rate, channels=codec.channels)).eval()
-    seconds = 0.1 + 37 / codec.sample_rate                      # not a whole number of frames
+    seconds = 0.1 + 37 / codec.sample_rate  # not a whole number of frames
     chunks = list(model.stream(seconds, seed=4))
     assert all(c.shape == (codec.channels, codec.hop) for c in chunks[:-1])
     streamed = torch.cat(chunks, -1)
@@ -294,8 +311,12 @@ def test_stream_equals_generate_with_the_real_causal_codec():
     assert streamed.shape == offline.shape == (codec.channels, round(seconds * codec.sample_rate))
     torch.testing.assert_close(streamed, offline, atol=1e-5, rtol=1e-4)
     prompt = torch.randn(codec.channels, 4 * codec.hop) * 0.1
-    torch.testing.assert_close(torch.cat(list(model.stream(0.05, seed=1, prompt=prompt)), -1),
-                               model.generate(0.05, seed=1, prompt=prompt)[0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        torch.cat(list(model.stream(0.05, seed=1, prompt=prompt)), -1),
+        model.generate(0.05, seed=1, prompt=prompt)[0],
+        atol=1e-5,
+        rtol=1e-4,
+    )
 
 
 def test_stream_falls_back_to_window_decoding():

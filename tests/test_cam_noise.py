@@ -1,5 +1,6 @@
 """CAM noise augmentation: the formula (linear and vp) against a hand computation, identity at k_max = 0,
 inference re-noising, and the level embedding."""
+
 import pytest
 import torch
 
@@ -35,7 +36,7 @@ def test_vp_preserves_variance_linear_does_not():
     x = torch.randn(200_000)
     eps = torch.randn(200_000)
     assert abs(corrupt(x, 0.5, eps, "vp").var().item() - 1.0) < 0.02
-    assert abs(corrupt(x, 0.5, eps, "linear").var().item() - 0.5) < 0.02   # (1−k)² + k² = 0.5
+    assert abs(corrupt(x, 0.5, eps, "linear").var().item() - 0.5) < 0.02  # (1−k)² + k² = 0.5
 
 
 def test_renoise_is_seeded_and_follows_formula():
@@ -50,7 +51,7 @@ def test_level_embedding_shapes_and_zero_start():
     k = torch.rand(2, 5)
     out = emb(k)
     assert out.shape == (2, 5, 16)
-    assert torch.equal(out, torch.zeros_like(out))                 # zero-initialised output layer
+    assert torch.equal(out, torch.zeros_like(out))  # zero-initialised output layer
     torch.nn.init.normal_(emb.mlp[-1].weight)
     assert not torch.allclose(emb(torch.zeros(1)), emb(torch.full((1,), 0.3)))
     assert sinusoidal(torch.tensor([0.0, 1.0]), 7).shape == (2, 7)

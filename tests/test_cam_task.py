@@ -1,5 +1,6 @@
 """CAM training task: latent crops, the codec copy + latent cache, the sample-rate check, and a short
 run through the one training loop that `arwave.load` then samples from."""
+
 import json
 
 import numpy as np
@@ -34,8 +35,16 @@ def write_corpus(folder, sample_rate=16000, seconds=0.6):
         wave = 0.3 * np.sin(2 * np.pi * (220 + 110 * i) * t)
         path = folder / f"tone{i}.wav"
         sf.write(path, np.stack([wave, wave * 0.5], 1), sample_rate)
-        rows.append({"path": str(path), "duration": seconds, "sample_rate": sample_rate, "channels": 2,
-                     "label": "low" if i % 2 else "high", "split": "train" if i < 4 else "val"})
+        rows.append(
+            {
+                "path": str(path),
+                "duration": seconds,
+                "sample_rate": sample_rate,
+                "channels": 2,
+                "label": "low" if i % 2 else "high",
+                "split": "train" if i < 4 else "val",
+            }
+        )
     manifest = folder / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return manifest
@@ -43,6 +52,7 @@ def write_corpus(folder, sample_rate=16000, seconds=0.6):
 
 def task_latents(codec_run):
     from arwave.checkpoint import load_tensors
+
     path = next((codec_run / "cache").glob("cam-latents-train-*"))
     tensors = load_tensors(path)
     return [tensors[str(i)] for i in range(len(tensors))]
@@ -51,19 +61,20 @@ def task_latents(codec_run):
 def test_latent_crops():
     lat = [torch.arange(30.0).view(1, 30).repeat(2, 1), torch.zeros(2, 5), torch.ones(2, 12)]
     ds = LatentCrops(lat, [0, 1, 2], context=10, random_crop=False)
-    assert ds.skipped == 1 and len(ds) == 3 + 1                      # 30 // 10 + 12 // 10 chunks
+    assert ds.skipped == 1 and len(ds) == 3 + 1  # 30 // 10 + 12 // 10 chunks
     item = ds[(1, 0)]
     assert item["latents"].shape == (10, 2) and item["label"] == 0
-    assert torch.equal(item["latents"][:, 0], torch.arange(10.0, 20.0))   # chunk 1 of file 0
+    assert torch.equal(item["latents"][:, 0], torch.arange(10.0, 20.0))  # chunk 1 of file 0
     rnd = LatentCrops(lat, [0, 1, 2], context=10, random_crop=True)
     a, b = rnd[(0, 5)]["latents"], rnd[(0, 5)]["latents"]
-    assert torch.equal(a, b)                                          # crop decided by the seed alone
+    assert torch.equal(a, b)  # crop decided by the seed alone
     starts = {int(rnd[(0, s)]["latents"][0, 0]) for s in range(40)}
     assert len(starts) > 5 and all(0 <= s <= 20 for s in starts)
 
 
 def test_train_load_generate(tmp_path):
     from arwave.training.loop import train
+
     codec_run = tmp_path / "codec"
     save_codec_run(codec_run)
     manifest = write_corpus(tmp_path / "data")
@@ -79,13 +90,13 @@ def test_train_load_generate(tmp_path):
     assert saved["parent"] == "codec" and saved["model"]["label_names"] == ["high", "low"]
     assert saved["model"]["latent_dim"] == 8 and saved["model"]["hop"] == 160
     rms = torch.cat([t.flatten() for t in task_latents(codec_run)]).pow(2).mean().sqrt()
-    assert saved["model"]["latent_scale"] == pytest.approx(float(rms), rel=1e-4)    # measured on train latents
+    assert saved["model"]["latent_scale"] == pytest.approx(float(rms), rel=1e-4)  # measured on train latents
     assert (run / "codec" / "config.json").is_file()
     caches = sorted((codec_run / "cache").glob("cam-latents-*"))
-    assert len(caches) == 2                                           # train + val, beside the codec run
+    assert len(caches) == 2  # train + val, beside the codec run
     metrics = (run / "metrics.csv").read_text()
     assert "val" in metrics
-    assert [p.name for p in (run / "samples").glob("*.wav")] == ["sample-00000004.wav"]   # at the checkpoint
+    assert [p.name for p in (run / "samples").glob("*.wav")] == ["sample-00000004.wav"]  # at the checkpoint
     model = arwave.load(run)
     assert model.sample_rate == 16000 and model.channels == 2 and model.label_names == ["high", "low"]
     audio = model.generate(0.05, num=2, seed=0, class_label="low")
@@ -108,7 +119,7 @@ def test_data_follows_the_codec_format_and_a_codec_is_required(tmp_path):
     with pytest.raises(ArwaveError, match="codec_run"):
         get_kind("cam").build_task(cfg, tmp_path / "a")
     cfg.model.codec_run = str(codec_run)
-    cfg.data.sample_rate, cfg.data.channels = 24000, 1          # a preset written for another codec format
+    cfg.data.sample_rate, cfg.data.channels = 24000, 1  # a preset written for another codec format
     get_kind("cam").build_task(cfg, tmp_path / "b")
     codec_cfg = preset("codec", "tiny-continuous").model
     assert (cfg.data.sample_rate, cfg.data.channels) == (codec_cfg.sample_rate, codec_cfg.channels)  # the codec's

@@ -1,5 +1,6 @@
 """`arwave generate` / `arwave stream` on a tiny CAM run (random weights) with a tiny random causal codec,
 both saved as run folders the way training saves them."""
+
 import io
 import json
 import struct
@@ -19,25 +20,83 @@ def last_json(text: str) -> dict:
 
 def test_generate_writes_numbered_files(cam_run, tmp_path, capsys):
     out = tmp_path / "clip.wav"
-    code = main(["generate", str(cam_run), "--seconds", "0.05", "--out", str(out), "--num", "2", "--seed", "3",
-                 "--class", "low", "--k-inf", "0.05", "--head-steps", "2", "--temperature", "0.9", "--cfg", "1.5",
-                 "--json"])
+    code = main(
+        [
+            "generate",
+            str(cam_run),
+            "--seconds",
+            "0.05",
+            "--out",
+            str(out),
+            "--num",
+            "2",
+            "--seed",
+            "3",
+            "--class",
+            "low",
+            "--k-inf",
+            "0.05",
+            "--head-steps",
+            "2",
+            "--temperature",
+            "0.9",
+            "--cfg",
+            "1.5",
+            "--json",
+        ]
+    )
     assert code == 0
     info = last_json(capsys.readouterr().out)
     assert info["files"] == [str(tmp_path / "clip-0.wav"), str(tmp_path / "clip-1.wav")]
     a, sr = sf.read(tmp_path / "clip-0.wav", always_2d=True)
     assert sr == 16000 and a.shape == (800, 2)
     # same seed and options -> the same audio
-    main(["generate", str(cam_run), "--seconds", "0.05", "--out", str(tmp_path / "again.wav"), "--num", "2",
-          "--seed", "3", "--class", "1", "--k-inf", "0.05", "--head-steps", "2", "--temperature", "0.9", "--cfg", "1.5"])
+    main(
+        [
+            "generate",
+            str(cam_run),
+            "--seconds",
+            "0.05",
+            "--out",
+            str(tmp_path / "again.wav"),
+            "--num",
+            "2",
+            "--seed",
+            "3",
+            "--class",
+            "1",
+            "--k-inf",
+            "0.05",
+            "--head-steps",
+            "2",
+            "--temperature",
+            "0.9",
+            "--cfg",
+            "1.5",
+        ]
+    )
     assert np.array_equal(sf.read(tmp_path / "again-0.wav")[0], sf.read(tmp_path / "clip-0.wav")[0])
 
 
 def test_generate_with_prompt(cam_run, tmp_path, capsys):
     prompt = tmp_path / "prompt.wav"
-    sf.write(prompt, 0.1 * np.random.default_rng(0).standard_normal((24000, 1)), 48000)   # resampled + upmixed
-    code = main(["generate", str(cam_run), "--seconds", "0.03", "--out", str(tmp_path / "cont.wav"), "--prompt", str(prompt),
-                 "--precision", "bfloat16", "--threads", "1"])
+    sf.write(prompt, 0.1 * np.random.default_rng(0).standard_normal((24000, 1)), 48000)  # resampled + upmixed
+    code = main(
+        [
+            "generate",
+            str(cam_run),
+            "--seconds",
+            "0.03",
+            "--out",
+            str(tmp_path / "cont.wav"),
+            "--prompt",
+            str(prompt),
+            "--precision",
+            "bfloat16",
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 0
     audio = sf.read(tmp_path / "cont.wav", always_2d=True)[0]
     assert audio.shape == (480, 2) and np.isfinite(audio).all()
@@ -50,7 +109,18 @@ def test_unsupported_option_is_one_line_error(cam_run, tmp_path, capsys):
     code = main(["generate", str(cam_run), "--seconds", "0.05", "--out", str(tmp_path / "x.wav"), "--class", "zebra"])
     assert code == 2 and "zebra" in capsys.readouterr().err
     np.save(tmp_path / "e.npy", np.ones(4, dtype=np.float32))
-    code = main(["generate", str(cam_run), "--seconds", "0.05", "--out", str(tmp_path / "x.wav"), "--embedding", str(tmp_path / "e.npy")])
+    code = main(
+        [
+            "generate",
+            str(cam_run),
+            "--seconds",
+            "0.05",
+            "--out",
+            str(tmp_path / "x.wav"),
+            "--embedding",
+            str(tmp_path / "e.npy"),
+        ]
+    )
     assert code == 2 and "--embedding" in capsys.readouterr().err
 
 
@@ -93,7 +163,7 @@ def test_wav_stream_writer_on_a_pipe():
     pipe = Pipe()
     writer = WavStreamWriter(pipe, 16000, 2)
     header = pipe.getvalue()
-    assert len(header) == 44                                          # audio follows the header at once
+    assert len(header) == 44  # audio follows the header at once
     chunks = [torch.rand(2, 160) * 2 - 1 for _ in range(3)]
     for c in chunks:
         writer.write(c)

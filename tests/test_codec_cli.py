@@ -1,4 +1,5 @@
 """`arwave encode` / `arwave decode` on a saved tiny run; evaluate_recon; bench_codec."""
+
 import json
 import math
 
@@ -10,7 +11,6 @@ from arwave.checkpoint import atomic_write_text, save_checkpoint
 from arwave.cli.main import main
 from arwave.codec.kind import build_model, make_preset
 from arwave.config import run_config_to_json
-
 
 
 def make_run(tmp_path, bottleneck):
@@ -27,7 +27,7 @@ def make_run(tmp_path, bottleneck):
 def test_encode_decode_cli_round_trip(tmp_path, capsys, bottleneck):
     run, cfg = make_run(tmp_path, bottleneck)
     wav = tmp_path / "in.wav"
-    sr = 22050                                                   # another rate: converted on load
+    sr = 22050  # another rate: converted on load
     t = torch.arange(int(0.6 * sr)) / sr
     sf.write(wav, (0.3 * torch.sin(2 * math.pi * 330 * t)).numpy(), sr)
     enc, out = tmp_path / "x.safetensors", tmp_path / "out.wav"
@@ -37,7 +37,7 @@ def test_encode_decode_cli_round_trip(tmp_path, capsys, bottleneck):
     assert main(["decode", str(run), str(enc), str(out), "--json"]) == 0
     data, rate = sf.read(out, always_2d=True)
     assert rate == cfg.model.sample_rate and data.shape[1] == cfg.model.channels
-    assert data.shape[0] == round(0.6 * cfg.model.sample_rate)      # original length restored
+    assert data.shape[0] == round(0.6 * cfg.model.sample_rate)  # original length restored
 
 
 def test_decode_with_the_wrong_codec_is_an_error(tmp_path, capsys):
@@ -67,6 +67,7 @@ class Items:
 
 def test_evaluate_recon(tmp_path):
     from arwave.evaluation.recon import evaluate_recon
+
     run, cfg = make_run(tmp_path, "rvq")
     out = evaluate_recon(run, Items(1), max_items=2, progress=False, batch_size=1)
     assert out["num_items"] == 2 and out["mel_distance"] > 0 and out["stft_distance"] > 0
@@ -75,6 +76,7 @@ def test_evaluate_recon(tmp_path):
 
 def test_bench_codec_rows():
     from arwave.bench.codec import bench_codec
+
     rows = bench_codec(presets=("tiny",), seconds=0.3, repeats=1)
     assert [r["bottleneck"] for r in rows] == ["continuous", "msrq", "rvq"]
     assert all(r["encode_xrt"] > 0 and r["decode_xrt"] > 0 and r["params"] > 0 for r in rows)

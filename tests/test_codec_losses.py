@@ -1,4 +1,5 @@
 """Mel filterbank, codec losses, discriminator, reconstruction metrics."""
+
 import math
 
 import numpy as np
@@ -6,15 +7,21 @@ import pytest
 import torch
 
 from arwave.codec.discriminator import MultiScaleSTFTDiscriminator
-from arwave.codec.losses import (feature_matching_loss, hinge_critic_loss, hinge_generator_loss, hz_to_mel,
-                                 mel_filterbank, mel_to_hz, multi_resolution_mel_loss)
+from arwave.codec.losses import (
+    feature_matching_loss,
+    hinge_critic_loss,
+    hinge_generator_loss,
+    hz_to_mel,
+    mel_filterbank,
+    mel_to_hz,
+    multi_resolution_mel_loss,
+)
 from arwave.errors import ArwaveError
 from arwave.evaluation.recon import mel_distance, stft_distance
 
 
-
 def test_slaney_mel_scale_anchor_values():
-    assert float(hz_to_mel(440.0)) == pytest.approx(6.6)                 # 440 / (200/3), linear part
+    assert float(hz_to_mel(440.0)) == pytest.approx(6.6)  # 440 / (200/3), linear part
     assert float(hz_to_mel(1000.0)) == pytest.approx(15.0)
     assert float(hz_to_mel(4000.0)) == pytest.approx(15 + math.log(4) * 27 / math.log(6.4))
     f = np.array([0.0, 100.0, 999.0, 1000.0, 5000.0, 20000.0])
@@ -87,7 +94,7 @@ def test_hinge_and_feature_matching_values():
     feats = [[torch.randn(2, 3, 4, 5) for _ in range(5)] for _ in range(5)]
     assert float(feature_matching_loss(feats, feats)) == 0.0
     other = [[2 * f for f in fl] for fl in feats]
-    assert float(feature_matching_loss(feats, other)) == pytest.approx(1.0, rel=1e-5)   # |2f-f| / |f|
+    assert float(feature_matching_loss(feats, other)) == pytest.approx(1.0, rel=1e-5)  # |2f-f| / |f|
 
 
 @pytest.mark.parametrize("channels", [1, 2])

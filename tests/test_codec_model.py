@@ -1,4 +1,5 @@
 """Codec: shapes per bottleneck, round trips, chunked long audio, streaming decoder, encoded files."""
+
 import dataclasses
 import math
 
@@ -7,10 +8,9 @@ import torch
 
 from arwave.codec.kind import CodecConfig, build_model, make_preset
 from arwave.codec.model import Codec, load_encoded, run_chunked, save_encoded
-from arwave.config import run_config_from_dict, to_dict
+from arwave.config import ConfigError, run_config_from_dict, to_dict
 from arwave.errors import ArwaveError
 from arwave.registry import preset
-
 
 
 def tiny(bottleneck: str, **changes) -> Codec:
@@ -23,7 +23,7 @@ def tiny(bottleneck: str, **changes) -> Codec:
 def test_shapes_and_eval_round_trip(bottleneck):
     codec = tiny(bottleneck)
     m = codec.cfg
-    B, n = 2, 2 * codec.window_samples + 123            # not a multiple of the window / hop
+    B, n = 2, 2 * codec.window_samples + 123  # not a multiple of the window / hop
     audio = 0.1 * torch.randn(B, codec.channels, n)
     out = codec(audio)
     assert out.audio.shape == audio.shape
@@ -53,8 +53,10 @@ def test_tokens_per_second():
 
 def test_all_presets_round_trip_as_json_and_validate():
     from arwave.codec.kind import validate
-    for name in ["tiny", "small", "paper"] + [f"{s}-{b}" for s in ("tiny", "small", "paper")
-                                               for b in ("continuous", "msrq", "rvq")]:
+
+    for name in ["tiny", "small", "paper"] + [
+        f"{s}-{b}" for s in ("tiny", "small", "paper") for b in ("continuous", "msrq", "rvq")
+    ]:
         cfg = preset("codec", name)
         assert cfg.preset == name
         assert cfg.data.sample_rate == cfg.model.sample_rate and cfg.data.channels == cfg.model.channels
@@ -75,7 +77,7 @@ def test_continuous_latents_are_scaled_means():
     torch.testing.assert_close(z, mean / 4.0)
     torch.testing.assert_close(codec.decode_latents(z), codec.decoder(mean), atol=1e-5, rtol=1e-4)
     codec.train()
-    codec(audio)                                                # training pass moves the running scale
+    codec(audio)  # training pass moves the running scale
     assert codec.bottleneck.latent_scale.item() != 4.0
 
 
@@ -87,8 +89,8 @@ def test_streaming_decoder_equals_offline(chunk):
     z = torch.randn(2, codec.latent_dim, 11)
     offline = codec.decode_latents(z, chunk_frames=0)
     stream = codec.streaming_decoder()
-    for _ in range(2):                                           # and again after reset
-        pieces = [stream.step(z[..., i: i + chunk]) for i in range(0, z.shape[-1], chunk)]
+    for _ in range(2):  # and again after reset
+        pieces = [stream.step(z[..., i : i + chunk]) for i in range(0, z.shape[-1], chunk)]
         assert pieces[0].shape == (2, codec.channels, min(chunk, 11) * codec.hop)
         torch.testing.assert_close(torch.cat(pieces, -1), offline, atol=1e-5, rtol=1e-4)
         stream.reset()
@@ -106,7 +108,7 @@ def test_causal_encoder_does_not_look_ahead():
     audio = 0.1 * torch.randn(1, codec.channels, 8 * codec.hop)
     z1 = codec.encoder(audio)
     audio2 = audio.clone()
-    audio2[..., 5 * codec.hop:] = 0.3 * torch.randn(1, codec.channels, 3 * codec.hop)
+    audio2[..., 5 * codec.hop :] = 0.3 * torch.randn(1, codec.channels, 3 * codec.hop)
     z2 = codec.encoder(audio2)
     torch.testing.assert_close(z1[..., :5], z2[..., :5])
     assert not torch.allclose(z1[..., 5:], z2[..., 5:])
@@ -121,8 +123,9 @@ def test_chunked_processing_equals_full_pass_without_lstm():
     full = codec.decode_latents(z, chunk_frames=0)
     torch.testing.assert_close(codec.decode_latents(z, chunk_frames=25), full, atol=1e-5, rtol=1e-4)
     audio = 0.1 * torch.randn(1, codec.channels, 130 * codec.hop)
-    torch.testing.assert_close(codec.encode_latents(audio, chunk_frames=25),
-                               codec.encode_latents(audio, chunk_frames=0), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        codec.encode_latents(audio, chunk_frames=25), codec.encode_latents(audio, chunk_frames=0), atol=1e-5, rtol=1e-4
+    )
 
 
 def test_run_chunked_crossfade_weights_sum_to_one():
@@ -132,7 +135,7 @@ def test_run_chunked_crossfade_weights_sum_to_one():
 
 
 def test_long_sine_has_no_seams_with_lstm():
-    codec = tiny("msrq")                                         # non-causal, LSTM on
+    codec = tiny("msrq")  # non-causal, LSTM on
     sr, n = codec.sample_rate, 12 * codec.window_samples
     t = torch.arange(n) / sr
     audio = (0.5 * torch.sin(2 * math.pi * 220 * t))[None, None]
@@ -147,10 +150,12 @@ def test_long_sine_has_no_seams_with_lstm():
     jumps = (y[..., 1:] - y[..., :-1]).abs()[0, 0]
     _, context, fade = codec._chunking(chunk)
     step = (chunk - fade) * codec.hop
-    seams = torch.tensor([s for s in range(step, n - 1, step)] + [s + fade * codec.hop for s in range(step, n - 1, step)])
+    seams = torch.tensor(
+        [s for s in range(step, n - 1, step)] + [s + fade * codec.hop for s in range(step, n - 1, step)]
+    )
     seams = seams[seams < n - 1]
-    around = torch.cat([jumps[max(0, s - 2): s + 2] for s in seams.tolist()])
-    assert around.max() <= 4 * jumps.median() + jumps.quantile(0.999)     # no click where chunks meet
+    around = torch.cat([jumps[max(0, s - 2) : s + 2] for s in seams.tolist()])
+    assert around.max() <= 4 * jumps.median() + jumps.quantile(0.999)  # no click where chunks meet
 
 
 @pytest.mark.parametrize("bottleneck", ["continuous", "msrq", "rvq"])
@@ -173,5 +178,5 @@ def test_bad_input_shapes_are_reported():
     codec = tiny("rvq")
     with pytest.raises(ArwaveError):
         codec.encode(torch.zeros(1, 3, 1000))
-    with pytest.raises(Exception):
+    with pytest.raises(ConfigError, match="bottleneck must be"):
         build_model(dataclasses.replace(preset("codec", "tiny"), model=CodecConfig(bottleneck="nope")))

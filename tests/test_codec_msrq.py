@@ -1,4 +1,5 @@
 """MSRQ (SAT) against a slow, obvious reference; EMA codebook behaviour; the AAR helper methods."""
+
 import copy
 import math
 
@@ -8,14 +9,13 @@ import torch.nn.functional as F
 
 from arwave.codec.msrq import EMACodebook, MultiScaleResidualVQ, msrq_scales
 
-
-
 # ---------------------------------------------------------------------------------------------------
 # slow reference: explicit loops, written from SPEC.md §2 without the module's helpers
 
+
 def ref_area_down(x, s):
     T = x.shape[-1]
-    cols = [x[..., math.floor(i * T / s): math.ceil((i + 1) * T / s)].mean(-1) for i in range(s)]
+    cols = [x[..., math.floor(i * T / s) : math.ceil((i + 1) * T / s)].mean(-1) for i in range(s)]
     return torch.stack(cols, -1)
 
 
@@ -23,7 +23,7 @@ def ref_linear_up(x, T):
     s = x.shape[-1]
     out = []
     for j in range(T):
-        src = max((j + 0.5) * s / T - 0.5, 0.0)        # align_corners=False
+        src = max((j + 0.5) * s / T - 0.5, 0.0)  # align_corners=False
         lo = min(int(math.floor(src)), s - 1)
         hi = min(lo + 1, s - 1)
         w = src - lo
@@ -46,7 +46,7 @@ def ref_encode(q, z, phi_map):
         for b in range(z.shape[0]):
             for t in range(s):
                 idx[b, t] = ((u[b, :, t][None, :] - E) ** 2).sum(1).argmin()
-        e = E[idx].permute(0, 2, 1)                                      # (B, D, s)
+        e = E[idx].permute(0, 2, 1)  # (B, D, s)
         h = ref_linear_up(e, T) if s != T else e
         h = ref_phi(q.phis[phi_map[k]].conv, h)
         r, z_hat = r - h, z_hat + h
@@ -100,12 +100,12 @@ def test_forward_equals_encode_decode_in_eval():
 def test_training_forward_uses_pre_update_codebooks_and_updates_them():
     """A training pass assigns codes with the codebooks as they were before it, then takes one EMA step
     per scale (decay 0.99, Laplace eps 1e-5) on that scale's down-sampled residual; eval never updates."""
-    q = make_q(V=16, dead_threshold=0.0).train()                  # threshold 0: no dead-code reset here
-    q(torch.randn(4, 4, 75))                                      # k-means init + a first EMA step
+    q = make_q(V=16, dead_threshold=0.0).train()  # threshold 0: no dead-code reset here
+    q(torch.randn(4, 4, 75))  # k-means init + a first EMA step
     before = copy.deepcopy(q).eval()
     z = torch.randn(4, 4, 75)
     z_hat, codes, _, _ = q(z)
-    for c, expected in zip(codes, before.encode(z)):              # assigned by the pre-update codebooks
+    for c, expected in zip(codes, before.encode(z)):  # assigned by the pre-update codebooks
         assert torch.equal(c, expected)
     torch.testing.assert_close(z_hat, before.decode(codes), atol=1e-5, rtol=1e-5)
     # scale 0 (s_1 = 1): its residual is z itself, so its EMA step can be written out by hand
@@ -118,13 +118,13 @@ def test_training_forward_uses_pre_update_codebooks_and_updates_them():
     smoothed = (size + 1e-5) / (size.sum() + 16 * 1e-5) * size.sum()
     torch.testing.assert_close(q.codebooks[0].cluster_size, size)
     torch.testing.assert_close(q.codebook(0), avg / smoothed[:, None])
-    for k in range(q.num_scales):                                 # every scale took its step
+    for k in range(q.num_scales):  # every scale took its step
         assert not torch.equal(q.codebook(k), before.codebook(k)), k
     q.eval()
     after = [q.codebook(k).clone() for k in range(q.num_scales)]
     q(z)
     for k in range(q.num_scales):
-        assert torch.equal(q.codebook(k), after[k])               # eval never updates
+        assert torch.equal(q.codebook(k), after[k])  # eval never updates
 
 
 def test_gradients_reach_encoder_through_straight_through():
@@ -136,12 +136,12 @@ def test_gradients_reach_encoder_through_straight_through():
     z_hat, codes, loss, _ = q(z)
     g = torch.randn_like(z_hat)
     (z_hat * g).sum().backward(retain_graph=True)
-    torch.testing.assert_close(z.grad, g)                       # identity Jacobian of the STE
+    torch.testing.assert_close(z.grad, g)  # identity Jacobian of the STE
     assert w.grad is not None and w.grad.abs().sum() > 0
-    assert all(p.grad is None for p in q.phis.parameters())     # decoder grads do not reach phi
+    assert all(p.grad is None for p in q.phis.parameters())  # decoder grads do not reach phi
     loss.backward()
     used = {q.phi_index(k) for k in range(q.num_scales)}
-    assert all(q.phis[i].conv.weight.grad.abs().sum() > 0 for i in used)   # phi learns from MSE(h, sg r)
+    assert all(q.phis[i].conv.weight.grad.abs().sum() > 0 for i in used)  # phi learns from MSE(h, sg r)
 
 
 def test_cumulative_var_inputs_and_sampling_helpers_agree():
@@ -171,6 +171,7 @@ def test_shared_codebook_option():
 # ---------------------------------------------------------------------------------------------------
 # EMA codebook
 
+
 def _book(V=4, D=2, decay=0.9, threshold=1.0):
     book = EMACodebook(D, V, decay=decay, dead_threshold=threshold)
     book.embed.copy_(torch.tensor([[0.0, 0.0], [10.0, 10.0], [-10.0, 10.0], [10.0, -10.0]]))
@@ -189,7 +190,7 @@ def test_ema_update_moves_codes_toward_assigned_vectors():
     book.ema_update(x, idx)
     for j, target in [(0, x[:2].mean(0)), (1, x[2])]:
         assert (book.embed[j] - target).norm() < (old[j] - target).norm()
-    torch.testing.assert_close(book.embed[2:], old[2:], atol=1e-4, rtol=1e-4)   # unused codes stay
+    torch.testing.assert_close(book.embed[2:], old[2:], atol=1e-4, rtol=1e-4)  # unused codes stay
     # the exact EMA formula with Laplace smoothing
     cs = 0.9 * 5 + 0.1 * torch.tensor([2.0, 1.0, 0.0, 0.0])
     avg0 = 0.9 * 5 * old[0] + 0.1 * x[:2].sum(0)
@@ -216,9 +217,9 @@ def test_kmeans_init_with_fewer_vectors_than_codes():
     book.kmeans_init(x)
     assert bool(book.initted)
     for code in book.embed:
-        assert min((code - row).norm() for row in x) < 1e-6     # every centre is one of the vectors
+        assert min((code - row).norm() for row in x) < 1e-6  # every centre is one of the vectors
     before = book.embed.clone()
-    book.kmeans_init(torch.randn(50, 3))                         # only the first batch initialises
+    book.kmeans_init(torch.randn(50, 3))  # only the first batch initialises
     assert torch.equal(book.embed, before)
 
 

@@ -1,4 +1,5 @@
 """An AR run keeps a copy of its codec in RUN/codec and stays tied to it."""
+
 import pytest
 import torch
 

@@ -2,6 +2,7 @@
 the same buzz): trained briefly on one clip through the real training loop, the codec must reconstruct
 that clip clearly better than it matches silence or another clip, stay quiet on silence, and the task
 must warn when reconstructions stop depending on their input. Also: the spectral decoder streams exactly."""
+
 from __future__ import annotations
 
 import math
@@ -35,14 +36,36 @@ def _spectral_cfg(tmp_path, *clips: torch.Tensor):
     rows = []
     for i, clip in enumerate(clips):
         write_audio(tmp_path / f"clip{i}.wav", clip, SR)
-        rows += [{"path": str(tmp_path / f"clip{i}.wav"), "duration": clip.shape[-1] / SR, "sample_rate": SR,
-                  "channels": 1, "split": split} for split in ("train", "train", "val")]
+        rows += [
+            {
+                "path": str(tmp_path / f"clip{i}.wav"),
+                "duration": clip.shape[-1] / SR,
+                "sample_rate": SR,
+                "channels": 1,
+                "split": split,
+            }
+            for split in ("train", "train", "val")
+        ]
     write_manifest(tmp_path / "manifest.jsonl", rows)
     cfg = preset("codec", "tiny-continuous")
-    cfg.model = CodecConfig(bottleneck="continuous", architecture="spectral", sample_rate=SR, channels=1,
-                            strides=(64, 2), spectral_dim=64, spectral_blocks=1, latent_dim=16, window_frames=16,
-                            disc_start=10**9)
-    cfg.data.manifest, cfg.data.sample_rate, cfg.data.channels, cfg.data.batch_size = str(tmp_path / "manifest.jsonl"), SR, 1, 4
+    cfg.model = CodecConfig(
+        bottleneck="continuous",
+        architecture="spectral",
+        sample_rate=SR,
+        channels=1,
+        strides=(64, 2),
+        spectral_dim=64,
+        spectral_blocks=1,
+        latent_dim=16,
+        window_frames=16,
+        disc_start=10**9,
+    )
+    cfg.data.manifest, cfg.data.sample_rate, cfg.data.channels, cfg.data.batch_size = (
+        str(tmp_path / "manifest.jsonl"),
+        SR,
+        1,
+        4,
+    )
     cfg.train.max_steps, cfg.train.warmup_steps, cfg.train.lr, cfg.train.betas = 200, 10, 3e-3, (0.8, 0.99)
     cfg.train.val_every, cfg.train.ckpt_every, cfg.train.log_every = 0, 0, 50
     return cfg
@@ -64,7 +87,7 @@ def test_briefly_trained_codec_reconstructs_each_input_not_a_constant(tmp_path):
     assert clip_mel_distance(x, rx, SR) < 0.8 * clip_mel_distance(y, rx, SR)
     assert clip_mel_distance(y, ry, SR) < 0.8 * clip_mel_distance(x, ry, SR)
     assert abs(rms_db(rx) - rms_db(x)) < 8.0 and abs(rms_db(ry) - rms_db(y)) < 8.0
-    silence = torch.zeros_like(x)                                 # and the output is not (near) silence
+    silence = torch.zeros_like(x)  # and the output is not (near) silence
     assert clip_mel_distance(x, rx, SR) < 0.5 * clip_mel_distance(silence, rx, SR)
 
 
@@ -73,14 +96,14 @@ def test_input_specificity_separates_a_faithful_from_a_constant_codec():
     faithful = input_specificity([a, b, c], [a + 0.001, b + 0.001, c + 0.001], SR)
     constant = input_specificity([a, b, c], [a, a, a], SR)
     assert max(faithful) < 0.05
-    assert constant[1] > 1.0 and constant[2] > 1.0       # the constant output is nearer to another clip
+    assert constant[1] > 1.0 and constant[2] > 1.0  # the constant output is nearer to another clip
 
 
 def test_collapsed_codec_warns_during_validation(tmp_path):
     cfg = _spectral_cfg(tmp_path, _chord(2.0, 220.0, 0))
     task = CodecTask(cfg, datasets=(None, None))
     with torch.no_grad():
-        task.model.decoder.inp.weight.zero_()          # the decoder ignores its input: one output for all
+        task.model.decoder.inp.weight.zero_()  # the decoder ignores its input: one output for all
     task.model.eval()
     batch = {"audio": torch.stack([_chord(1.0, 220.0, 0), _chord(1.0, 523.0, 1)])}
     with pytest.warns(RuntimeWarning, match="near-identical"):
@@ -92,20 +115,31 @@ def test_collapsed_codec_warns_during_validation(tmp_path):
 @pytest.mark.parametrize("bottleneck, strides", [("continuous", (64, 4)), ("msrq", (80,))])
 def test_spectral_decoder_streams_exactly_what_it_decodes_offline(bottleneck, strides):
     torch.manual_seed(0)
-    cfg = CodecConfig(bottleneck=bottleneck, architecture="spectral", sample_rate=SR, channels=2, strides=strides,
-                      spectral_dim=32, spectral_blocks=2, latent_dim=8, window_frames=16, num_scales=4,
-                      codebook_size=16, kmeans_iters=1)
+    cfg = CodecConfig(
+        bottleneck=bottleneck,
+        architecture="spectral",
+        sample_rate=SR,
+        channels=2,
+        strides=strides,
+        spectral_dim=32,
+        spectral_blocks=2,
+        latent_dim=8,
+        window_frames=16,
+        num_scales=4,
+        codebook_size=16,
+        kmeans_iters=1,
+    )
     codec = Codec(cfg).eval()
     assert codec.causal
     z = torch.randn(2, codec.latent_dim, 11)
     offline = codec.decode_latents(z, chunk_frames=0)
     stream = codec.streaming_decoder()
-    pieces = [stream.step(z[..., i:i + n]) for i, n in ((0, 1), (1, 3), (4, 7))]
+    pieces = [stream.step(z[..., i : i + n]) for i, n in ((0, 1), (1, 3), (4, 7))]
     assert torch.allclose(torch.cat(pieces, -1), offline, atol=1e-5)
     assert offline.shape == (2, 2, 11 * codec.hop)
     # causal: changing a later latent frame leaves earlier audio untouched
     z2 = z.clone()
     z2[..., 6:] += 1.0
     changed = codec.decode_latents(z2, chunk_frames=0)
-    assert torch.equal(changed[..., :6 * codec.hop], offline[..., :6 * codec.hop])
-    assert not torch.allclose(changed[..., 6 * codec.hop:], offline[..., 6 * codec.hop:])
+    assert torch.equal(changed[..., : 6 * codec.hop], offline[..., : 6 * codec.hop])
+    assert not torch.allclose(changed[..., 6 * codec.hop :], offline[..., 6 * codec.hop :])

@@ -1,4 +1,5 @@
 """CodecTask smoke test: a few generator + critic steps on the tiny presets with synthetic audio."""
+
 import dataclasses
 import math
 
@@ -6,7 +7,6 @@ import pytest
 import torch
 
 from arwave.codec.kind import CodecTask, make_preset
-
 
 
 class SineSet:
@@ -71,12 +71,12 @@ def test_codec_task_steps(bottleneck):
         batch = batch_of(ds, step)
         loss, logs = task.loss(model, batch, step)
         assert torch.isfinite(loss) and all(math.isfinite(v) for v in logs.values())
-        assert ("adv" in logs) == (step >= 1)                       # warm-up: no adversarial terms at step 0
+        assert ("adv" in logs) == (step >= 1)  # warm-up: no adversarial terms at step 0
         opt.zero_grad()
         copt.zero_grad()
         loss.backward()
-        assert all(p.grad is None for p in critic.parameters())    # generator loss never trains the critic
-        assert all(p.requires_grad for p in critic.parameters())   # ... and leaves it trainable
+        assert all(p.grad is None for p in critic.parameters())  # generator loss never trains the critic
+        assert all(p.requires_grad for p in critic.parameters())  # ... and leaves it trainable
         assert _grad_norm(model.encoder.layers[0]) > 0 and _grad_norm(model.decoder.layers[-1]) > 0
         if bottleneck == "msrq":
             assert _grad_norm(model.bottleneck.msrq.phis) > 0
@@ -98,7 +98,7 @@ def test_critic_skip_and_val_metrics():
     task, ds = make_task("msrq", disc_skip_every=3)
     batch = batch_of(ds, 0)
     task.loss(task.model, batch, 3)
-    assert task.critic_loss(task.critic, batch, 3) is None           # SAT skips every third critic step
+    assert task.critic_loss(task.critic, batch, 3) is None  # SAT skips every third critic step
     task.loss(task.model, batch, 4)
     assert task.critic_loss(task.critic, batch, 4) is not None
     task.model.eval()
@@ -109,6 +109,7 @@ def test_critic_skip_and_val_metrics():
 
 def test_samples_write_a_reconstruction(tmp_path):
     from arwave.training.loop import write_samples
+
     task, _ = make_task("rvq")
     write_samples(task, task.model, tmp_path, 7)
     assert (tmp_path / "samples" / "recon-00000007.wav").is_file()

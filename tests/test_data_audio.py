@@ -1,4 +1,5 @@
 """Audio I/O on real files the tests write: errors, resampling, channels, atomic writes, formats."""
+
 import os
 
 import numpy as np
@@ -23,6 +24,7 @@ def peak_frequency(x, rate):
 
 # ---------------------------------------------------------------------------------------------------
 # unusable files: one error type, message names the file and the reason
+
 
 @pytest.fixture()
 def bad_files(tmp_path):
@@ -50,11 +52,19 @@ def bad_files(tmp_path):
     return files
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("corrupt", "cannot decode"), ("zero_bytes", "empty"), ("no_frames", "empty (0 samples)"),
-    ("nan", "NaN"), ("inf", "NaN or infinite"), ("one_sample", "too short"), ("silent", "silent"),
-    ("mp3_garbage", "cannot decode"),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("corrupt", "cannot decode"),
+        ("zero_bytes", "empty"),
+        ("no_frames", "empty (0 samples)"),
+        ("nan", "NaN"),
+        ("inf", "NaN or infinite"),
+        ("one_sample", "too short"),
+        ("silent", "silent"),
+        ("mp3_garbage", "cannot decode"),
+    ],
+)
 def test_check_audio_reports_file_and_reason(bad_files, name, reason):
     path = bad_files[name]
     with pytest.raises(AudioError) as err:
@@ -80,7 +90,7 @@ def test_missing_file_and_min_seconds(tmp_path):
     with pytest.raises(AudioError, match="no such file"):
         load_audio(tmp_path / "nope.wav")
     p = tmp_path / "short.wav"
-    sf.write(p, sine(440, 16000, 0.05), 16000)            # 800 samples
+    sf.write(p, sine(440, 16000, 0.05), 16000)  # 800 samples
     assert check_audio(p, min_seconds=0.05)["frames"] == 800
     with pytest.raises(AudioError, match="too short"):
         check_audio(p, min_seconds=0.1)
@@ -97,6 +107,7 @@ def test_audio_info_is_header_only_and_correct(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------
 # resampling and channels
+
 
 def test_resample_keeps_frequency_and_length(tmp_path):
     p = tmp_path / "sine8k.wav"
@@ -122,11 +133,11 @@ def test_resample_odd_ratio_length():
 
 def test_channel_rules(tmp_path):
     n = 1000
-    five = np.stack([np.full(n, 0.1 * (k + 1), np.float32) for k in range(5)], axis=1)   # channel k = 0.1(k+1)
+    five = np.stack([np.full(n, 0.1 * (k + 1), np.float32) for k in range(5)], axis=1)  # channel k = 0.1(k+1)
     p5 = tmp_path / "five.wav"
     sf.write(p5, five, 16000, subtype="FLOAT")
-    assert torch.allclose(load_audio(p5, channels=2)[:, 0], torch.tensor([0.1, 0.2]))     # first two
-    assert torch.allclose(load_audio(p5, channels=1)[:, 0], torch.tensor([0.3]))          # average
+    assert torch.allclose(load_audio(p5, channels=2)[:, 0], torch.tensor([0.1, 0.2]))  # first two
+    assert torch.allclose(load_audio(p5, channels=1)[:, 0], torch.tensor([0.3]))  # average
     assert load_audio(p5).shape == (5, n)
     mono = tmp_path / "mono.wav"
     sf.write(mono, sine(300, 16000, 0.1), 16000, subtype="FLOAT")
@@ -141,16 +152,17 @@ def test_channel_rules(tmp_path):
 # ---------------------------------------------------------------------------------------------------
 # writing
 
+
 def test_write_shapes_types_and_clipping(tmp_path):
     x = sine(440, 16000, 0.25)
-    write_audio(tmp_path / "a.wav", x, 16000)                          # (N,) ndarray -> mono
+    write_audio(tmp_path / "a.wav", x, 16000)  # (N,) ndarray -> mono
     assert load_audio(tmp_path / "a.wav").shape == (1, 4000)
-    loud = torch.tensor(np.stack([x * 3, -x]))                         # (C, N) tensor, peaks at 1.5
+    loud = torch.tensor(np.stack([x * 3, -x]))  # (C, N) tensor, peaks at 1.5
     write_audio(tmp_path / "b.wav", loud, 16000)
     b = load_audio(tmp_path / "b.wav")
-    assert b.shape == (2, 4000) and float(b.abs().max()) <= 1.0 and float(b[0].max()) > 0.99   # clipped
+    assert b.shape == (2, 4000) and float(b.abs().max()) <= 1.0 and float(b[0].max()) > 0.99  # clipped
     assert sf.info(tmp_path / "b.wav").subtype == "PCM_16"
-    write_audio(tmp_path / "c.wav", loud, 16000, subtype="FLOAT")      # float keeps the overshoot
+    write_audio(tmp_path / "c.wav", loud, 16000, subtype="FLOAT")  # float keeps the overshoot
     assert float(load_audio(tmp_path / "c.wav").abs().max()) == pytest.approx(1.5, abs=1e-4)
     with pytest.raises(AudioError, match="NaN"):
         write_audio(tmp_path / "d.wav", np.array([0.0, np.nan], np.float32), 16000)
@@ -159,7 +171,9 @@ def test_write_shapes_types_and_clipping(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["a.wav", "b.wav", "c.wav"]
 
 
-@pytest.mark.parametrize("ext, exact", [(".wav", True), (".flac", True), (".ogg", False), (".opus", False), (".mp3", False)])
+@pytest.mark.parametrize(
+    "ext, exact", [(".wav", True), (".flac", True), (".ogg", False), (".opus", False), (".mp3", False)]
+)
 def test_round_trip_formats(tmp_path, ext, exact):
     x = np.stack([sine(440, 48000, 1.0), sine(660, 48000, 1.0, amp=0.3)])
     p = tmp_path / f"r{ext}"
@@ -168,7 +182,7 @@ def test_round_trip_formats(tmp_path, ext, exact):
     assert y.shape[0] == 2 and audio_info(p)["sample_rate"] == 48000
     if exact:  # 16-bit PCM: error at most one quantisation step
         assert y.shape == x.shape and np.abs(y - x).max() <= 1.0 / 32767 + 1e-6
-    else:      # lossy: same tones, similar level
+    else:  # lossy: same tones, similar level
         assert abs(y.shape[1] - x.shape[1]) < 0.05 * 48000
         for c, f in ((0, 440), (1, 660)):
             assert abs(peak_frequency(y[c], 48000) - f) <= 2
@@ -183,7 +197,7 @@ def test_atomic_write_leaves_no_temp_and_failure_keeps_old_file(tmp_path, monkey
 
     real_write = audio_mod.sf.write
 
-    def half_then_crash(file, data, *args, **kwargs):   # writes part of the file, then dies
+    def half_then_crash(file, data, *args, **kwargs):  # writes part of the file, then dies
         real_write(file, data[: len(data) // 2], *args, **kwargs)
         raise RuntimeError("disk full (simulated)")
 

@@ -1,4 +1,5 @@
 """`prepare_folder` / `arwave data prepare` on a folder of good and bad files; deterministic splits."""
+
 import json
 from collections import Counter
 from pathlib import Path
@@ -19,7 +20,7 @@ def tone(rate, seconds, channels=1, freq=440.0):
 
 
 GOOD = ["dogs/bark1.wav", "dogs/bark2.flac", "cats/meow1.ogg", "cats/meow2.wav", "cats/deep/meow3.wav"]
-ODD_BUT_GOOD = ["birds/five_channels.wav", "birds/eight_k.wav"]          # decodable: indexed, converted later
+ODD_BUT_GOOD = ["birds/five_channels.wav", "birds/eight_k.wav"]  # decodable: indexed, converted later
 BAD = {  # file -> words its reason must contain
     "broken/corrupt.wav": "cannot decode",
     "broken/empty.wav": "empty",
@@ -111,7 +112,7 @@ def test_labels_csv_wins_over_folders(folder):
     (folder / "labels.csv").write_text("path,label\ndogs/bark1.wav,loud\n" + f"{folder / 'cats/meow1.ogg'},soft\n")
     rows = {Path(r["path"]).name: r for r in read_manifest(prepare_folder(folder, progress=False).manifest)}
     assert rows["bark1.wav"]["label"] == "loud" and rows["meow1.ogg"]["label"] == "soft"
-    assert "label" not in rows["bark2.flac"]            # not listed in labels.csv: unlabelled
+    assert "label" not in rows["bark2.flac"]  # not listed in labels.csv: unlabelled
     with pytest.raises(ArwaveError, match="no such labels file"):
         prepare_folder(folder, labels=folder / "missing.csv", progress=False)
 
@@ -126,14 +127,15 @@ def test_files_in_root_have_no_label(tmp_path):
 # ---------------------------------------------------------------------------------------------------
 # splits
 
+
 def test_split_by_group_is_deterministic_and_disjoint():
-    keys = [f"piece{i // 3}" for i in range(3000)]          # 1000 groups of three files
+    keys = [f"piece{i // 3}" for i in range(3000)]  # 1000 groups of three files
     a, b = assign_splits(keys), assign_splits(list(keys))
     assert a == b
     by_group = {}
     for key, split in zip(keys, a):
         by_group.setdefault(key, set()).add(split)
-    assert all(len(s) == 1 for s in by_group.values())       # a group never spans two splits
+    assert all(len(s) == 1 for s in by_group.values())  # a group never spans two splits
     counts = Counter(a)
     assert 0.75 < counts["train"] / 3000 < 0.85 and 0.06 < counts["val"] / 3000 < 0.14
     # adding groups never moves an existing group

@@ -1,6 +1,7 @@
 """`arwave demo` (default): clips of the bundled generators, reconstructions of the bundled codecs, a small
 generation-quality measurement and how each model was trained, in OUT/report.html; a missing bundle is
 named and skipped; `--from-scratch` keeps the train-everything path."""
+
 import json
 import shutil
 import sys
@@ -15,8 +16,22 @@ from arwave.cli.main import main
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_bundles import tiny_bundles  # noqa: E402
 
-FAST = ["--seconds", "0.4", "--seeds", "2", "--rollout-seconds", "0.8", "--window-seconds", "0.4", "--rollouts", "2",
-        "--embedder", "classifier:instrument-classifier", "--quiet", "--json"]
+FAST = [
+    "--seconds",
+    "0.4",
+    "--seeds",
+    "2",
+    "--rollout-seconds",
+    "0.8",
+    "--window-seconds",
+    "0.4",
+    "--rollouts",
+    "2",
+    "--embedder",
+    "classifier:instrument-classifier",
+    "--quiet",
+    "--json",
+]
 
 
 def last_json(text: str) -> dict:
@@ -30,7 +45,15 @@ def test_demo_uses_the_bundles(tmp_path, monkeypatch, capsys):
     assert main(["demo", "--out", str(out), "--data", str(manifest), *FAST]) == 0
     result = last_json(capsys.readouterr().out)
     assert result["skipped"] == {} and result["data"] == str(manifest)
-    assert result["bundled"] == ["cam", "aar", "nexttoken", "codec-latent", "codec-sat", "codec-rvq", "instrument-classifier"]
+    assert result["bundled"] == [
+        "cam",
+        "aar",
+        "nexttoken",
+        "codec-latent",
+        "codec-sat",
+        "codec-rvq",
+        "instrument-classifier",
+    ]
     assert set(result["generation_quality"]) == {"cam", "aar", "nexttoken"}
     report = (out / "report.html").read_text()
     # how each model was trained: every card's command, data, steps
@@ -48,21 +71,35 @@ def test_demo_uses_the_bundles(tmp_path, monkeypatch, capsys):
     assert (out / "media" / "cam-fad-over-time.png").is_file() and "media/cam-fad-over-time.png" in report
     for codec in ("codec-latent", "codec-sat", "codec-rvq"):
         assert sorted(p.name for p in (out / "media").glob(f"{codec}-*")) == [
-            f"{codec}-{i}.{ext}" for i in range(2) for ext in ("png", "wav")]     # original + reconstruction
+            f"{codec}-{i}.{ext}" for i in range(2) for ext in ("png", "wav")
+        ]  # original + reconstruction
         assert "MEL distance" in report
     metrics = json.loads((out / "metrics.json").read_text())
     assert [r["codec"] for r in metrics["codecs"]] == ["codec-latent", "codec-sat", "codec-rvq"]
     assert all(r["clips"] == 4 and r["MEL distance"] > 0 for r in metrics["codecs"])
     gq = metrics["generation_quality"]
-    assert gq["seconds"] == 0.4 and gq["seeds"] == 2 and [m["model"] for m in gq["models"]] == ["cam", "aar", "nexttoken"]
+    assert (
+        gq["seconds"] == 0.4 and gq["seeds"] == 2 and [m["model"] for m in gq["models"]] == ["cam", "aar", "nexttoken"]
+    )
     assert "Generation quality (a small measurement)" in report and "recognised &gt;= 0.9" in report
 
 
 def bundled_demo(out, manifest):
     """The demo's function with the options of FAST, without spectrogram pictures (faster)."""
     from arwave.experiments.bundled_demo import run_bundled_demo
-    return run_bundled_demo(out, data=manifest, seconds=0.4, seeds=2, rollout_seconds=0.8, window_seconds=0.4,
-                            rollouts=2, embedders=["classifier:instrument-classifier"], spectrograms=False, progress=False)
+
+    return run_bundled_demo(
+        out,
+        data=manifest,
+        seconds=0.4,
+        seeds=2,
+        rollout_seconds=0.8,
+        window_seconds=0.4,
+        rollouts=2,
+        embedders=["classifier:instrument-classifier"],
+        spectrograms=False,
+        progress=False,
+    )
 
 
 def test_missing_bundles_are_named_and_skipped(tmp_path, monkeypatch):
@@ -72,7 +109,9 @@ def test_missing_bundles_are_named_and_skipped(tmp_path, monkeypatch):
     monkeypatch.setenv(pretrained.ENV, str(partial))
     out = tmp_path / "demo"
     result = bundled_demo(out, manifest)
-    assert result["skipped"]["aar"] == "aar is not bundled in this install; train it with scripts/train-pretrained.sh aar"
+    assert (
+        result["skipped"]["aar"] == "aar is not bundled in this install; train it with scripts/train-pretrained.sh aar"
+    )
     assert result["skipped"]["codec-rvq"].startswith("codec-rvq is not bundled")
     assert "nexttoken cannot be loaded: codec-rvq is not bundled" in result["skipped"]["nexttoken"]
     assert [m["model"] for m in result["generation_quality"]["models"]] == ["cam"]
@@ -85,7 +124,9 @@ def test_missing_bundles_are_named_and_skipped(tmp_path, monkeypatch):
 def test_without_classifier_clips_but_no_measurement(tmp_path, monkeypatch):
     root, manifest = tiny_bundles()
     partial = tmp_path / "bundles"
-    shutil.copytree(root, partial, ignore=shutil.ignore_patterns("instrument-classifier", "codec-*", "nexttoken", "cam"))
+    shutil.copytree(
+        root, partial, ignore=shutil.ignore_patterns("instrument-classifier", "codec-*", "nexttoken", "cam")
+    )
     (partial / "codec-sat").mkdir()
     for f in root.joinpath("codec-sat").iterdir():
         shutil.copy(f, partial / "codec-sat" / f.name)
@@ -109,10 +150,15 @@ def test_options_of_the_two_paths_do_not_mix(tmp_path, monkeypatch, capsys):
         return {"report": f"{out}/report.html", "wall_minutes": 0.0, "classifier": {}, "runs": {}}
 
     import arwave.experiments.demo
+
     monkeypatch.setattr(arwave.experiments.demo, "run_demo", fake_run_demo)
     assert main(["demo", "--from-scratch", "--out", str(tmp_path), "--quiet"]) == 0
-    assert calls == [(str(tmp_path), {"minutes": 10.0, "preset": "small", "seed": 0, "progress": False, "corpus_minutes": None})]
-    assert main(["demo", "--from-scratch", "--minutes", "3", "--preset", "tiny", "--out", str(tmp_path), "--quiet"]) == 0
+    assert calls == [
+        (str(tmp_path), {"minutes": 10.0, "preset": "small", "seed": 0, "progress": False, "corpus_minutes": None})
+    ]
+    assert (
+        main(["demo", "--from-scratch", "--minutes", "3", "--preset", "tiny", "--out", str(tmp_path), "--quiet"]) == 0
+    )
     assert calls[-1][1]["minutes"] == 3.0 and calls[-1][1]["preset"] == "tiny"
 
 
@@ -130,6 +176,7 @@ def test_data_falls_back_to_a_40_minute_built_in_corpus(tmp_path, monkeypatch):
     """Without --data and without the bundles' training manifest on this machine."""
     import arwave.data.corpus
     from arwave.experiments.bundled_demo import choose_manifest
+
     seen = []
     monkeypatch.setattr(arwave.data.corpus, "ensure_corpus", lambda cfg: seen.append(cfg) or tmp_path / "m.jsonl")
     monkeypatch.setenv("ARWAVE_CACHE", str(tmp_path / "cache"))

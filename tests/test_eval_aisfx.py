@@ -1,5 +1,6 @@
 """aisfx embedder: feature extraction against slow references, the network against the package's own
 definition, a stored fingerprint of a known signal, and loading without unpickling."""
+
 import importlib.util
 import json
 import pickle
@@ -9,9 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from arwave.evaluation.embedders import get_embedder, hz_to_mel, mel_filterbank, mel_to_hz
 from arwave.evaluation.embedders import aisfx as A
-
+from arwave.evaluation.embedders import get_embedder, hz_to_mel, mel_filterbank, mel_to_hz
 
 FINGERPRINT = Path(__file__).parent / "data" / "aisfx_fingerprint.json"
 HAVE_AISFX = importlib.util.find_spec("aisfx") is not None
@@ -33,9 +33,14 @@ def known_signal(seconds: float = 5.0, sr: int = 44100) -> torch.Tensor:
 def fingerprint(emb) -> dict:
     feats = emb.features(known_signal()[None], 44100)
     f = feats.frames.double()
-    return {"num_frames": len(f), "first_frame_head": f[0, :8].tolist(), "frame_norms": f.norm(dim=1).tolist(),
-            "mean_embedding_norm": float(f.mean(0).norm()), "top_class": int(feats.posteriors[0].argmax()),
-            "top_prob": float(feats.posteriors[0].max())}
+    return {
+        "num_frames": len(f),
+        "first_frame_head": f[0, :8].tolist(),
+        "frame_norms": f.norm(dim=1).tolist(),
+        "mean_embedding_norm": float(f.mean(0).norm()),
+        "top_class": int(feats.posteriors[0].argmax()),
+        "top_prob": float(feats.posteriors[0].max()),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +54,7 @@ def cache(tmp_path_factory):
 
 # ---------------------------------------------------------------------------------------------------
 # features
+
 
 def slow_mel(sr, n_fft, n_mels, fmin, fmax, htk, norm):
     """Filter by filter, bin by bin (librosa.filters.mel written as loops)."""
@@ -75,7 +81,7 @@ def test_mel_filterbank_matches_slow_formula(htk, norm):
 
 def test_mel_scales_known_values():
     assert float(hz_to_mel(1000.0, htk=True)) == pytest.approx(2595 * np.log10(1 + 1000 / 700))
-    assert float(hz_to_mel(1000.0, htk=False)) == pytest.approx(15.0)          # Slaney: 3 mel per 200 Hz below 1 kHz
+    assert float(hz_to_mel(1000.0, htk=False)) == pytest.approx(15.0)  # Slaney: 3 mel per 200 Hz below 1 kHz
     for htk in (True, False):
         f = np.array([0.0, 440.0, 1000.0, 5000.0, 20000.0])
         np.testing.assert_allclose(mel_to_hz(hz_to_mel(f, htk), htk), f, rtol=1e-10, atol=1e-9)
@@ -91,8 +97,15 @@ def test_aisfx_spectrogram_matches_slow_numpy_pipeline():
     window = 0.5 - 0.5 * np.cos(2 * np.pi * n / A.N_FFT)
     frames = 1 + len(y) // A.HOP
     mel = slow_mel(A.SAMPLE_RATE, A.N_FFT, A.N_MELS, 0.0, A.SAMPLE_RATE / 2, True, 1)
-    expected = np.stack([np.log10(1e4 * (mel @ np.abs(np.fft.rfft(padded[t * A.HOP:t * A.HOP + A.N_FFT] * window)) ** 2) + 1)
-                         for t in range(frames)]) / A.LOG_MAX
+    expected = (
+        np.stack(
+            [
+                np.log10(1e4 * (mel @ np.abs(np.fft.rfft(padded[t * A.HOP : t * A.HOP + A.N_FFT] * window)) ** 2) + 1)
+                for t in range(frames)
+            ]
+        )
+        / A.LOG_MAX
+    )
     got = A.AisfxFeatures()(torch.from_numpy(x).float()).double().numpy()
     assert got.shape == (frames, 96)
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
@@ -107,12 +120,13 @@ def test_blocking_matches_aisfx_rule(frames):
         n -= 1
     n = max(n, 1)
     data = np.vstack([spec.numpy(), np.zeros((100, 96), np.float32)])
-    expected = np.stack([data[i * 50:i * 50 + 100] for i in range(n)])
+    expected = np.stack([data[i * 50 : i * 50 + 100] for i in range(n)])
     np.testing.assert_array_equal(A.blocks_of(spec).numpy(), expected)
 
 
 # ---------------------------------------------------------------------------------------------------
 # weights and network
+
 
 @needs_aisfx
 def test_converted_weights_load_without_pickle(cache, monkeypatch):
@@ -121,6 +135,7 @@ def test_converted_weights_load_without_pickle(cache, monkeypatch):
 
     def refuse(*args, **kwargs):
         raise AssertionError("unpickling at run time")
+
     monkeypatch.setattr(torch, "load", refuse)
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
@@ -130,7 +145,8 @@ def test_converted_weights_load_without_pickle(cache, monkeypatch):
 
 @needs_aisfx
 def test_network_equals_the_packages_own_definition(cache):
-    from aisfx.models.cnn2d import CrossNet, EmbeddingNet   # the package's model code (needs no librosa)
+    from aisfx.models.cnn2d import CrossNet, EmbeddingNet  # the package's model code (needs no librosa)
+
     ours, _ = A.load_network()
     theirs = CrossNet(EmbeddingNet("max", 3, 1, 64), {k: tuple(v) for k, v in ours.heads.items()}, "cpu")
     missing, unexpected = theirs.load_state_dict(ours.state_dict(), strict=False)
@@ -163,6 +179,6 @@ def test_resampling_and_short_clips(cache):
     at48 = torch.from_numpy(__import__("soxr").resample(x.T.numpy(), 44100, 48000, quality="HQ").T.copy())
     e44, e48 = emb.embed(x[None], 44100), emb.embed(at48[None], 48000)
     assert e44.shape == e48.shape == (1, 512)
-    assert torch.nn.functional.cosine_similarity(e44, e48).item() > 0.99      # same audio at another rate
-    short = emb.features([x[:, :20000], x], 44100)                            # 0.45 s: padded to one block
+    assert torch.nn.functional.cosine_similarity(e44, e48).item() > 0.99  # same audio at another rate
+    short = emb.features([x[:, :20000], x], 44100)  # 0.45 s: padded to one block
     assert short.frames.shape == (2, 512) and short.clip_index.tolist() == [0, 1]

@@ -1,4 +1,5 @@
 """In-domain classifier: training smoke test, run-folder round trip, embedder wrapper, evaluation."""
+
 import json
 
 import numpy as np
@@ -12,21 +13,23 @@ from arwave.errors import ArwaveError
 from arwave.evaluation.classifier import AudioClassifier, ClassifierTask, build_model, evaluate_classifier
 from arwave.registry import get_kind, preset
 
-
 SR = 16000
-FREQS = {"high": 2000.0, "low": 300.0}          # label_names are sorted: 0 = high, 1 = low
+FREQS = {"high": 2000.0, "low": 300.0}  # label_names are sorted: 0 = high, 1 = low
 
 
 def tone(freq, seconds, seed):
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * SR)) / SR
     f = freq * (1 + 0.05 * rng.uniform(-1, 1))
-    x = rng.uniform(0.2, 0.8) * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) + 0.02 * rng.standard_normal(len(t))
+    x = rng.uniform(0.2, 0.8) * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) + 0.02 * rng.standard_normal(
+        len(t)
+    )
     return x.astype(np.float32)
 
 
 class TwoTones(torch.utils.data.Dataset):
     """Items as AudioCropDataset serves them: {"audio": (1, N), "label": int, "index": int}."""
+
     label_names = sorted(FREQS)
     sample_rate = SR
 
@@ -53,7 +56,7 @@ def test_training_steps_separate_two_sine_frequencies():
     torch.manual_seed(0)
     cfg = tiny_cfg()
     task = ClassifierTask(cfg, None, train_set=TwoTones(64), val_set=TwoTones(16, offset=1000))
-    assert cfg.model.label_names == ["high", "low"]          # filled from the dataset for config.json
+    assert cfg.model.label_names == ["high", "low"]  # filled from the dataset for config.json
     model = task.model
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     collate = torch.utils.data.default_collate
@@ -71,20 +74,20 @@ def test_training_steps_separate_two_sine_frequencies():
     assert val["accuracy"] >= 0.9, val
     assert float(loss.detach()) < first
     probs = model.posteriors(torch.from_numpy(tone(300.0, 2.0, 99))[None, None], SR)
-    assert probs.shape == (1, 2) and probs[0].argmax() == 1             # "low"
+    assert probs.shape == (1, 2) and probs[0].argmax() == 1  # "low"
 
 
 def test_build_from_config_alone_and_shapes():
     cfg = tiny_cfg()
     cfg.model.label_names = ["a", "b", "c"]
-    again = run_config_from_dict(json.loads(json.dumps(to_dict(cfg))))   # as read back from config.json
+    again = run_config_from_dict(json.loads(json.dumps(to_dict(cfg))))  # as read back from config.json
     m1, m2 = build_model(cfg), get_kind("classifier").build_model(again, None)
     m2.load_state_dict(m1.state_dict())
     m1.eval(), m2.eval()
     wave = torch.randn(2, 1, 8000)
     torch.testing.assert_close(m1(wave), m2(wave))
     assert m1(wave).shape == (2, 3)
-    long = torch.randn(1, 2, 3 * SR)                    # stereo, 3 s: blocks of 0.5 s with 0.25 s hop
+    long = torch.randn(1, 2, 3 * SR)  # stereo, 3 s: blocks of 0.5 s with 0.25 s hop
     emb, probs = m1.block_outputs(long[0].mean(0))
     assert emb.shape == (11, cfg.model.embed_dim) and probs.shape == (11, 3)
     assert m1.embed(long, SR).shape == (1, cfg.model.embed_dim)
@@ -104,6 +107,7 @@ def test_trained_run_as_embedder_and_evaluation(tmp_path, monkeypatch):
     """The whole path: manifest -> `train` (the shared loop) -> run folder -> arwave.load -> embedder -> eval."""
     from arwave.evaluation.embedders import get_embedder
     from arwave.training.loop import train
+
     monkeypatch.setenv("ARWAVE_CACHE", str(tmp_path / "cache"))
     rows = []
     for i in range(16):

@@ -1,4 +1,5 @@
 """FAD: closed forms, stability, the stats cache, audio sources, FAD over time, evaluate_generated."""
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -6,8 +7,14 @@ import soundfile as sf
 import torch
 
 from arwave.evaluation.embedders import Embedder, EmbedderError, get_embedder
-from arwave.evaluation.fad import (GaussianStats, StatsAccumulator, fad_from_embeddings, frechet_distance,
-                                   reference_summary, summarize)
+from arwave.evaluation.fad import (
+    GaussianStats,
+    StatsAccumulator,
+    fad_from_embeddings,
+    frechet_distance,
+    reference_summary,
+    summarize,
+)
 from arwave.evaluation.fad_over_time import fad_over_time, plot_fad_over_time
 from arwave.evaluation.generated import evaluate_generated
 
@@ -41,7 +48,7 @@ def test_frechet_distance_diagonal_closed_form():
 def test_fad_of_a_set_with_itself_is_zero_even_when_singular():
     x = torch.randn(500, 16, generator=torch.Generator().manual_seed(0))
     assert fad_from_embeddings(x, x) == pytest.approx(0.0, abs=1e-8)
-    few = torch.randn(5, 32, generator=torch.Generator().manual_seed(1))      # rank-deficient covariance
+    few = torch.randn(5, 32, generator=torch.Generator().manual_seed(1))  # rank-deficient covariance
     assert fad_from_embeddings(few, few) == pytest.approx(0.0, abs=1e-8)
     other = torch.randn(5, 32, generator=torch.Generator().manual_seed(2))
     assert np.isfinite(fad_from_embeddings(few, other)) and fad_from_embeddings(few, other) > 0
@@ -56,7 +63,7 @@ def test_fad_grows_with_added_noise():
 
 
 def test_stats_accumulator_in_batches_equals_numpy():
-    x = torch.randn(103, 7, generator=torch.Generator().manual_seed(4)) * 3 + 100   # offset: cancellation test
+    x = torch.randn(103, 7, generator=torch.Generator().manual_seed(4)) * 3 + 100  # offset: cancellation test
     acc = StatsAccumulator(7)
     for chunk in x.split(10):
         acc.add(chunk)
@@ -69,8 +76,10 @@ def test_stats_accumulator_in_batches_equals_numpy():
 # ---------------------------------------------------------------------------------------------------
 # a cheap deterministic embedder for the plumbing tests
 
+
 class ToyEmbedder(Embedder):
     """Frames of 800 samples at 8 kHz -> (rms, mean |x|, peak, zero-crossing rate); 2 'classes'."""
+
     name = "toy"
     sample_rate = 8000
     dim = 4
@@ -86,8 +95,10 @@ class ToyEmbedder(Embedder):
         for x in clips:
             n = max(1, x.shape[-1] // 800)
             f = torch.nn.functional.pad(x, (0, max(0, 800 - x.shape[-1])))[: n * 800].reshape(n, 800)
-            feats = torch.stack([f.pow(2).mean(1).sqrt(), f.abs().mean(1), f.abs().amax(1),
-                                 (f[:, 1:] * f[:, :-1] < 0).float().mean(1)], 1)
+            feats = torch.stack(
+                [f.pow(2).mean(1).sqrt(), f.abs().mean(1), f.abs().amax(1), (f[:, 1:] * f[:, :-1] < 0).float().mean(1)],
+                1,
+            )
             logit = 20 * (feats[:, :1] - 0.3)
             out.append((feats, torch.cat([-logit, logit], 1).softmax(-1)))
         return out
@@ -116,7 +127,7 @@ def test_embedder_registry_errors():
 def test_features_resample_and_layout():
     emb = ToyEmbedder()
     wave = noisy_tones(3, 1.0, 16000, 0.0, 0)
-    feats = emb.features(wave, 16000)                          # resampled 16 kHz -> 8 kHz: 10 frames per clip
+    feats = emb.features(wave, 16000)  # resampled 16 kHz -> 8 kHz: 10 frames per clip
     assert feats.frames.shape == (30, 4)
     assert feats.clip_index.tolist() == sum([[i] * 10 for i in range(3)], [])
     assert feats.posteriors.shape == (3, 2)
@@ -134,10 +145,10 @@ def test_reference_stats_cached_per_embedder_and_dataset(tmp_path, monkeypatch):
     assert len(files) == 1
     calls = emb.calls
     second = reference_summary(emb, ref, 8000, progress=False)
-    assert emb.calls == calls                                  # read from the cache, nothing embedded
+    assert emb.calls == calls  # read from the cache, nothing embedded
     torch.testing.assert_close(first.stats.sigma, second.stats.sigma)
     torch.testing.assert_close(first.posteriors, second.posteriors)
-    reference_summary(emb, ref * 0.5, 8000, progress=False)    # other data -> other cache entry
+    reference_summary(emb, ref * 0.5, 8000, progress=False)  # other data -> other cache entry
     assert len(list((tmp_path / "cache" / "fad_stats").glob("toy-v1-*.safetensors"))) == 2
 
 
@@ -161,8 +172,7 @@ def test_evaluate_generated_labels_every_metric_with_its_embedder(tmp_path, monk
     assert same["fad"]["toy"] == pytest.approx(0.0, abs=1e-9)
     assert same["kl"]["toy"] == pytest.approx(0.0, abs=1e-12)
     assert same["kl_marginal"]["toy"] == pytest.approx(0.0, abs=1e-12)
-    noisy = evaluate_generated(ref + 0.3 * torch.randn_like(ref), ref, embedder=emb, sample_rate=8000,
-                               progress=False)
+    noisy = evaluate_generated(ref + 0.3 * torch.randn_like(ref), ref, embedder=emb, sample_rate=8000, progress=False)
     assert noisy["fad"]["toy"] > 0.01 and "kl" not in noisy and noisy["isc"]["toy"] >= 1.0
 
 
@@ -178,8 +188,9 @@ def test_fad_over_time_rises_when_rollouts_degrade(tmp_path):
     assert res["fad_acc"] == res["fad"][-1]
     assert all(a < b for a, b in zip(res["fad"], res["fad"][1:])), res["fad"]
     assert res["frames_per_window"] == [n * 10] * 4
-    steady = fad_over_time(noisy_tones(n, 4.0, sr, 0.02, 20), sr, ref_stats, embedder=emb, window_seconds=1.0,
-                           progress=False)
+    steady = fad_over_time(
+        noisy_tones(n, 4.0, sr, 0.02, 20), sr, ref_stats, embedder=emb, window_seconds=1.0, progress=False
+    )
     assert steady["fad_acc"] < res["fad_acc"]
     png = tmp_path / "fad.png"
     plot_fad_over_time({"degrading": res, "steady": steady}, png)

@@ -1,5 +1,6 @@
 """`arwave eval fad REFERENCE_DIR EVAL_DIR`: FAD of two folders, per-file scores, the reference-statistics
 cache and FAD∞, on small synthetic folders (sine tones vs noise) and known Gaussians."""
+
 import csv
 import json
 import math
@@ -20,6 +21,7 @@ RATE = 8000
 
 class FrameStats(Embedder):
     """Frames of 800 samples -> (rms, zero-crossing rate, mean |x|, peak); counts the clips it embeds."""
+
     name, sample_rate, dim, cache_key = "framestats", RATE, 4, "framestats-v1"
 
     def __init__(self):
@@ -30,8 +32,20 @@ class FrameStats(Embedder):
         out = []
         for x in clips:
             f = x[: x.shape[-1] // 800 * 800].reshape(-1, 800)
-            out.append((torch.stack([f.pow(2).mean(1).sqrt(), (f[:, 1:] * f[:, :-1] < 0).float().mean(1),
-                                     f.abs().mean(1), f.abs().amax(1)], 1), None))
+            out.append(
+                (
+                    torch.stack(
+                        [
+                            f.pow(2).mean(1).sqrt(),
+                            (f[:, 1:] * f[:, :-1] < 0).float().mean(1),
+                            f.abs().mean(1),
+                            f.abs().amax(1),
+                        ],
+                        1,
+                    ),
+                    None,
+                )
+            )
         return out
 
 
@@ -51,8 +65,11 @@ def write_folder(folder, kind, n, seed, seconds=1.0):
 @pytest.fixture()
 def folders(tmp_path, monkeypatch):
     monkeypatch.setenv("ARWAVE_CACHE", str(tmp_path / "cache"))
-    return (write_folder(tmp_path / "tones", "tone", 8, 0), write_folder(tmp_path / "tones2", "tone", 8, 1),
-            write_folder(tmp_path / "noise", "noise", 8, 2))
+    return (
+        write_folder(tmp_path / "tones", "tone", 8, 0),
+        write_folder(tmp_path / "tones2", "tone", 8, 1),
+        write_folder(tmp_path / "noise", "noise", 8, 2),
+    )
 
 
 def test_fad_of_a_folder_with_itself_is_zero_and_tones_are_nearer_tones_than_noise(folders):
@@ -61,7 +78,10 @@ def test_fad_of_a_folder_with_itself_is_zero_and_tones_are_nearer_tones_than_noi
     same = fad_folders(tones, tones, emb, progress=False)
     assert same["fad"] == pytest.approx(0.0, abs=1e-9)
     assert same["num_eval_files"] == same["num_reference_files"] == 8 and same["num_eval_frames"] == 80
-    near, far = fad_folders(tones, tones2, emb, progress=False)["fad"], fad_folders(tones, noise, emb, progress=False)["fad"]
+    near, far = (
+        fad_folders(tones, tones2, emb, progress=False)["fad"],
+        fad_folders(tones, noise, emb, progress=False)["fad"],
+    )
     assert 0 < near < far and far > 10 * near, (near, far)
 
 
@@ -69,12 +89,12 @@ def test_reference_statistics_are_cached_by_folder_contents(folders):
     tones, tones2, _ = folders
     emb = FrameStats()
     first = fad_folders(tones, tones2, emb, progress=False)
-    assert first["reference_cache"] == "written" and emb.clips == 16           # reference + eval embedded
+    assert first["reference_cache"] == "written" and emb.clips == 16  # reference + eval embedded
     second = fad_folders(tones, tones2, emb, progress=False)
-    assert second["reference_cache"] == "hit" and emb.clips == 16 + 8          # only the eval folder again
+    assert second["reference_cache"] == "hit" and emb.clips == 16 + 8  # only the eval folder again
     assert second["fad"] == pytest.approx(first["fad"], rel=1e-12)
     f = tones / "tone-03.wav"
-    os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))       # a changed file: a new key
+    os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))  # a changed file: a new key
     assert fad_folders(tones, tones2, emb, progress=False)["reference_cache"] == "written"
     assert fad_folders(tones, tones2, emb, cache=False, progress=False)["reference_cache"] == "off"
 
@@ -94,11 +114,13 @@ def test_reference_frechet_equals_the_general_formula():
     g = torch.Generator().manual_seed(0)
     ref = GaussianStats.from_embeddings(torch.randn(300, 6, generator=g, dtype=torch.float64) * 2 + 1)
     score = ReferenceFrechet(ref)
-    for n in (2, 5, 40):                                                       # rank-deficient and full rank
+    for n in (2, 5, 40):  # rank-deficient and full rank
         x = torch.randn(n, 6, generator=g, dtype=torch.float64)
         s = GaussianStats.from_embeddings(x)
-        assert score(x) == pytest.approx(frechet_distance(s.mu, s.sigma, ref.mu, ref.sigma), rel=1e-7)   # eigh vs svd rounding
-    one = torch.randn(1, 6, generator=g, dtype=torch.float64)                  # one frame: covariance 0
+        assert score(x) == pytest.approx(
+            frechet_distance(s.mu, s.sigma, ref.mu, ref.sigma), rel=1e-7
+        )  # eigh vs svd rounding
+    one = torch.randn(1, 6, generator=g, dtype=torch.float64)  # one frame: covariance 0
     assert score(one) == pytest.approx(frechet_distance(one[0], torch.zeros(6, 6), ref.mu, ref.sigma), rel=1e-9)
 
 
@@ -132,6 +154,7 @@ def test_fad_inf_refuses_too_few_frames():
 
 def test_eval_fad_cli_writes_csv_and_fad_inf(folders, tmp_path, monkeypatch, capsys):
     from arwave.evaluation import fad_folders as module
+
     monkeypatch.setattr(module, "get_embedder", lambda name: FrameStats())
     tones, _, noise = folders
     out_csv = tmp_path / "out" / "per-file.csv"
@@ -151,7 +174,7 @@ def test_eval_fad_cli_writes_csv_and_fad_inf(folders, tmp_path, monkeypatch, cap
 
 def test_eval_fad_cli_with_aisfx(tmp_path, capsys):
     pytest.importorskip("aisfx")
-    tones = write_folder(tmp_path / "tones", "tone", 2, 0, seconds=3.5)          # 2 aisfx blocks per file
+    tones = write_folder(tmp_path / "tones", "tone", 2, 0, seconds=3.5)  # 2 aisfx blocks per file
     noise = write_folder(tmp_path / "noise", "noise", 2, 1, seconds=3.5)
     assert main(["eval", "fad", str(tones), str(noise), "--json"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -1,19 +1,20 @@
 """Fine-tuning (`arwave train KIND --init-from NAME|RUN`): a new run from another run's or a bundle's
 weights, the source's config and codec, a fresh optimiser; fine-tuning lowers the loss on new data;
 a changed architecture or kind is one clear line."""
+
 import json
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from test_aar_train import make_codec_run, make_manifest
+from test_cam_task import save_codec_run, write_corpus
 
 from arwave import checkpoint as ckpt
 from arwave.cli.main import main
 from arwave.registry import preset
 from arwave.training.loop import train
-from test_aar_train import make_codec_run, make_manifest
-from test_cam_task import save_codec_run, write_corpus
 
 
 def _source_cam(tmp_path):
@@ -52,21 +53,43 @@ def _loss_on(task, weights: dict) -> float:
 
 def test_finetune_a_run_on_a_folder_lowers_its_loss(tmp_path, capsys):
     from arwave.registry import get_kind
+
     source = _source_cam(tmp_path)
     folder = _new_audio(tmp_path / "mine")
     out = tmp_path / "tuned"
-    assert main(["train", "cam", "--init-from", str(source), "--data", str(folder), "--max-steps", "10",
-                 "--set", "train.val_every=0", "--set", "train.ckpt_every=10", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "cam",
+                "--init-from",
+                str(source),
+                "--data",
+                str(folder),
+                "--max-steps",
+                "10",
+                "--set",
+                "train.val_every=0",
+                "--set",
+                "train.ckpt_every=10",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out == ""
     src, cfg = ckpt.read_config(source), ckpt.read_config(out)
     # a new run: the source's model config, its codec and classes, the folder indexed into the run, a fresh count
-    assert cfg.init_from == str(source.resolve()) and cfg.model == src.model.__class__(**{
-        **src.model.__dict__, "codec_run": str((source / "codec").resolve())})
+    assert cfg.init_from == str(source.resolve()) and cfg.model == src.model.__class__(
+        **{**src.model.__dict__, "codec_run": str((source / "codec").resolve())}
+    )
     assert cfg.data.manifest == str((out / "manifest.jsonl").resolve()) and cfg.data.label_names == ["high", "low"]
     assert (out / "codec" / "config.json").read_text() == (source / "codec" / "config.json").read_text()
     assert ckpt.latest_checkpoint(out).name == "step-00000010"
     optim = ckpt.load_tensors(ckpt.latest_checkpoint(out) / "optim.safetensors")
-    assert float(optim["opt.0.step"]) == 10                                  # AdamW started anew
+    assert float(optim["opt.0.step"]) == 10  # AdamW started anew
     assert list((out / "samples").glob("sample-*.wav"))
     # the fine-tuned weights fit the new audio better than the weights it started from
     task = get_kind("cam").build_task(ckpt.read_config(out), out)
@@ -82,9 +105,9 @@ def test_finetune_refuses_another_architecture_kind_or_codec(tmp_path, capsys):
     assert main([*base, "--set", "width=64", "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "its weights do not fit" in err and "model.width: 32 -> 64" in err
-    assert not (tmp_path / "a").exists()                                     # nothing written
+    assert not (tmp_path / "a").exists()  # nothing written
     assert main([*base[:-4], "--data", str(tmp_path / "tones"), "--set", "width=64", "--out", str(tmp_path / "e")]) == 2
-    assert not (tmp_path / "e").exists() and "model.width: 32 -> 64" in capsys.readouterr().err   # folder not indexed
+    assert not (tmp_path / "e").exists() and "model.width: 32 -> 64" in capsys.readouterr().err  # folder not indexed
     assert main(["train", "aar", "--init-from", str(source), "--out", str(tmp_path / "b")]) == 2
     assert "a cam model, not aar; fine-tune it with `arwave train cam --init-from" in capsys.readouterr().err
     assert main([*base, "--codec", str(tmp_path / "codec"), "--out", str(tmp_path / "c")]) == 2
@@ -97,7 +120,7 @@ def test_finetune_refuses_another_architecture_kind_or_codec(tmp_path, capsys):
 def test_finetune_starts_from_the_source_weights(tmp_path, kind, codec):
     """Every kind: one step at a vanishing learning rate leaves the source's trained parameters."""
     manifest = make_manifest(tmp_path / "data")
-    if kind == "codec":                   # a codec run as training leaves it, without training it first
+    if kind == "codec":  # a codec run as training leaves it, without training it first
         source = make_codec_run(tmp_path / "source", "tiny-rvq")
     else:
         cfg = preset(kind, "tiny")
@@ -106,8 +129,32 @@ def test_finetune_starts_from_the_source_weights(tmp_path, kind, codec):
         cfg.model.codec_run = str(make_codec_run(tmp_path / "codec", codec))
         source = train(cfg, tmp_path / "source", progress=False)
     tuned = tmp_path / "tuned"
-    assert main(["train", kind, "--init-from", str(source), "--data", str(manifest), "--max-steps", "1", "--set", "train.lr=1e-12",
-                 "--set", "train.warmup_steps=0", "--set", "train.val_every=0", "--set", "train.tensorboard=false", "--out", str(tuned), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                kind,
+                "--init-from",
+                str(source),
+                "--data",
+                str(manifest),
+                "--max-steps",
+                "1",
+                "--set",
+                "train.lr=1e-12",
+                "--set",
+                "train.warmup_steps=0",
+                "--set",
+                "train.val_every=0",
+                "--set",
+                "train.tensorboard=false",
+                "--out",
+                str(tuned),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     a = ckpt.load_tensors(ckpt.latest_checkpoint(source) / "model.safetensors")
     b = ckpt.load_tensors(ckpt.latest_checkpoint(tuned) / "model.safetensors")
     model = ckpt.load(tuned)
@@ -121,16 +168,39 @@ def test_finetune_starts_from_the_source_weights(tmp_path, kind, codec):
 def test_finetune_the_bundled_classifier_keeps_its_classes(tmp_path, capsys):
     """A bundle by name: its classes stay (label ids of the new data follow the bundle's list)."""
     from arwave import pretrained
-    names = json.loads((pretrained.root() / "instrument-classifier" / "config.json").read_text())["model"]["label_names"]
+
+    names = json.loads((pretrained.root() / "instrument-classifier" / "config.json").read_text())["model"][
+        "label_names"
+    ]
     folder = tmp_path / "mine"
     t = np.arange(24000 * 2) / 24000
     for i, label in enumerate([names[1], names[1], names[0], names[0], "kazoo", "kazoo"] * 2):
         (folder / label).mkdir(parents=True, exist_ok=True)
         sf.write(folder / label / f"c{i}.wav", (0.3 * np.sin(2 * np.pi * (200 + 50 * i) * t)).astype(np.float32), 24000)
     out = tmp_path / "tuned"
-    assert main(["train", "classifier", "--init-from", "instrument-classifier", "--data", str(folder), "--max-steps", "1",
-                 "--set", "data.batch_size=2", "--set", "train.val_every=0", "--out", str(out), "--quiet"]) == 0
-    assert "labels kazoo of" in capsys.readouterr().err                        # a warning, not an error
+    assert (
+        main(
+            [
+                "train",
+                "classifier",
+                "--init-from",
+                "instrument-classifier",
+                "--data",
+                str(folder),
+                "--max-steps",
+                "1",
+                "--set",
+                "data.batch_size=2",
+                "--set",
+                "train.val_every=0",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert "labels kazoo of" in capsys.readouterr().err  # a warning, not an error
     cfg = ckpt.read_config(out)
     assert cfg.init_from == "instrument-classifier" and cfg.model.label_names == names
     assert cfg.data.label_names == names

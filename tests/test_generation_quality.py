@@ -1,5 +1,6 @@
 """`arwave bench generation-quality` (issue 11, item 4): on tiny exported bundles through the CLI, and
 its measurements on stand-in generators and a stand-in classifier whose answers are known."""
+
 import json
 import math
 import sys
@@ -36,8 +37,23 @@ def test_cli_on_tiny_bundles(bundles, capsys):
     """Default models = the bundled cam, aar, nexttoken; clips of class C = `generate --class C --num SEEDS
     --seed 0`; recognition = the share of those the bundled classifier labels C; CAM alone gets rollouts."""
     _, manifest = bundles
-    args = ["bench", "generation-quality", "--data", str(manifest), "--seeds", "2", "--seconds", "0.3",
-            "--rollout-seconds", "0.6", "--window-seconds", "0.3", "--embedder", CLS, "--json"]
+    args = [
+        "bench",
+        "generation-quality",
+        "--data",
+        str(manifest),
+        "--seeds",
+        "2",
+        "--seconds",
+        "0.3",
+        "--rollout-seconds",
+        "0.6",
+        "--window-seconds",
+        "0.3",
+        "--embedder",
+        CLS,
+        "--json",
+    ]
     assert main(args) == 0
     out = last_json(capsys.readouterr().out)
     assert [m["model"] for m in out["models"]] == ["cam", "aar", "nexttoken"]
@@ -66,12 +82,30 @@ def test_cli_on_tiny_bundles(bundles, capsys):
 
 def test_table_and_model_selection(bundles, capsys):
     _, manifest = bundles
-    assert main(["bench", "generation-quality", "aar", "--data", str(manifest), "--classes", "low", "--seeds", "2",
-                 "--seconds", "0.3", "--embedder", CLS]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "generation-quality",
+                "aar",
+                "--data",
+                str(manifest),
+                "--classes",
+                "low",
+                "--seeds",
+                "2",
+                "--seconds",
+                "0.3",
+                "--embedder",
+                CLS,
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "real-vs-real floor FAD(train, test): classifier:instrument-classifier" in text
     rows = [line for line in text.splitlines() if line.startswith("aar ")]
-    assert len(rows) == 1 and rows[0].split()[2] == "2"                 # 2 clips: one class, 2 seeds
+    assert len(rows) == 1 and rows[0].split()[2] == "2"  # 2 clips: one class, 2 seeds
     assert "recognised >= 0.9" in text and ("PASS" in text or "FAIL" in text) and "overall:" in text
     assert "cam" not in text.split("targets of issue 11:")[1]
 
@@ -109,6 +143,7 @@ SR = 16000
 
 class PitchClassifier(Embedder):
     """Labels a clip 'high' when its zero-crossing rate says > 440 Hz; one 2-d frame per clip."""
+
     name, sample_rate, dim, cache_key = "classifier:pitch", SR, 2, "test-pitch-classifier"
     class_names = ["high", "low"]
 
@@ -182,10 +217,10 @@ def test_silent_and_constant_clips_are_flagged(bundles):
 
     def make(c, k, n):
         if c == "low" and k == 0:
-            return torch.zeros(2, n)                                   # silent (not also 'constant')
+            return torch.zeros(2, n)  # silent (not also 'constant')
         if c == "low":
-            return 0.1 * torch.randn(2, n, generator=torch.Generator().manual_seed(k))   # stationary noise
-        steps = torch.arange(n) * 8 // n                               # a melody: 8 notes
+            return 0.1 * torch.randn(2, n, generator=torch.Generator().manual_seed(k))  # stationary noise
+        steps = torch.arange(n) * 8 // n  # a melody: 8 notes
         w = 0.3 * torch.sin(2 * math.pi * (440 + 110 * steps + 37 * k) * torch.arange(n) / SR)
         return torch.stack([w, w])
 
@@ -203,7 +238,7 @@ def test_temporal_variation_separates_music_from_stationary_sound(bundles):
     assert gq.temporal_variation(tone(440, n), SR) < gq.CONSTANT_VARIATION
     notes = torch.cat([tone(f, n // 4) for f in (220, 330, 550, 880)], dim=-1)
     assert gq.temporal_variation(notes, SR) > 2 * gq.CONSTANT_VARIATION
-    assert gq.temporal_variation(tone(440, 1000), SR) is None           # too short for two segments
+    assert gq.temporal_variation(tone(440, 1000), SR) is None  # too short for two segments
 
 
 def test_rollout_fad_over_time_for_cam_kinds_only(bundles):

@@ -1,5 +1,6 @@
 """The heads' fast sampling path (`StepPlan`: adaLN modulations once per frame, fused per-step ops)
 gives what the plain network gives: every Euler / DDPM step recomputed with `AdaLNMLP.forward`."""
+
 import math
 
 import pytest
@@ -38,7 +39,7 @@ def test_rf_plan_equals_per_step_forward(cfg):
     with torch.inference_mode():
         fast = head.sample(z, torch.Generator().manual_seed(7), temperature=0.9, z_uncond=zu if cfg else None, cfg=cfg)
         ref = _rf_reference(head, z, 7, 5, zu, cfg, temperature=0.9)
-    assert fast.abs().max() > 0.1                       # a real, non-trivial output
+    assert fast.abs().max() > 0.1  # a real, non-trivial output
     torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
 
 

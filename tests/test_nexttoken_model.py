@@ -1,12 +1,19 @@
 """Next-token baseline: token layouts, cached sampling vs teacher forcing (flat and delay), CFG, seeds,
 prompts, and generation longer than the training context (sliding KV window) through a real codec."""
+
 import pytest
 import torch
 
 from arwave.codec.bottlenecks import ResidualVQ
 from arwave.models.generator import make_generator
-from arwave.models.nexttoken.model import (NextToken, NextTokenConfig, delay_codes, flatten_codes, undelay_codes,
-                                           unflatten_codes)
+from arwave.models.nexttoken.model import (
+    NextToken,
+    NextTokenConfig,
+    delay_codes,
+    flatten_codes,
+    undelay_codes,
+    unflatten_codes,
+)
 
 N, V = 3, 16
 
@@ -14,8 +21,9 @@ N, V = 3, 16
 def make_model(pattern="flat", context=6, randomize=True):
     torch.manual_seed(0)
     q = ResidualVQ(8, levels=N, codebook_size=V).eval()
-    model = NextToken(NextTokenConfig(width=32, depth=2, heads=4, num_classes=3, context_frames=context,
-                                      pattern=pattern), quantizer=q).eval()
+    model = NextToken(
+        NextTokenConfig(width=32, depth=2, heads=4, num_classes=3, context_frames=context, pattern=pattern), quantizer=q
+    ).eval()
     if randomize:
         with torch.no_grad():
             for p in model.parameters():
@@ -28,7 +36,7 @@ def test_layouts_by_definition():
     flat = flatten_codes(codes)
     for t in range(4):
         for level in range(N):
-            assert flat[1, t * N + level, 0] == codes[1, level, t]           # frame-major
+            assert flat[1, t * N + level, 0] == codes[1, level, t]  # frame-major
     assert torch.equal(unflatten_codes(flat, N), codes)
     pad = -1
     delayed = delay_codes(codes, pad)
@@ -80,7 +88,7 @@ def test_cfg_zero_equals_conditional_and_seeds():
 def test_prompt_codes_are_kept_and_generation_slides_past_the_context():
     model = make_model(context=4)
     prompt = torch.randint(0, V, (2, N, 3))
-    out = model.sample_tokens(num=2, frames=9, seed=0, prompt_codes=prompt)      # 12 frames > context 4
+    out = model.sample_tokens(num=2, frames=9, seed=0, prompt_codes=prompt)  # 12 frames > context 4
     assert out.shape == (2, N, 12) and torch.equal(out[..., :3], prompt)
 
 
@@ -89,16 +97,16 @@ def test_generation_past_the_context_forgets_tokens_older_than_the_window():
     that differ only in their first frame give different logits right after it and identical logits
     once that frame lies far outside the window (each layer reaches back at most one context, so
     depth + 1 contexts later nothing of it can be left), whatever the window's exact sliding rule."""
-    model = make_model(context=4)                                    # 4 frames = 12 steps of N = 3 levels
+    model = make_model(context=4)  # 4 frames = 12 steps of N = 3 levels
     frames = 5 * 4
     a = torch.randint(0, V, (2, N, frames), generator=torch.Generator().manual_seed(2))
     b = a.clone()
-    b[..., 0] = (a[..., 0] + 1) % V                                  # only frame 0 differs
+    b[..., 0] = (a[..., 0] + 1) % V  # only frame 0 differs
     cond = model.condition(2, torch.tensor([0, 1]))
     _, la = model.sample_steps(frames, cond, None, make_generator(0), given=a, return_logits=True)
     _, lb = model.sample_steps(frames, cond, None, make_generator(0), given=b, return_logits=True)
     W = model.context_steps
-    assert (la[:, N:W] - lb[:, N:W]).abs().max() > 1e-2            # inside the window frame 0 matters
+    assert (la[:, N:W] - lb[:, N:W]).abs().max() > 1e-2  # inside the window frame 0 matters
     far = (model.cfg.depth + 1) * W
     assert la.shape[1] - far >= W
     torch.testing.assert_close(la[:, far:], lb[:, far:], atol=1e-5, rtol=1e-5)
@@ -116,16 +124,19 @@ def test_top_p_reaches_the_sampler():
 @pytest.fixture(scope="module")
 def rvq_codec():
     from arwave.registry import get_kind, preset
+
     torch.manual_seed(0)
     return get_kind("codec").build_model(preset("codec", "tiny-rvq"), None).eval()
 
 
 def test_generate_lengths_through_the_codec(rvq_codec):
-    model = NextToken(NextTokenConfig(width=32, depth=2, heads=2, context_frames=5, num_classes=2,
-                                      label_names=["a", "b"]), codec=rvq_codec).eval()
+    model = NextToken(
+        NextTokenConfig(width=32, depth=2, heads=2, context_frames=5, num_classes=2, label_names=["a", "b"]),
+        codec=rvq_codec,
+    ).eval()
     assert not any(k.startswith("codec") for k in model.state_dict())
     sr, hop = rvq_codec.sample_rate, rvq_codec.hop
-    seconds = 12.5 * hop / sr                                     # 12.5 frames: longer than the 5-frame context
+    seconds = 12.5 * hop / sr  # 12.5 frames: longer than the 5-frame context
     audio = model.generate(seconds=seconds, num=2, seed=0, class_label="a", cfg=1.0, top_k=5)
     assert audio.shape == (2, rvq_codec.channels, round(seconds * sr))
     prompt = torch.randn(rvq_codec.channels, 7 * hop + 13)

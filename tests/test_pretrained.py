@@ -1,6 +1,7 @@
 """Bundled pretrained models (issues 10/11): export a run into a bundle, load it BY NAME wherever a run is
 taken (arwave.load, generate, encode/decode, eval recon, --codec for training), same outputs as the run
 (fp32) and close ones (fp16); `arwave models`; the one-line error for a known model that is not bundled."""
+
 import json
 import shutil
 import sys
@@ -33,8 +34,9 @@ def bundles(tmp_path, monkeypatch):
 def exported(cam_run, bundles):
     """The tiny CAM run of conftest and its codec, exported fp32 as tiny-codec and tiny-cam."""
     pretrained.export(cam_run / "codec", "tiny-codec")
-    pretrained.export(cam_run, "tiny-cam", parent="tiny-codec", command="arwave train cam --preset tiny",
-                      quality={"fad": 1.5})
+    pretrained.export(
+        cam_run, "tiny-cam", parent="tiny-codec", command="arwave train cam --preset tiny", quality={"fad": 1.5}
+    )
     return bundles
 
 
@@ -71,6 +73,7 @@ def test_fp16_bundle_loads_as_float32_and_close(cam_run, bundles):
     pretrained.export(cam_run / "codec", "tiny-codec", fp16=True)
     pretrained.export(cam_run, "tiny-cam", parent="tiny-codec", fp16=True)
     from arwave.checkpoint import load_tensors
+
     stored = load_tensors(bundles / "tiny-cam" / "model.safetensors")
     assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
     assert pretrained.read_card(bundles / "tiny-cam")["format"].startswith("safetensors fp16")
@@ -79,8 +82,8 @@ def test_fp16_bundle_loads_as_float32_and_close(cam_run, bundles):
     assert all(p.dtype == torch.float32 for p in named.codec.parameters())
     a = run.generate(0.1, num=2, seed=3, class_label="low")
     b = named.generate(0.1, num=2, seed=3, class_label="low")
-    assert not torch.equal(a, b)                                 # rounded weights ...
-    torch.testing.assert_close(b, a, atol=2e-3 * float(a.abs().max()) + 1e-5, rtol=0)   # ... close outputs
+    assert not torch.equal(a, b)  # rounded weights ...
+    torch.testing.assert_close(b, a, atol=2e-3 * float(a.abs().max()) + 1e-5, rtol=0)  # ... close outputs
 
 
 def test_half_keeps_out_of_range_tensors_float32():
@@ -90,8 +93,11 @@ def test_half_keeps_out_of_range_tensors_float32():
 
 
 def test_known_but_missing_is_one_clear_line(bundles, capsys, tmp_path):
-    with pytest.raises(ArwaveError, match=r"^codec-sat is not bundled in this install; train it with "
-                                          r"scripts/train-pretrained\.sh codec-sat$"):
+    with pytest.raises(
+        ArwaveError,
+        match=r"^codec-sat is not bundled in this install; train it with "
+        r"scripts/train-pretrained\.sh codec-sat$",
+    ):
         arwave.load("codec-sat")
     assert main(["generate", "cam", "--seconds", "1", "--out", str(tmp_path / "x.wav")]) == 2
     err = capsys.readouterr().err.strip()
@@ -126,14 +132,17 @@ def test_cli_generate_encode_decode_by_name(exported, cam_run, tmp_path, capsys)
     assert main(["generate", "tiny-cam", "--seconds", "0.1", "--seed", "4", "--class", "high", "--out", str(out)]) == 0
     audio, sr = sf.read(out, always_2d=True)
     ref = arwave.load(cam_run).generate(0.1, seed=4, class_label="high")[0]
-    assert sr == 16000 and np.allclose(audio.T, ref.clamp(-1, 1).numpy(), atol=1 / 2 ** 14)
+    assert sr == 16000 and np.allclose(audio.T, ref.clamp(-1, 1).numpy(), atol=1 / 2**14)
     wav = tmp_path / "in.wav"
     sf.write(wav, 0.3 * np.random.default_rng(0).standard_normal((1600, 2)).astype(np.float32), 16000)
     assert main(["encode", "tiny-codec", str(wav), str(tmp_path / "z.safetensors")]) == 0
     assert main(["decode", "tiny-codec", str(tmp_path / "z.safetensors"), str(tmp_path / "y.wav")]) == 0
     assert sf.info(tmp_path / "y.wav").frames == 1600
     manifest = write_corpus(tmp_path / "data")
-    assert main(["eval", "recon", "tiny-codec", "--data", str(manifest), "--split", "val", "--seconds", "0.5", "--json"]) == 0
+    assert (
+        main(["eval", "recon", "tiny-codec", "--data", str(manifest), "--split", "val", "--seconds", "0.5", "--json"])
+        == 0
+    )
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["num_items"] == 2
 
 
@@ -143,6 +152,7 @@ def test_classifier_embedder_by_name(bundles, tmp_path):
     from arwave.config import run_config_to_json
     from arwave.evaluation.embedders import get_embedder
     from arwave.registry import get_kind, preset
+
     cfg = preset("classifier", "tiny")
     cfg.model.num_classes, cfg.model.label_names = 2, ["high", "low"]
     run = tmp_path / "cls"
@@ -161,20 +171,39 @@ def test_train_on_a_bundled_codec_then_export_and_load(bundles, cam_run, tmp_pat
     before = sorted(p.name for p in (bundles / "tiny-codec").iterdir())
     manifest = write_corpus(tmp_path / "data")
     run = tmp_path / "cam"
-    args = ["train", "cam", "--preset", "tiny", "--codec", "tiny-codec", "--data", str(manifest), "--max-steps", "2",
-            "--set", "conditional=true", "--set", "train.val_every=0", "--out", str(run), "--quiet"]
+    args = [
+        "train",
+        "cam",
+        "--preset",
+        "tiny",
+        "--codec",
+        "tiny-codec",
+        "--data",
+        str(manifest),
+        "--max-steps",
+        "2",
+        "--set",
+        "conditional=true",
+        "--set",
+        "train.val_every=0",
+        "--out",
+        str(run),
+        "--quiet",
+    ]
     monkeypatch.chdir(tmp_path)
     assert main(args) == 0
     assert json.loads((run / "config.json").read_text())["model"]["codec_run"] == "tiny-codec"
-    assert sorted(p.name for p in (bundles / "tiny-codec").iterdir()) == before      # nothing written into a bundle
+    assert sorted(p.name for p in (bundles / "tiny-codec").iterdir()) == before  # nothing written into a bundle
     from arwave.checkpoint import read_config
     from arwave.registry import get_kind
-    get_kind("cam").build_task(read_config(run), run)          # what --resume does first: the copy is recognised
+
+    get_kind("cam").build_task(read_config(run), run)  # what --resume does first: the copy is recognised
     pretrained.export(run, "tiny-cam", parent="tiny-codec")
     model = arwave.load("tiny-cam")
     assert model.label_names == ["high", "low"] and model.generate(0.05, seed=0).shape == (1, 2, 800)
     # a run is refused as the child of a bundle with other codec weights (same config)
     from arwave.checkpoint import save_checkpoint
+
     other = tmp_path / "other-codec-run"
     other.mkdir()
     shutil.copy(cam_run / "codec" / "config.json", other / "config.json")
@@ -213,7 +242,9 @@ def test_package_data_includes_bundle_files():
     """pyproject ships <name>/{config.json,model.safetensors,card.json} of arwave.pretrained in a
     non-editable install."""
     import fnmatch
+
     import tomllib
+
     cfg = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
     patterns = cfg["tool"]["setuptools"]["package-data"]["arwave.pretrained"]
     for f in (pretrained.CONFIG, pretrained.WEIGHTS, pretrained.CARD):
@@ -226,8 +257,10 @@ SCRIPT = Path(__file__).parent.parent / "scripts" / "train-pretrained.sh"
 def _script(*args, **env):
     import os
     import subprocess
-    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **env})
+
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=60, env={**os.environ, **env}
+    )
 
 
 def test_train_script_starts_then_resumes_then_exports(tmp_path):
@@ -250,6 +283,6 @@ def test_train_script_starts_then_resumes_then_exports(tmp_path):
 
 
 def test_train_script_refuses_unknown_names_and_has_no_placeholders():
-    assert "PLACEHOLDER\"" not in SCRIPT.read_text().split("declare -A TRAIN")[1].split(")")[0]
+    assert 'PLACEHOLDER"' not in SCRIPT.read_text().split("declare -A TRAIN")[1].split(")")[0]
     unknown = _script("no-such-model")
     assert unknown.returncode == 2 and "unknown model 'no-such-model'" in unknown.stderr

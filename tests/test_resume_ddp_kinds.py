@@ -4,6 +4,7 @@
   weights, optimiser state, EMA weights and the codec's critic;
 - 2 processes (gloo) × batch 2 train the same weights as 1 process × batch 4.
 """
+
 import os
 import subprocess
 import sys
@@ -28,6 +29,7 @@ def work(tmp_path_factory):
 def _no_loss_plot(monkeypatch):
     """The end-of-run loss.png (matplotlib) would cost more than the training steps; not tested here."""
     import arwave.training.loop as loop
+
     monkeypatch.setattr(loop, "plot_metrics", lambda *args, **kwargs: None)
 
 
@@ -36,6 +38,7 @@ def task_class(kind):
     from arwave.models.aar.kind import AARTask
     from arwave.models.cam.kind import CAMTask
     from arwave.models.nexttoken.kind import NextTokenTask
+
     return {"codec": CodecTask, "cam": CAMTask, "aar": AARTask, "nexttoken": NextTokenTask}[kind]
 
 
@@ -55,6 +58,7 @@ def test_interrupted_and_resumed_run_is_bit_identical(kind, work, tmp_path):
         if step == 2:
             raise KeyboardInterrupt
         return loss(self, model, batch, step)
+
     with pytest.MonkeyPatch.context() as patch, pytest.raises(KeyboardInterrupt):
         patch.setattr(cls, "loss", ctrl_c_at_step_2)
         train(config(kind, work), tmp_path / "resumed", progress=False)
@@ -77,14 +81,18 @@ def test_two_process_ddp_equals_single_process_for_every_kind(work, tmp_path):
     """Global batch 4 either way. ~20 s (one torchrun of 2 processes trains the four kinds in turn)."""
     for kind in KINDS:
         run_ddp_safe(kind, work, tmp_path / f"{kind}-single", batch=4)
-        if CODECS[kind]:        # the AR runs' codec copies exist before the two ranks start (no race)
+        if CODECS[kind]:  # the AR runs' codec copies exist before the two ranks start (no race)
             ckpt.copy_run(work / CODECS[kind], tmp_path / f"{kind}-ddp" / "codec")
     here = Path(__file__).parent
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(here.parent), str(here)])}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(here.parent), str(here)])}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    done = subprocess.run([*torchrun, str(here / "kind_runs.py"), str(work), str(tmp_path)], env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [*torchrun, str(here / "kind_runs.py"), str(work), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     for kind in KINDS:
         _, single = saved(tmp_path / f"{kind}-single")

@@ -1,4 +1,5 @@
 """Token sampling: top-k / top-p keep exactly the right tokens, CFG formula and ramp, seeded draws."""
+
 import math
 
 import torch
@@ -34,11 +35,11 @@ def test_top_p_hand_made():
     probs = torch.tensor([0.5, 0.25, 0.15, 0.1])
     logits = probs.log()
     # ascending 0.1, 0.15, 0.25, 0.5 -> cumulative 0.1, 0.25, 0.5, 1.0
-    assert kept(logits, top_p=0.7) == {0, 1}          # drop cum <= 0.3: 0.1 and 0.15
-    assert kept(logits, top_p=0.8) == {0, 1, 2}       # drop cum <= 0.2: 0.1 only
-    assert kept(logits, top_p=0.95) == {0, 1, 2, 3}   # drop cum <= 0.05: none
-    assert kept(logits, top_p=0.4) == {0}             # drop cum <= 0.6: all but the top
-    assert kept(logits, top_p=1e-6) == {0}            # the top token is always kept
+    assert kept(logits, top_p=0.7) == {0, 1}  # drop cum <= 0.3: 0.1 and 0.15
+    assert kept(logits, top_p=0.8) == {0, 1, 2}  # drop cum <= 0.2: 0.1 only
+    assert kept(logits, top_p=0.95) == {0, 1, 2, 3}  # drop cum <= 0.05: none
+    assert kept(logits, top_p=0.4) == {0}  # drop cum <= 0.6: all but the top
+    assert kept(logits, top_p=1e-6) == {0}  # the top token is always kept
 
 
 def test_top_p_matches_slow_reference_and_combines_with_top_k():

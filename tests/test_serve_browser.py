@@ -4,6 +4,7 @@ last), the waveform is drawn, and the WAV downloads with exactly the model's aud
 
 Skipped only where no Chromium is installed (scripts/setup.sh installs it: `apt-get install chromium`).
 ARWAVE_SERVE_SCREENSHOT=PATH also writes the screenshot there (docs/img/serve.png is made this way)."""
+
 import os
 import shutil
 import sys
@@ -18,14 +19,32 @@ from arwave.serve import ServeSettings
 sys.path.insert(0, str(Path(__file__).parent))
 from serve_live import LiveServer, expected_pcm, make_runs_root  # noqa: E402
 
-CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "", shutil.which("chromium-browser") or "")
-                 if p and Path(p).is_file()), None)
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM = next(
+    (
+        p
+        for p in ("/usr/bin/chromium", shutil.which("chromium") or "", shutil.which("chromium-browser") or "")
+        if p and Path(p).is_file()
+    ),
+    None,
+)
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
-pytestmark = [pytest.mark.usefixtures("no_installed_bundles"),       # it serves its own run
-              pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get install chromium; "
-                                                          "scripts/setup.sh does it as root): browser test skipped")]
+pytestmark = [
+    pytest.mark.usefixtures("no_installed_bundles"),  # it serves its own run
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="no Chromium installed (apt-get install chromium; "
+        "scripts/setup.sh does it as root): browser test skipped",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +80,14 @@ def test_browser_streams_plays_and_downloads(served, tmp_path):
             state = page.evaluate("window.arwaveState")
             assert state["status"] == "done", state
             assert state["bytes"] == round(seconds * 16000) * 2 * 2
-            assert state["chunks"] >= 3, state                        # audio came in pieces ...
-            assert state["firstAudioMs"] < 0.5 * state["totalMs"], state   # ... the first long before the last
-            assert state["scheduled"] == round(seconds * 16000)       # every sample was queued for playback
+            assert state["chunks"] >= 3, state  # audio came in pieces ...
+            assert state["firstAudioMs"] < 0.5 * state["totalMs"], state  # ... the first long before the last
+            assert state["scheduled"] == round(seconds * 16000)  # every sample was queued for playback
             # the waveform was drawn across the canvas
             drawn = page.evaluate("""() => { const c = document.getElementById('wave');
                 const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-                const cols = new Set(); for (let i = 0; i < d.length; i += 4) if (d[i + 3] && d[i + 2] > 150 && d[i] < 80)
+                const cols = new Set();
+                for (let i = 0; i < d.length; i += 4) if (d[i + 3] && d[i + 2] > 150 && d[i] < 80)
                     cols.add((i / 4) % c.width); return cols.size / c.width; }""")
             assert drawn > 0.9, drawn
             assert "done:" in page.inner_text("#status")

@@ -5,6 +5,7 @@ baseline also drops whole frames, so each context is a prefix of a training crop
 With ONE layer a cached key/value depends on its own input only, so a sliding step must equal the
 training forward over the window exactly; deeper models add the usual sliding-cache approximation
 (old frames' cached states carry history from before the window)."""
+
 import math
 
 import torch
@@ -25,23 +26,25 @@ def test_pinned_entry_is_moved_just_before_the_window():
     x = torch.randn(1, 14, 32)
     W = 5
     caches = model.new_cache(max_len=W, sink=1)
-    outs = [model(x[:, t:t + 1], mask="causal", caches=caches) for t in range(14)]
+    outs = [model(x[:, t : t + 1], mask="causal", caches=caches) for t in range(14)]
     assert caches[0].length == W and caches[0].position == 14
     for t in (6, 9, 13):
-        ref = model(torch.cat([x[:, :1], x[:, t - W + 1:t + 1]], dim=1), mask="causal")
+        ref = model(torch.cat([x[:, :1], x[:, t - W + 1 : t + 1]], dim=1), mask="causal")
         torch.testing.assert_close(outs[t][:, 0], ref[:, -1], atol=1e-5, rtol=1e-5)
     # without the pin, the same steps miss token 0 (what generation did before)
     plain = model.new_cache(max_len=W)
-    outs = [model(x[:, t:t + 1], mask="causal", caches=plain) for t in range(14)]
-    ref = model(torch.cat([x[:, :1], x[:, 13 - W + 1:]], dim=1), mask="causal")
+    outs = [model(x[:, t : t + 1], mask="causal", caches=plain) for t in range(14)]
+    ref = model(torch.cat([x[:, :1], x[:, 13 - W + 1 :]], dim=1), mask="causal")
     assert (outs[13][:, 0] - ref[:, -1]).abs().max() > 1e-3
 
 
 def nexttoken(context: int, pattern: str = "flat", depth: int = 1) -> NextToken:
     torch.manual_seed(0)
     q = ResidualVQ(8, levels=N, codebook_size=V).eval()
-    model = NextToken(NextTokenConfig(width=32, depth=depth, heads=4, num_classes=3, context_frames=context,
-                                      pattern=pattern), quantizer=q).eval()
+    model = NextToken(
+        NextTokenConfig(width=32, depth=depth, heads=4, num_classes=3, context_frames=context, pattern=pattern),
+        quantizer=q,
+    ).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.3)
@@ -62,8 +65,8 @@ def test_nexttoken_sliding_steps_equal_training_crops():
     T = F * N
     with torch.no_grad():
         for s in range(frames * N):
-            a = math.ceil(max(0, s - (T - 1)) / N)                        # first frame of the window
-            crop = model(codes[..., a:a + F], labels)                     # (B, T, 1, V): training logits
+            a = math.ceil(max(0, s - (T - 1)) / N)  # first frame of the window
+            crop = model(codes[..., a : a + F], labels)  # (B, T, 1, V): training logits
             torch.testing.assert_close(logits[:, s], crop[:, s - a * N], atol=1e-4, rtol=1e-4, msg=f"step {s}")
 
 
@@ -87,6 +90,7 @@ def test_cam_prompt_longer_than_the_context_keeps_the_start_token():
     first sampled frame's state equals the training forward over that crop (one layer: exact)."""
     import sys
     from pathlib import Path
+
     sys.path.insert(0, str(Path(__file__).parent))
     from test_cam_model import D, make
 
@@ -94,7 +98,7 @@ def test_cam_prompt_longer_than_the_context_keeps_the_start_token():
     seen = []
     sample = model.head.sample
     model.head.sample = lambda z, g, **kw: (seen.append(z.clone()), sample(z, g, **kw))[1]
-    prompt = torch.randn(D, 12) * model.latent_scale                  # 12 frames > context 8
+    prompt = torch.randn(D, 12) * model.latent_scale  # 12 frames > context 8
     model.sample_latents(1, num=1, seed=0, k_inf=0.0, prompt_latents=prompt)
     x = (prompt / model.latent_scale).t()[None]
     with torch.no_grad():

@@ -1,4 +1,5 @@
 """The one training loop: DDP equivalence, exact resume after an interruption, crash-safe checkpoints."""
+
 import json
 import os
 import subprocess
@@ -62,7 +63,7 @@ def test_training_writes_config_metrics_plot_and_loads(tmp_path):
     assert (run / "loss.png").stat().st_size > 1000
     steps = [int(p.name.split("-")[1]) for p in ckpt.list_checkpoints(run)]
     assert steps == [5, 10, 15, 20]
-    model = arwave.load(run)                     # EMA weights by default
+    model = arwave.load(run)  # EMA weights by default
     ema = weights(run, "ema")
     torch.testing.assert_close(model.state_dict()["net.0.weight"], ema["net.0.weight"])
     # training reduced the loss
@@ -79,12 +80,12 @@ def test_refuses_to_overwrite_a_trained_run(tmp_path):
 
 def test_resume_after_interruption_matches_uninterrupted(tmp_path):
     cfg = toy_preset()
-    cfg.model.noise = 0.1                        # random draws in the loss must repeat after resume
+    cfg.model.noise = 0.1  # random draws in the loss must repeat after resume
     straight = train(cfg, tmp_path / "straight", progress=False)
 
     cfg_a = toy_preset()
     cfg_a.model.noise = 0.1
-    cfg_a.model.interrupt_at = 13                # Ctrl-C in the middle of step 13
+    cfg_a.model.interrupt_at = 13  # Ctrl-C in the middle of step 13
     with pytest.raises(KeyboardInterrupt):
         train(cfg_a, tmp_path / "interrupted", progress=False)
     assert ckpt.latest_checkpoint(tmp_path / "interrupted").name == "step-00000013"
@@ -109,7 +110,7 @@ def test_crash_mid_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
 
     def dying_save(path, tensors, metadata=None):
         calls["n"] += 1
-        if calls["n"] == 2:                      # die after the first file of the new checkpoint
+        if calls["n"] == 2:  # die after the first file of the new checkpoint
             raise OSError("disk full (simulated)")
         return real(path, tensors, metadata)
 
@@ -152,21 +153,32 @@ def test_two_process_ddp_equals_single_process_on_concatenated_batch(tmp_path):
     script = Path(__file__).parent / "toy_kind.py"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent), str(Path(__file__).parent)])}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    subprocess.run([*torchrun, str(script), str(tmp_path / "ddp"), "2", "12"], check=True, env=env,
-                   capture_output=True, timeout=300)
-    subprocess.run([sys.executable, str(script), str(tmp_path / "single"), "4", "12"], check=True, env=env,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [*torchrun, str(script), str(tmp_path / "ddp"), "2", "12"],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+    subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "single"), "4", "12"],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
     a, b = weights(tmp_path / "ddp"), weights(tmp_path / "single")
     assert json.loads((ckpt.latest_checkpoint(tmp_path / "ddp") / "state.json").read_text())["world_size"] == 2
     init = initial_toy_weights()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
-        assert (a[k] - init[k]).abs().max() > 1e-3, k             # and it really trained: every tensor moved
+        assert (a[k] - init[k]).abs().max() > 1e-3, k  # and it really trained: every tensor moved
 
 
 def initial_toy_weights(seed=0):
     """The toy model as `train` builds it: torch.manual_seed(train.seed + rank) right before the task."""
     from toy_kind import ToyConfig, ToyModel
+
     torch.manual_seed(seed)
     return ToyModel(ToyConfig()).state_dict()
 
@@ -192,12 +204,14 @@ def test_ema_weights_follow_the_recurrence(tmp_path):
 def _noise_draws(cfg, run_dir):
     """What `torch.rand` gives inside the loss at each step of a toy run."""
     from toy_kind import ToyTask
+
     task, draws = ToyTask(cfg), []
     loss = task.loss
 
     def recording(model, batch, step):
         draws.append(float(torch.rand(())))
         return loss(model, batch, step)
+
     task.loss = recording
     train(cfg, run_dir, progress=False, task=task)
     return draws
@@ -206,10 +220,12 @@ def _noise_draws(cfg, run_dir):
 def test_noise_draws_follow_the_seed(tmp_path):
     """Random draws inside the loss are a function of (train.seed, step): the same seed repeats them,
     another seed changes every one of them."""
+
     def cfg(seed):
         c = toy_preset()
         c.train.max_steps, c.train.seed, c.train.val_every, c.train.ckpt_every = 6, seed, 0, 0
         return c
+
     a = _noise_draws(cfg(0), tmp_path / "a")
     assert len(a) == 6 and len(set(a)) == 6
     assert _noise_draws(cfg(0), tmp_path / "b") == a
@@ -221,6 +237,7 @@ def test_ema_warmup_follows_the_weights_early():
     """Update n uses decay min(decay, (1 + n) / (10 + n)): after 20 updates towards a constant the
     average is ≥ 90 % of the way there (a plain 0.999 would be at 1 − 0.999^20 ≈ 2 %)."""
     from arwave.training.loop import EMA
+
     model = torch.nn.Linear(1, 1, bias=False)
     torch.nn.init.zeros_(model.weight)
     ema = EMA(model, 0.999)
@@ -249,4 +266,5 @@ def test_saved_ema_weights_are_trained_not_initial(tmp_path):
 
 def get_kind_model(cfg):
     from arwave.registry import get_kind
+
     return get_kind(cfg.kind).build_model(cfg, None)

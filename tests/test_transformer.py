@@ -1,4 +1,5 @@
 """The shared transformer: KV-cache decoding equals the full forward; causality; AdaLN; sliding window."""
+
 import torch
 
 from arwave.models.transformer import Transformer, TransformerConfig, rotary
@@ -14,8 +15,8 @@ def test_incremental_cache_equals_full_forward():
     x = torch.randn(2, 9, 32)
     full = model(x, mask="causal")
     caches = model.new_cache()
-    steps = [model(x[:, :4], mask="causal", caches=caches)]          # prefill of 4, then one by one
-    steps += [model(x[:, t:t + 1], mask="causal", caches=caches) for t in range(4, 9)]
+    steps = [model(x[:, :4], mask="causal", caches=caches)]  # prefill of 4, then one by one
+    steps += [model(x[:, t : t + 1], mask="causal", caches=caches) for t in range(4, 9)]
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
 
 
@@ -43,9 +44,9 @@ def test_sliding_window_matches_windowed_full_forward():
     x = torch.randn(1, 12, 32)
     W = 5
     caches = model.new_cache(max_len=W)
-    outs = [model(x[:, t:t + 1], mask="causal", caches=caches) for t in range(12)]
+    outs = [model(x[:, t : t + 1], mask="causal", caches=caches) for t in range(12)]
     assert caches[0].length == W and caches[0].position == 12
-    ref = model(x[:, 12 - W - 1:], mask="causal")
+    ref = model(x[:, 12 - W - 1 :], mask="causal")
     torch.testing.assert_close(outs[-1][:, 0], ref[:, -1], atol=1e-5, rtol=1e-5)
 
 
@@ -55,12 +56,12 @@ def test_adaln_and_qk_norm_cache_with_block_mask():
     cond = torch.randn(2, 16)
     sizes = [1, 2, 3]
     ids = torch.cat([torch.full((s,), i) for i, s in enumerate(sizes)])
-    mask = ids[None, :] <= ids[:, None]                              # block-causal
+    mask = ids[None, :] <= ids[:, None]  # block-causal
     x = torch.randn(2, 6, 32)
     full = model(x, cond, mask=mask)
     caches, outs, start = model.new_cache(), [], 0
     for s in sizes:
-        outs.append(model(x[:, start:start + s], cond, caches=caches))
+        outs.append(model(x[:, start : start + s], cond, caches=caches))
         start += s
     torch.testing.assert_close(torch.cat(outs, 1), full, atol=1e-5, rtol=1e-5)
     # the condition matters

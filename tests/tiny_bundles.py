@@ -2,6 +2,7 @@
 instrument-classifier): untrained tiny-preset runs exported with `arwave.pretrained.export` into a
 temporary bundle root, plus a labelled manifest with train, val and test splits. Built once per test
 process (the tests only read them; a test that removes a bundle works on a copy)."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,14 @@ def write_manifest(folder: Path, sample_rate: int = 16000, seconds: float = 1.0)
         wave = 0.3 * np.sin(2 * np.pi * freq * t)
         path = folder / f"tone{i}.wav"
         sf.write(path, np.stack([wave, 0.6 * wave], 1).astype(np.float32), sample_rate)
-        rows.append({"path": str(path), "label": label, "split": "train" if i < 6 else "val" if i < 8 else "test",
-                     "duration": seconds})
+        rows.append(
+            {
+                "path": str(path),
+                "label": label,
+                "split": "train" if i < 6 else "val" if i < 8 else "test",
+                "duration": seconds,
+            }
+        )
     manifest = folder / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return manifest
@@ -40,6 +47,7 @@ def _run(kind: str, folder: Path, manifest: Path, codec: str | None = None, **mo
     from arwave.checkpoint import save_checkpoint
     from arwave.config import run_config_to_json
     from arwave.registry import get_kind, preset
+
     cfg = preset(kind, "tiny")
     cfg.data.manifest = str(manifest)
     if codec:
@@ -48,7 +56,7 @@ def _run(kind: str, folder: Path, manifest: Path, codec: str | None = None, **mo
         setattr(cfg.model, key, value)
     folder.mkdir(parents=True)
     torch.manual_seed(0)
-    task = get_kind(kind).build_task(cfg, folder)              # fills labels, copies the codec
+    task = get_kind(kind).build_task(cfg, folder)  # fills labels, copies the codec
     (folder / "config.json").write_text(run_config_to_json(cfg))
     save_checkpoint(folder, 1, {"model": task.model.state_dict()}, {"step": 1})
     return folder
@@ -60,18 +68,31 @@ def tiny_bundles() -> tuple[Path, Path]:
     if _BUILT:
         return _BUILT["root"], _BUILT["manifest"]
     from arwave import pretrained
+
     base = Path(tempfile.mkdtemp(prefix="arwave-tiny-bundles-"))
     root, runs = base / "bundles", base / "runs"
     root.mkdir()
     manifest = write_manifest(base / "data")
     before = os.environ.get(pretrained.ENV)
-    os.environ[pretrained.ENV] = str(root)                    # AR exports check their parent under root()
+    os.environ[pretrained.ENV] = str(root)  # AR exports check their parent under root()
     try:
+
         def export(run, name, kind):
-            pretrained.export(run, name, command=f"arwave train {kind} --preset tiny --out {run} # {name}",
-                              quality={"tiny": 1}, training_data=f"tones in {manifest}")
+            pretrained.export(
+                run,
+                name,
+                command=f"arwave train {kind} --preset tiny --out {run} # {name}",
+                quality={"tiny": 1},
+                training_data=f"tones in {manifest}",
+            )
+
         from test_aar_train import make_codec_run
-        for name, preset_name in (("codec-latent", "tiny-continuous"), ("codec-sat", "tiny"), ("codec-rvq", "tiny-rvq")):
+
+        for name, preset_name in (
+            ("codec-latent", "tiny-continuous"),
+            ("codec-sat", "tiny"),
+            ("codec-rvq", "tiny-rvq"),
+        ):
             export(make_codec_run(runs / name, preset_name), name, "codec")
         export(_run("cam", runs / "cam", manifest, "codec-latent", conditional=True), "cam", "cam")
         export(_run("aar", runs / "aar", manifest, "codec-sat"), "aar", "aar")

@@ -1,4 +1,5 @@
 """A tiny model kind used to test the training loop itself (DDP equivalence, resume, checkpoints)."""
+
 from __future__ import annotations
 
 import sys
@@ -9,15 +10,15 @@ import torch
 import torch.nn as nn
 
 from arwave.config import ANY_NUMBER, DataConfig, RunConfig, TrainConfig
-from arwave.registry import Kind, register, _KINDS
+from arwave.registry import _KINDS, Kind, register
 from arwave.training.task import Task
 
 
 @dataclass
 class ToyConfig:
     width: int = 16
-    noise: float = 0.0          # random noise inside the loss (exercises RNG on resume)
-    interrupt_at: int = -100    # raise KeyboardInterrupt inside loss() at this step (simulated Ctrl-C)
+    noise: float = 0.0  # random noise inside the loss (exercises RNG on resume)
+    interrupt_at: int = -100  # raise KeyboardInterrupt inside loss() at this step (simulated Ctrl-C)
     items: int = 64
 
     LIMITS: ClassVar[dict] = {"interrupt_at": ANY_NUMBER}
@@ -34,7 +35,7 @@ class ToySet(torch.utils.data.Dataset):
 
     def __getitem__(self, item):
         index, seed = item
-        shift = (seed % 7) / 70.0               # a "random crop" that depends on the seed only
+        shift = (seed % 7) / 70.0  # a "random crop" that depends on the seed only
         return {"x": self.x[index] + shift, "y": self.y[index]}
 
 
@@ -63,20 +64,41 @@ class ToyTask(Task):
 
 
 def toy_preset() -> RunConfig:
-    return RunConfig(kind="toy", preset="tiny", model=ToyConfig(),
-                     data=DataConfig(batch_size=4),
-                     train=TrainConfig(max_steps=20, lr=1e-2, warmup_steps=3, log_every=1, val_every=5,
-                                       ckpt_every=5, keep_checkpoints=10, grad_clip=1.0, ema_decay=0.9))
+    return RunConfig(
+        kind="toy",
+        preset="tiny",
+        model=ToyConfig(),
+        data=DataConfig(batch_size=4),
+        train=TrainConfig(
+            max_steps=20,
+            lr=1e-2,
+            warmup_steps=3,
+            log_every=1,
+            val_every=5,
+            ckpt_every=5,
+            keep_checkpoints=10,
+            grad_clip=1.0,
+            ema_decay=0.9,
+        ),
+    )
 
 
 def register_toy():
     if "toy" not in _KINDS:
-        register(Kind("toy", ToyConfig, {"tiny": toy_preset}, lambda cfg, run_dir: ToyModel(cfg.model),
-                      lambda cfg, run_dir: ToyTask(cfg)))
+        register(
+            Kind(
+                "toy",
+                ToyConfig,
+                {"tiny": toy_preset},
+                lambda cfg, run_dir: ToyModel(cfg.model),
+                lambda cfg, run_dir: ToyTask(cfg),
+            )
+        )
 
 
 if __name__ == "__main__":  # used by the DDP test under torchrun: python toy_kind.py RUN_DIR BATCH STEPS
     from arwave.training.loop import train
+
     register_toy()
     cfg = toy_preset()
     cfg.data.batch_size = int(sys.argv[2])

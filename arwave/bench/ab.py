@@ -10,13 +10,14 @@ in the same round), and the median seconds per call (absolute: re-measure on a q
 
 Random weights (speed does not depend on training), one intra-op thread.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -24,19 +25,24 @@ import torch
 def interleaved(variants: dict[str, Callable[[], object]], rounds: int = 7, reps: int = 1) -> dict:
     """{name: {"ratio": median time ratio to the first variant, "seconds": median s per call}}."""
     names = list(variants)
-    for fn in variants.values():                                       # warm-up
+    for fn in variants.values():  # warm-up
         fn()
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for n in order:
             t0 = time.perf_counter()
             for _ in range(reps):
                 variants[n]()
             times[n].append((time.perf_counter() - t0) / reps)
     base = times[names[0]]
-    return {n: {"ratio": round(statistics.median(t / b for t, b in zip(times[n], base)), 3),
-                "seconds": round(statistics.median(times[n]), 6)} for n in names}
+    return {
+        n: {
+            "ratio": round(statistics.median(t / b for t, b in zip(times[n], base)), 3),
+            "seconds": round(statistics.median(times[n]), 6),
+        }
+        for n in names
+    }
 
 
 def _randomize_zero_layers(model) -> None:
@@ -48,11 +54,13 @@ def _randomize_zero_layers(model) -> None:
 # ---------------------------------------------------------------------------------------------------
 # experiments: each returns {label: interleaved(...)} (one or more comparisons)
 
+
 def exp_head(rounds: int, presets=("small", "paper")) -> dict:
     """rf head, one frame at batch 1: the per-step reference loop (modulations batched per frame, module
     calls per step: the code before StepPlan) vs StepPlan; with and without guidance."""
     from arwave.bench.cam import build_random
     from arwave.models.cam.heads import _guided
+
     out = {}
     for preset in presets:
         model, _ = build_random(preset, "rf", codec="cpu")
@@ -68,24 +76,39 @@ def exp_head(rounds: int, presets=("small", "paper")) -> dict:
                 for i, ds in enumerate((sigmas[1:] - sigmas[:-1]).tolist()):
                     x = x + ds * _guided(head.net, x, mods[i], cfg)
                 return x
+
             return run
 
         def plan(cfg):
             return lambda: head.sample(z, torch.Generator().manual_seed(0), z_uncond=zu if cfg else None, cfg=cfg)
+
         with torch.inference_mode():
             for cfg in (0.0, 3.0):
                 out[f"{preset} rf head, {head.steps} steps, cfg {cfg:g}"] = interleaved(
-                    {"reference loop": reference(cfg), "StepPlan": plan(cfg)}, rounds, reps=3)
+                    {"reference loop": reference(cfg), "StepPlan": plan(cfg)}, rounds, reps=3
+                )
     return out
 
 
 def exp_int8_linear(rounds: int) -> dict:
     """One Linear layer, float32 vs dynamic int8 (per-channel), at the shapes the models use."""
     import torch.nn as nn
+
     from arwave.models.quantize import quantize_int8
+
     out = {}
-    for i, o, rows in [(256, 256, 1), (256, 768, 1), (256, 1024, 1), (1024, 256, 1), (256, 1024, 150),
-                       (512, 512, 1), (768, 2304, 1), (768, 3072, 1), (1024, 1024, 1), (1024, 3072, 8)]:
+    for i, o, rows in [
+        (256, 256, 1),
+        (256, 768, 1),
+        (256, 1024, 1),
+        (1024, 256, 1),
+        (256, 1024, 150),
+        (512, 512, 1),
+        (768, 2304, 1),
+        (768, 3072, 1),
+        (1024, 1024, 1),
+        (1024, 3072, 8),
+    ]:
         ref = nn.Sequential(nn.Linear(i, o)).eval()
         q = nn.Sequential(nn.Linear(i, o)).eval()
         q.load_state_dict(ref.state_dict())
@@ -93,8 +116,9 @@ def exp_int8_linear(rounds: int) -> dict:
         x = torch.randn(rows, i)
         reps = max(5, int(2e6 / (i * o)))
         with torch.inference_mode():
-            out[f"Linear {i}x{o}, {rows} row(s)"] = interleaved({"float32": lambda: ref(x), "int8": lambda: q(x)},
-                                                               rounds, reps)
+            out[f"Linear {i}x{o}, {rows} row(s)"] = interleaved(
+                {"float32": lambda: ref(x), "int8": lambda: q(x)}, rounds, reps
+            )
     return out
 
 
@@ -102,6 +126,7 @@ def exp_int8_cam(rounds: int, presets=("small", "paper")) -> dict:
     """A whole CAM frame at batch 1 (backbone step + rf head), float32 vs int8 weights."""
     from arwave.bench.cam import build_random
     from arwave.models.generator import make_generator
+
     out = {}
     for preset in presets:
         runs = {}
@@ -113,6 +138,7 @@ def exp_int8_cam(rounds: int, presets=("small", "paper")) -> dict:
             def run(model=model):
                 for _ in model.frames(frames, 1, make_generator(0)):
                     pass
+
             runs[precision] = run
         with torch.inference_mode():
             out[f"cam {preset} rf, 8 frames (backbone + head)"] = interleaved(runs, rounds)
@@ -125,27 +151,36 @@ def exp_aar(rounds: int, preset: str = "small", seconds: float = 2.0) -> dict:
     per scale as before this change or per window as now; independent windows), int8, and the
     next-token baseline's `generate` in float32 and int8, all in one interleaved run."""
     from arwave.bench.nextscale import build_pair
+
     aar, gpt = build_pair(preset, codec="cpu")
     aar8, gpt8 = build_pair(preset, codec="cpu", precision="int8")
     frames = int(seconds * aar.codec.frame_rate)
     opts = dict(class_label=0, cfg=3.0)
 
     def per_scale_adaln():
-        aar.transformer.modulations = lambda cond: None                   # blocks recompute AdaLN per scale
+        aar.transformer.modulations = lambda cond: None  # blocks recompute AdaLN per scale
         try:
             return aar.sample_tokens(1, frames, seed=0, **opts)
         finally:
             del aar.transformer.modulations
+
     with torch.inference_mode():
-        return {f"aar vs nexttoken, {preset}, cpu codecs, {seconds:g} s, batch 1": interleaved({
-            "aar generate (continuation + decode)": lambda: aar.generate(seconds, 1, seed=0, **opts),
-            "aar generate, int8": lambda: aar8.generate(seconds, 1, seed=0, **opts),
-            "aar sample_tokens, continuation": lambda: aar.sample_tokens(1, frames, seed=0, **opts),
-            "aar sample_tokens, continuation, AdaLN per scale": per_scale_adaln,
-            "aar sample_tokens, independent windows": lambda: aar.sample_tokens(1, frames, seed=0, overlap=0.0, **opts),
-            "nexttoken generate": lambda: gpt.generate(seconds, 1, seed=0, **opts),
-            "nexttoken generate, int8": lambda: gpt8.generate(seconds, 1, seed=0, **opts),
-        }, rounds)}
+        return {
+            f"aar vs nexttoken, {preset}, cpu codecs, {seconds:g} s, batch 1": interleaved(
+                {
+                    "aar generate (continuation + decode)": lambda: aar.generate(seconds, 1, seed=0, **opts),
+                    "aar generate, int8": lambda: aar8.generate(seconds, 1, seed=0, **opts),
+                    "aar sample_tokens, continuation": lambda: aar.sample_tokens(1, frames, seed=0, **opts),
+                    "aar sample_tokens, continuation, AdaLN per scale": per_scale_adaln,
+                    "aar sample_tokens, independent windows": lambda: aar.sample_tokens(
+                        1, frames, seed=0, overlap=0.0, **opts
+                    ),
+                    "nexttoken generate": lambda: gpt.generate(seconds, 1, seed=0, **opts),
+                    "nexttoken generate, int8": lambda: gpt8.generate(seconds, 1, seed=0, **opts),
+                },
+                rounds,
+            )
+        }
 
 
 EXPERIMENTS = {"head": exp_head, "int8-linear": exp_int8_linear, "int8-cam": exp_int8_cam, "aar": exp_aar}

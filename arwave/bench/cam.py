@@ -27,18 +27,20 @@ The decoder's one-time weight preparation (`StreamingDecoder.prepare`) and two f
 run before timing, like any warm-up; `stream` measures a fresh call, which prepares nothing again
 once the codec's weights are folded.
 """
+
 from __future__ import annotations
 
 import resource
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
 from arwave.models.transformer import KVCache
 
+
 def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0           # Linux: KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
 def _quantized_weights(module) -> list[torch.Tensor]:
@@ -51,8 +53,9 @@ def _count(module) -> int:
 
 
 def _bytes(module) -> int:
-    return sum(p.numel() * p.element_size() for p in module.parameters()) + \
-        sum(w.numel() for w in _quantized_weights(module))
+    return sum(p.numel() * p.element_size() for p in module.parameters()) + sum(
+        w.numel() for w in _quantized_weights(module)
+    )
 
 
 def build_random(preset_name: str, head: str, precision: str = "float32", seed: int = 0, codec: str | None = None):
@@ -60,33 +63,36 @@ def build_random(preset_name: str, head: str, precision: str = "float32", seed: 
     `cpu-continuous` codec the bundled CAM uses); default the preset's own `{preset}-continuous`."""
     from arwave.models.cam.model import CAM
     from arwave.registry import get_kind, preset
+
     torch.manual_seed(seed)
     cfg = preset("cam", preset_name)
     cfg.model.head = head
     codec = get_kind("codec").build_model(preset("codec", f"{codec or preset_name}-continuous"), None).eval()
     cfg.model.latent_dim, cfg.model.hop = int(codec.latent_dim), int(codec.hop)
     model = CAM(cfg.model, codec, sample_rate=codec.sample_rate, channels=codec.channels).eval()
-    for p in model.parameters():                       # zero-initialised layers get random values too
+    for p in model.parameters():  # zero-initialised layers get random values too
         if p.dim() > 1 and p.abs().max() == 0:
             torch.nn.init.normal_(p, std=0.02)
     return model.set_precision(precision), codec
 
 
 @torch.inference_mode()
-def measure(model, codec, frames: int, batch: int = 1, head_steps: int | None = None, warmup: int = 2,
-            seed: int = 0) -> dict:
+def measure(
+    model, codec, frames: int, batch: int = 1, head_steps: int | None = None, warmup: int = 2, seed: int = 0
+) -> dict:
     from arwave.models.generator import make_generator
+
     opts = {} if head_steps is None else {"head_steps": head_steps}
     decoder = codec.streaming_decoder()
     if hasattr(decoder, "prepare"):
-        decoder.prepare()                       # one-time weight preparation (stream overlaps it)
-    for x in model.frames(warmup, batch, make_generator(seed), **opts):       # warm caches and allocators
+        decoder.prepare()  # one-time weight preparation (stream overlaps it)
+    for x in model.frames(warmup, batch, make_generator(seed), **opts):  # warm caches and allocators
         decoder.step(x[:, :, None])
     decoder.reset()
     timings = {"backbone": 0.0, "head": 0.0, "decode": 0.0}
     rss0 = _rss_mb()
     first = None
-    steps = []                                   # wall time of each loop step (frame + its decode)
+    steps = []  # wall time of each loop step (frame + its decode)
     t0 = last = time.perf_counter()
     for x in model.frames(frames, batch, make_generator(seed), timings=timings, **opts):
         td = time.perf_counter()
@@ -106,7 +112,7 @@ def measure(model, codec, frames: int, batch: int = 1, head_steps: int | None = 
     kv = 2 * c.depth * batch * (c.context - 1) * c.width * bytes_per
     kv_buffer = kv * KVCache.window_capacity(c.context - 1) / (c.context - 1)
     stream = {}
-    if batch == 1:                              # the real `stream` path, with and without the decoding thread
+    if batch == 1:  # the real `stream` path, with and without the decoding thread
         for name, pipeline in (("stream", True), ("stream_inline", False)):
             seconds = frames * frame_s
             t0, first_chunk, n = time.perf_counter(), None, 0
@@ -114,27 +120,42 @@ def measure(model, codec, frames: int, batch: int = 1, head_steps: int | None = 
                 first_chunk = first_chunk if first_chunk is not None else time.perf_counter() - t0
                 n += chunk.shape[-1]
             stream_wall = time.perf_counter() - t0
-            stream |= {f"{name}_rtf": round(n / codec.sample_rate / stream_wall, 3),
-                       f"{name}_first_audio_ms": round(1000 * first_chunk, 3)}
+            stream |= {
+                f"{name}_rtf": round(n / codec.sample_rate / stream_wall, 3),
+                f"{name}_first_audio_ms": round(1000 * first_chunk, 3),
+            }
     return {
         **stream,
-        "batch": batch, "frames": frames, "head_steps": head_steps or model.head.steps if c.head != "gmm" else None,
-        "ms_per_frame": {k: round(1000 * v / frames, 3) for k, v in timings.items()} | {"total": round(1000 * wall / frames, 3)},
+        "batch": batch,
+        "frames": frames,
+        "head_steps": head_steps or model.head.steps if c.head != "gmm" else None,
+        "ms_per_frame": {k: round(1000 * v / frames, 3) for k, v in timings.items()}
+        | {"total": round(1000 * wall / frames, 3)},
         "median_frame_ms": round(1000 * median, 3),
         "min_frame_ms": round(1000 * min(steps[1:] or steps), 3),
         "frame_ms": round(1000 * frame_s, 3),
-        "rtf": round(rtf, 3), "rtf_per_stream": round(rtf / batch, 3), "realtime": rtf / batch >= 1.0,
+        "rtf": round(rtf, 3),
+        "rtf_per_stream": round(rtf / batch, 3),
+        "realtime": rtf / batch >= 1.0,
         "rtf_median": round(batch * frame_s / median, 3),
         "first_audio_ms": round(1000 * first, 3),
         "peak_rss_delta_mb": round(_rss_mb() - rss0, 1),
-        "kv_cache_mb": round(kv / 2 ** 20, 2), "kv_buffer_mb": round(kv_buffer / 2 ** 20, 2),
+        "kv_cache_mb": round(kv / 2**20, 2),
+        "kv_buffer_mb": round(kv_buffer / 2**20, 2),
     }
 
 
-def bench_cam(presets: Iterable[str] = ("tiny", "small", "paper"), heads: Iterable[str] = ("rf", "gmm", "ddpm"),
-              batch_sizes: Iterable[int] = (1, 16), frames: int | None = None, head_steps: int | None = None,
-              threads: int | None = None, precision: str = "float32", warmup: int = 2,
-              codec: str | None = None) -> list[dict]:
+def bench_cam(
+    presets: Iterable[str] = ("tiny", "small", "paper"),
+    heads: Iterable[str] = ("rf", "gmm", "ddpm"),
+    batch_sizes: Iterable[int] = (1, 16),
+    frames: int | None = None,
+    head_steps: int | None = None,
+    threads: int | None = None,
+    precision: str = "float32",
+    warmup: int = 2,
+    codec: str | None = None,
+) -> list[dict]:
     """One dict per (preset, head, batch size); see the module docstring. `frames` defaults to the
     preset's context (capped at 64); `threads` sets torch's intra-op threads for the run (default 1,
     what `arwave stream` uses: on a shared 2-core machine a second OpenMP thread makes every small op
@@ -146,12 +167,20 @@ def bench_cam(presets: Iterable[str] = ("tiny", "small", "paper"), heads: Iterab
             rss0 = _rss_mb()
             model, cdc = build_random(name, head, precision, codec=codec)
             n = frames or min(model.cam.context, 64)
-            info = {"preset": name, "head": head, "precision": precision, "threads": torch.get_num_threads(),
-                    "codec": f"{codec or name}-continuous",
-                    "params": _count(model), "params_backbone": _count(model) - _count(model.head),
-                    "params_head": _count(model.head), "codec_params": _count(cdc),
-                    "weights_mb": round((_bytes(model) + _count(cdc) * 4) / 2 ** 20, 1),
-                    "sample_rate": cdc.sample_rate, "hop": cdc.hop}
+            info = {
+                "preset": name,
+                "head": head,
+                "precision": precision,
+                "threads": torch.get_num_threads(),
+                "codec": f"{codec or name}-continuous",
+                "params": _count(model),
+                "params_backbone": _count(model) - _count(model.head),
+                "params_head": _count(model.head),
+                "codec_params": _count(cdc),
+                "weights_mb": round((_bytes(model) + _count(cdc) * 4) / 2**20, 1),
+                "sample_rate": cdc.sample_rate,
+                "hop": cdc.hop,
+            }
             for b in batch_sizes:
                 results.append({**info, **measure(model, cdc, n, b, head_steps, warmup)})
             results[-1]["load_rss_delta_mb"] = round(_rss_mb() - rss0, 1)
@@ -160,15 +189,23 @@ def bench_cam(presets: Iterable[str] = ("tiny", "small", "paper"), heads: Iterab
 
 
 def format_table(rows: list[dict]) -> str:
-    head = f"{'preset':7} {'head':5} {'B':>3} {'params':>8} {'backbone':>9} {'head':>8} {'decode':>8} {'total':>8} " \
-           f"{'median':>8} {'frame':>7} {'RTF':>7} {'RTF/str':>7} {'1st ms':>7} {'streamRTF':>9} {'str 1st':>7} {'inlineRTF':>9}"
+    head = (
+        f"{'preset':7} {'head':5} {'B':>3} {'params':>8} {'backbone':>9} {'head':>8} {'decode':>8} {'total':>8} "
+        f"{'median':>8} {'frame':>7} {'RTF':>7} {'RTF/str':>7} {'1st ms':>7} {'streamRTF':>9} {'str 1st':>7} "
+        f"{'inlineRTF':>9}"
+    )
     lines = [head, "-" * len(head)]
     nan = float("nan")
     for r in rows:
         m = r["ms_per_frame"]
-        lines.append(f"{r['preset']:7} {r['head']:5} {r['batch']:>3} {r['params'] / 1e6:>7.1f}M {m['backbone']:>9.2f} "
-                     f"{m['head']:>8.2f} {m['decode']:>8.2f} {m['total']:>8.2f} {r['median_frame_ms']:>8.2f} {r['frame_ms']:>7.1f} {r['rtf']:>7.2f} "
-                     f"{r['rtf_per_stream']:>7.2f} {r['first_audio_ms']:>7.1f} {r.get('stream_rtf', nan):>9.2f} "
-                     f"{r.get('stream_first_audio_ms', nan):>7.1f} {r.get('stream_inline_rtf', nan):>9.2f}")
-    return "\n".join(lines) + ("\n(ms per frame; RTF = audio seconds per wall second; stream = CAM.stream with its "
-                               "decoding thread, inline = pipeline=False)")
+        lines.append(
+            f"{r['preset']:7} {r['head']:5} {r['batch']:>3} {r['params'] / 1e6:>7.1f}M {m['backbone']:>9.2f} "
+            f"{m['head']:>8.2f} {m['decode']:>8.2f} {m['total']:>8.2f} {r['median_frame_ms']:>8.2f} "
+            f"{r['frame_ms']:>7.1f} {r['rtf']:>7.2f} "
+            f"{r['rtf_per_stream']:>7.2f} {r['first_audio_ms']:>7.1f} {r.get('stream_rtf', nan):>9.2f} "
+            f"{r.get('stream_first_audio_ms', nan):>7.1f} {r.get('stream_inline_rtf', nan):>9.2f}"
+        )
+    return "\n".join(lines) + (
+        "\n(ms per frame; RTF = audio seconds per wall second; stream = CAM.stream with its "
+        "decoding thread, inline = pipeline=False)"
+    )

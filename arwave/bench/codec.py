@@ -3,10 +3,11 @@
 Random weights (speed does not depend on training); msrq/rvq codebooks are random too. Each number is
 the best of `repeats` timed calls after one warm-up call, batch 1, under torch.no_grad and eval mode.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 
@@ -24,10 +25,15 @@ def _best_time(fn, repeats: int, sync) -> float:
 
 
 @torch.no_grad()
-def bench_codec(presets: Iterable[str] = ("tiny", "small", "paper"),
-                bottlenecks: Iterable[str] = ("continuous", "msrq", "rvq"),
-                seconds: float = 10.0, threads: int | None = None, device: str = "cpu",
-                repeats: int = 2, seed: int = 0) -> list[dict]:
+def bench_codec(
+    presets: Iterable[str] = ("tiny", "small", "paper"),
+    bottlenecks: Iterable[str] = ("continuous", "msrq", "rvq"),
+    seconds: float = 10.0,
+    threads: int | None = None,
+    device: str = "cpu",
+    repeats: int = 2,
+    seed: int = 0,
+) -> list[dict]:
     """One row per (preset size, bottleneck): params, tokens_per_second, encode_xrt / decode_xrt
     (seconds of audio per wall second; > 1 is faster than real time) and the raw timings."""
     from arwave.codec.kind import build_model
@@ -48,14 +54,24 @@ def bench_codec(presets: Iterable[str] = ("tiny", "small", "paper"),
             tokens = codec.encode(audio)
             t_enc = _best_time(lambda: codec.encode(audio), repeats, sync)
             t_dec = _best_time(lambda: codec.decode(tokens), repeats, sync)
-            rows.append({
-                "preset": cfg.preset, "bottleneck": bottleneck,
-                "params": sum(p.numel() for p in codec.parameters()),
-                "sample_rate": codec.sample_rate, "channels": codec.channels, "hop": codec.hop,
-                "frame_rate": codec.frame_rate, "tokens_per_second": codec.tokens_per_second,
-                "causal": codec.causal, "seconds": seconds, "device": str(dev),
-                "threads": torch.get_num_threads(),
-                "encode_s": t_enc, "decode_s": t_dec,
-                "encode_xrt": seconds / t_enc, "decode_xrt": seconds / t_dec,
-            })
+            rows.append(
+                {
+                    "preset": cfg.preset,
+                    "bottleneck": bottleneck,
+                    "params": sum(p.numel() for p in codec.parameters()),
+                    "sample_rate": codec.sample_rate,
+                    "channels": codec.channels,
+                    "hop": codec.hop,
+                    "frame_rate": codec.frame_rate,
+                    "tokens_per_second": codec.tokens_per_second,
+                    "causal": codec.causal,
+                    "seconds": seconds,
+                    "device": str(dev),
+                    "threads": torch.get_num_threads(),
+                    "encode_s": t_enc,
+                    "decode_s": t_dec,
+                    "encode_xrt": seconds / t_enc,
+                    "decode_xrt": seconds / t_dec,
+                }
+            )
     return rows

@@ -1,8 +1,8 @@
 """Codec quality on held-out music: MEL distance, input specificity, loudness and speed, next to Opus.
 
 `arwave bench codec-quality CODEC... --data MANIFEST` cuts `clips` clips of `seconds` from the test and
-validation splits of MANIFEST (whole tracks never trained on), spread evenly over its files and over each file, at each codec's
-own rate and channels, reconstructs them and reports per codec (definitions in docs/metrics.md):
+validation splits of MANIFEST (whole tracks never trained on), spread evenly over its files and over each
+file, at each codec's own rate and channels, reconstructs them and reports per codec (definitions in docs/metrics.md):
 
     mel          mean over clips of MEL(recon_i, x_i)                    (`clip_mel_distance`)
     ratio        mean / max over clips of MEL(recon_i, x_i) / mean_{j≠i} MEL(recon_i, x_j)
@@ -14,6 +14,7 @@ own rate and channels, reconstructs them and reports per codec (definitions in d
 and the same figures for Opus at `opus_kbps` (opusenc/opusdec of Debian's opus-tools, used here only,
 not a dependency of arwave; the row is left out when they are missing).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -28,11 +29,18 @@ from arwave.errors import ArwaveError
 from arwave.evaluation.recon import clip_mel_distance, input_specificity, rms_db
 
 
-def held_out_clips(manifest: str | Path, sample_rate: int, channels: int, clips: int = 12,
-                   seconds: float = 10.0, splits: tuple[str, ...] = ("test", "val")) -> list[torch.Tensor]:
+def held_out_clips(
+    manifest: str | Path,
+    sample_rate: int,
+    channels: int,
+    clips: int = 12,
+    seconds: float = 10.0,
+    splits: tuple[str, ...] = ("test", "val"),
+) -> list[torch.Tensor]:
     """`clips` clips (C, seconds·rate) of the files of `splits` (never trained on), round-robin over
     files, evenly spaced within each (deterministic)."""
     from arwave.data.dataset import AudioCropDataset
+
     n = int(round(seconds * sample_rate))
     files = []
     for split in splits:
@@ -49,7 +57,7 @@ def held_out_clips(manifest: str | Path, sample_rate: int, channels: int, clips:
         span = max(0, wave.shape[-1] - n)
         for j in range(k):
             start = span * (j + 1) // (k + 1)
-            clip = wave[:, start:start + n]
+            clip = wave[:, start : start + n]
             if clip.shape[-1] == n:
                 out.append(clip.clone())
     if len(out) < 2:
@@ -61,14 +69,23 @@ def _figures(name: str, refs: list[torch.Tensor], recons: list[torch.Tensor], sa
     mels = [clip_mel_distance(r, x, sample_rate) for r, x in zip(refs, recons)]
     ratios = input_specificity(refs, recons, sample_rate)
     loud = [abs(rms_db(x) - rms_db(r)) for r, x in zip(refs, recons)]
-    return {"codec": name, "sample_rate": sample_rate, "clips": len(refs),
-            "mel": sum(mels) / len(mels), "ratio": sum(ratios) / len(ratios), "ratio_max": max(ratios),
-            "rms_db": sum(loud) / len(loud), "rms_db_max": max(loud), "mel_per_clip": mels}
+    return {
+        "codec": name,
+        "sample_rate": sample_rate,
+        "clips": len(refs),
+        "mel": sum(mels) / len(mels),
+        "ratio": sum(ratios) / len(ratios),
+        "ratio_max": max(ratios),
+        "rms_db": sum(loud) / len(loud),
+        "rms_db_max": max(loud),
+        "mel_per_clip": mels,
+    }
 
 
 def opus_roundtrip(clip: torch.Tensor, sample_rate: int, kbps: float) -> torch.Tensor:
     """clip (C, N) -> the same clip through Opus at `kbps` (opusenc / opusdec), (C, N)."""
     from arwave.data.audio import load_audio, write_audio
+
     with tempfile.TemporaryDirectory() as tmp:
         src, enc, dec = Path(tmp, "in.wav"), Path(tmp, "x.opus"), Path(tmp, "out.wav")
         write_audio(src, clip, sample_rate)
@@ -80,9 +97,16 @@ def opus_roundtrip(clip: torch.Tensor, sample_rate: int, kbps: float) -> torch.T
 
 
 @torch.no_grad()
-def bench_codec_quality(codecs: list[str], manifest: str | Path, clips: int = 12, seconds: float = 10.0,
-                        opus_kbps: float = 6.0, progress: bool = True) -> dict:
+def bench_codec_quality(
+    codecs: list[str],
+    manifest: str | Path,
+    clips: int = 12,
+    seconds: float = 10.0,
+    opus_kbps: float = 6.0,
+    progress: bool = True,
+) -> dict:
     from arwave import load
+
     rows, clip_cache = [], {}
     for name in codecs:
         codec = load(name)
@@ -97,15 +121,22 @@ def bench_codec_quality(codecs: list[str], manifest: str | Path, clips: int = 12
         recons = [codec.reconstruct(x[None])[0] for x in refs]
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
         row = _figures(str(name), refs, recons, codec.sample_rate)
-        row.update(bottleneck=codec.kind, tokens_per_second=codec.tokens_per_second,
-                   xrt=len(refs) * seconds / elapsed, cpu_xrt=len(refs) * seconds / cpu,
-                   threads=torch.get_num_threads())
+        row.update(
+            bottleneck=codec.kind,
+            tokens_per_second=codec.tokens_per_second,
+            xrt=len(refs) * seconds / elapsed,
+            cpu_xrt=len(refs) * seconds / cpu,
+            threads=torch.get_num_threads(),
+        )
         rows.append(row)
         if progress:
-            print(f"[codec-quality] {name}: mel {row['mel']:.3f}, ratio {row['ratio']:.3f}, "
-                  f"rms ±{row['rms_db']:.2f} dB, {row['xrt']:.0f}x real time", flush=True)
+            print(
+                f"[codec-quality] {name}: mel {row['mel']:.3f}, ratio {row['ratio']:.3f}, "
+                f"rms ±{row['rms_db']:.2f} dB, {row['xrt']:.0f}x real time",
+                flush=True,
+            )
     if opus_kbps and shutil.which("opusenc") and shutil.which("opusdec"):
-        for (rate, channels), refs in clip_cache.items():
+        for (rate, _channels), refs in clip_cache.items():
             recons = [opus_roundtrip(x, rate, opus_kbps) for x in refs]
             row = _figures(f"opus-{opus_kbps:g}kbps", refs, recons, rate)
             row.update(bottleneck="opus", tokens_per_second=None, xrt=None)

@@ -11,13 +11,14 @@ AAR is timed twice: with independent windows (overlap 0: the paper's setting, 10
 and with the default continuation (each window shares `overlap` of itself with the previous one, so
 more windows are needed for the same audio).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -42,19 +43,38 @@ def build_pair(preset: str = "small", device: str = "cpu", codec: str | None = N
     msrq = get_kind("codec").build_model(get_preset("codec", f"{size}-msrq"), None).eval()
     rvq = get_kind("codec").build_model(get_preset("codec", f"{size}-rvq"), None).eval()
     a_cfg = dataclasses.replace(get_preset("aar", preset).model, num_classes=1, label_names=["x"])
-    n_cfg = dataclasses.replace(get_preset("nexttoken", preset).model, num_classes=1, label_names=["x"],
-                                width=a_cfg.width, depth=a_cfg.depth, heads=a_cfg.heads, mlp_ratio=a_cfg.mlp_ratio,
-                                context_frames=rvq.window_frames, pattern="flat")
+    n_cfg = dataclasses.replace(
+        get_preset("nexttoken", preset).model,
+        num_classes=1,
+        label_names=["x"],
+        width=a_cfg.width,
+        depth=a_cfg.depth,
+        heads=a_cfg.heads,
+        mlp_ratio=a_cfg.mlp_ratio,
+        context_frames=rvq.window_frames,
+        pattern="flat",
+    )
     aar = AAR(a_cfg, codec=msrq).to(device).eval()
     gpt = NextToken(n_cfg, codec=rvq).to(device).eval()
     return aar.set_precision(precision), gpt.set_precision(precision)
 
 
 @torch.no_grad()
-def bench_nextscale_vs_nexttoken(preset: str = "small", seconds: float = 10.0, batch_sizes=(1, 16),
-                                 repeats: int = 2, device: str = "cpu", threads: int | None = None,
-                                 cfg: float = 3.0, top_k: int = 0, top_p: float = 0.95, overlap: float = 0.5,
-                                 progress: bool = False, codec: str | None = None, precision: str = "float32") -> dict:
+def bench_nextscale_vs_nexttoken(
+    preset: str = "small",
+    seconds: float = 10.0,
+    batch_sizes=(1, 16),
+    repeats: int = 2,
+    device: str = "cpu",
+    threads: int | None = None,
+    cfg: float = 3.0,
+    top_k: int = 0,
+    top_p: float = 0.95,
+    overlap: float = 0.5,
+    progress: bool = False,
+    codec: str | None = None,
+    precision: str = "float32",
+) -> dict:
     """AR steps and wall time to sample `seconds` of audio tokens at each batch size, for AAR and the
     next-token baseline, plus their ratio; codec decode times separately. Returns a JSON-able dict."""
     if threads:
@@ -71,6 +91,7 @@ def bench_nextscale_vs_nexttoken(preset: str = "small", seconds: float = 10.0, b
             out = aar.sample_tokens(batch, frames=frames, seed=0, overlap=ov, **opts)
             sync()
             return out
+
         return go
 
     def run_gpt(batch):
@@ -78,25 +99,45 @@ def bench_nextscale_vs_nexttoken(preset: str = "small", seconds: float = 10.0, b
             out = gpt.sample_tokens(batch, frames=gpt_frames, seed=0, **opts)
             sync()
             return out
+
         return go
 
     result = {
-        "preset": preset, "codec": codec or preset, "precision": precision, "seconds": seconds,
-        "device": str(device), "threads": torch.get_num_threads(),
-        "repeats": repeats, "sampling": {**opts, "class_label": 0},
+        "preset": preset,
+        "codec": codec or preset,
+        "precision": precision,
+        "seconds": seconds,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "repeats": repeats,
+        "sampling": {**opts, "class_label": 0},
         "transformer": {"width": aar.cfg.width, "depth": aar.cfg.depth, "heads": aar.cfg.heads},
-        "aar": {"scales": aar.scales, "tokens_per_window": aar.L, "window_frames": aar.T,
-                "frame_rate": msrq.frame_rate, "parameters": sum(p.numel() for p in aar.parameters())},
-        "nexttoken": {"levels": gpt.N, "pattern": "flat", "frame_rate": rvq.frame_rate, "frames": gpt_frames,
-                      "context_frames": gpt.cfg.context_frames, "ar_steps": gpt_frames * gpt.N,
-                      "parameters": sum(p.numel() for p in gpt.parameters())},
+        "aar": {
+            "scales": aar.scales,
+            "tokens_per_window": aar.L,
+            "window_frames": aar.T,
+            "frame_rate": msrq.frame_rate,
+            "parameters": sum(p.numel() for p in aar.parameters()),
+        },
+        "nexttoken": {
+            "levels": gpt.N,
+            "pattern": "flat",
+            "frame_rate": rvq.frame_rate,
+            "frames": gpt_frames,
+            "context_frames": gpt.cfg.context_frames,
+            "ar_steps": gpt_frames * gpt.N,
+            "parameters": sum(p.numel() for p in gpt.parameters()),
+        },
         "batches": {},
     }
     for batch in batch_sizes:
         times = {"aar": [], "aar_continuation": [], "nexttoken": []}
-        for rep in range(repeats):                                   # interleaved repetitions
-            for name, fn in (("aar", run_aar(batch, 0.0)), ("aar_continuation", run_aar(batch, overlap)),
-                             ("nexttoken", run_gpt(batch))):
+        for rep in range(repeats):  # interleaved repetitions
+            for name, fn in (
+                ("aar", run_aar(batch, 0.0)),
+                ("aar_continuation", run_aar(batch, overlap)),
+                ("nexttoken", run_gpt(batch)),
+            ):
                 t, out = _timed(fn)
                 times[name].append(t)
                 if name == "aar":
@@ -113,15 +154,23 @@ def bench_nextscale_vs_nexttoken(preset: str = "small", seconds: float = 10.0, b
         steps_aar, steps_cont = len(windows) * aar.K, len(windows_cont) * aar.K
         result["batches"][str(batch)] = {
             "aar": {"windows": len(windows), "ar_steps": steps_aar, "seconds": med["aar"], "runs": times["aar"]},
-            "aar_continuation": {"overlap": overlap, "windows": len(windows_cont), "ar_steps": steps_cont,
-                                 "seconds": med["aar_continuation"], "runs": times["aar_continuation"]},
+            "aar_continuation": {
+                "overlap": overlap,
+                "windows": len(windows_cont),
+                "ar_steps": steps_cont,
+                "seconds": med["aar_continuation"],
+                "runs": times["aar_continuation"],
+            },
             "nexttoken": {"ar_steps": gpt_frames * gpt.N, "seconds": med["nexttoken"], "runs": times["nexttoken"]},
             # the headline: continuous audio as `generate` makes it (continuation), not independent windows
             "speedup_continuation": med["nexttoken"] / med["aar_continuation"],
             "speedup_independent_windows": med["nexttoken"] / med["aar"],
             "speedup": med["nexttoken"] / med["aar"],
             "step_ratio": gpt_frames * gpt.N / steps_aar,
-            "ms_per_step": {"aar": 1e3 * med["aar"] / steps_aar, "nexttoken": 1e3 * med["nexttoken"] / (gpt_frames * gpt.N)},
+            "ms_per_step": {
+                "aar": 1e3 * med["aar"] / steps_aar,
+                "nexttoken": 1e3 * med["nexttoken"] / (gpt_frames * gpt.N),
+            },
             "decode_seconds": {"aar": t_dec_aar, "nexttoken": t_dec_gpt},
         }
     return result
@@ -130,6 +179,7 @@ def bench_nextscale_vs_nexttoken(preset: str = "small", seconds: float = 10.0, b
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="small")
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -138,8 +188,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
-    out = bench_nextscale_vs_nexttoken(args.preset, args.seconds, tuple(int(b) for b in args.batch_sizes.split(",")),
-                                       args.repeats, args.device, args.threads, progress=True)
+    out = bench_nextscale_vs_nexttoken(
+        args.preset,
+        args.seconds,
+        tuple(int(b) for b in args.batch_sizes.split(",")),
+        args.repeats,
+        args.device,
+        args.threads,
+        progress=True,
+    )
     print(json.dumps(out))
     return 0
 

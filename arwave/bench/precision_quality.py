@@ -18,6 +18,7 @@ AAR / next-token:
 
     python -m arwave.bench.precision_quality cam aar nexttoken --precision int8 [--json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,16 +28,24 @@ import torch
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(((a - b) ** 2).mean() / (a ** 2).mean().clamp_min(1e-12))
+    return float(((a - b) ** 2).mean() / (a**2).mean().clamp_min(1e-12))
 
 
-def cam_quality(preset: str = "small", codec: str = "cpu", precision: str = "int8", frames: int = 24,
-                seeds=(0, 1, 2), model_pair=None) -> dict:
+def cam_quality(
+    preset: str = "small",
+    codec: str = "cpu",
+    precision: str = "int8",
+    frames: int = 24,
+    seeds=(0, 1, 2),
+    model_pair=None,
+) -> dict:
     """See the module docstring. `model_pair` (float32 CAM, CAM in `precision`) replaces the random preset."""
     from arwave.evaluation.recon import mel_distance
     from arwave.models.generator import make_generator
+
     if model_pair is None:
         from arwave.bench.cam import build_random
+
         ref, cdc = build_random(preset, "rf", codec=codec)
         test, _ = build_random(preset, "rf", codec=codec)
         test.set_precision(precision)
@@ -51,7 +60,7 @@ def cam_quality(preset: str = "small", codec: str = "cpu", precision: str = "int
             out["rollout_rel_mse"].append(_rel(a, b))
             other = rollouts[seeds[(seeds.index(s) + 1) % len(seeds)]]
             out["seed_rel_mse"].append(_rel(a, other))
-            x = (a / ref.latent_scale).transpose(1, 2)                      # (1, T, D) model space
+            x = (a / ref.latent_scale).transpose(1, 2)  # (1, T, D) model space
             za, zb = ref.states(x), test.states(x)
             g = [make_generator(s) for _ in range(2)]
             fa = ref.head.sample(za[0], g[0])
@@ -61,8 +70,14 @@ def cam_quality(preset: str = "small", codec: str = "cpu", precision: str = "int
                 wa, wb, wo = (cdc.decode_latents(v) for v in (a, b, other))
                 out["mel"].append(mel_distance(wa, wb, cdc.sample_rate))
                 out["mel_seed"].append(mel_distance(wa, wo, cdc.sample_rate))
-    return {"model": "cam", "preset": preset, "codec": codec, "precision": precision, "frames": frames,
-            **{k: round(sum(v) / len(v), 6) for k, v in out.items() if v}}
+    return {
+        "model": "cam",
+        "preset": preset,
+        "codec": codec,
+        "precision": precision,
+        "frames": frames,
+        **{k: round(sum(v) / len(v), 6) for k, v in out.items() if v},
+    }
 
 
 def _token_stats(logits_a: torch.Tensor, logits_b: torch.Tensor) -> tuple[float, float]:
@@ -81,14 +96,24 @@ def _logit_rel_err(logits_a: torch.Tensor, logits_b: torch.Tensor) -> float:
     return float(((a - b).norm(dim=-1) / a.norm(dim=-1).clamp_min(1e-12)).mean())
 
 
-def aar_quality(preset: str = "small", codec: str = "cpu", precision: str = "int8", seconds: float = 2.0,
-                seeds=(0, 1)) -> dict:
+def aar_quality(
+    preset: str = "small", codec: str = "cpu", precision: str = "int8", seconds: float = 2.0, seeds=(0, 1)
+) -> dict:
     from arwave.bench.nextscale import build_pair
     from arwave.evaluation.recon import mel_distance
+
     ref, _ = build_pair(preset, codec=codec)
     test, _ = build_pair(preset, codec=codec, precision=precision)
     frames = int(seconds * ref.codec.frame_rate)
-    out = {"kl": [], "top1": [], "logit_rel_err": [], "latent_rel_mse": [], "latent_seed_rel_mse": [], "mel": [], "mel_seed": []}
+    out = {
+        "kl": [],
+        "top1": [],
+        "logit_rel_err": [],
+        "latent_rel_mse": [],
+        "latent_seed_rel_mse": [],
+        "mel": [],
+        "mel_seed": [],
+    }
     labels = torch.zeros(1, dtype=torch.long)
     with torch.inference_mode():
         audio = {s: ref.generate(seconds, 1, seed=s, class_label=0) for s in seeds}
@@ -107,13 +132,21 @@ def aar_quality(preset: str = "small", codec: str = "cpu", precision: str = "int
             b = test.generate(seconds, 1, seed=s, class_label=0)
             out["mel"].append(mel_distance(audio[s], b, ref.sample_rate))
             out["mel_seed"].append(mel_distance(audio[s], audio[seeds[(i + 1) % len(seeds)]], ref.sample_rate))
-    return {"model": "aar", "preset": preset, "codec": codec, "precision": precision, "seconds": seconds,
-            **{k: round(sum(v) / len(v), 6) for k, v in out.items()}}
+    return {
+        "model": "aar",
+        "preset": preset,
+        "codec": codec,
+        "precision": precision,
+        "seconds": seconds,
+        **{k: round(sum(v) / len(v), 6) for k, v in out.items()},
+    }
 
 
-def nexttoken_quality(preset: str = "small", codec: str = "cpu", precision: str = "int8", frames: int = 8,
-                      seeds=(0, 1)) -> dict:
+def nexttoken_quality(
+    preset: str = "small", codec: str = "cpu", precision: str = "int8", frames: int = 8, seeds=(0, 1)
+) -> dict:
     from arwave.bench.nextscale import build_pair
+
     _, ref = build_pair(preset, codec=codec)
     _, test = build_pair(preset, codec=codec, precision=precision)
     out = {"kl": [], "top1": [], "logit_rel_err": []}
@@ -126,8 +159,14 @@ def nexttoken_quality(preset: str = "small", codec: str = "cpu", precision: str 
             out["logit_rel_err"].append(_logit_rel_err(la, lb))
             out["kl"].append(kl)
             out["top1"].append(top1)
-    return {"model": "nexttoken", "preset": preset, "codec": codec, "precision": precision, "frames": frames,
-            **{k: round(sum(v) / len(v), 6) for k, v in out.items()}}
+    return {
+        "model": "nexttoken",
+        "preset": preset,
+        "codec": codec,
+        "precision": precision,
+        "frames": frames,
+        **{k: round(sum(v) / len(v), 6) for k, v in out.items()},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

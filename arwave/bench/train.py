@@ -4,6 +4,7 @@ Runs `steps` optimiser steps of `arwave train KIND` into a temporary folder and 
 second and items (crops) per second, excluding set-up (data rendering, token caching, model build):
 the rate is read from the loop's own `steps_per_s` log after a warm-up step.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -28,8 +29,17 @@ def bench_train(cfg, steps: int = 20, threads: int | None = None) -> dict:
         t0 = time.perf_counter()
         train(cfg, Path(tmp) / "run", progress=False)
         wall = time.perf_counter() - t0
-        rows = [r for r in read_metrics(Path(tmp) / "run" / "metrics.csv") if r["name"] == "steps_per_s" and r["step"] > 1]
+        rows = [
+            r for r in read_metrics(Path(tmp) / "run" / "metrics.csv") if r["name"] == "steps_per_s" and r["step"] > 1
+        ]
     rate = sum(r["value"] for r in rows) / len(rows) if rows else steps / wall
-    return {"kind": cfg.kind, "preset": cfg.preset, "steps": steps, "batch_size": cfg.data.batch_size,
-            "steps_per_s": rate, "items_per_s": rate * cfg.data.batch_size, "wall_s_incl_setup": wall,
-            "threads": torch.get_num_threads()}
+    return {
+        "kind": cfg.kind,
+        "preset": cfg.preset,
+        "steps": steps,
+        "batch_size": cfg.data.batch_size,
+        "steps_per_s": rate,
+        "items_per_s": rate * cfg.data.batch_size,
+        "wall_s_incl_setup": wall,
+        "threads": torch.get_num_threads(),
+    }

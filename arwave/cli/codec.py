@@ -5,6 +5,7 @@ latents (continuous: `latents` (1, D, T)) plus metadata (bottleneck, rates, orig
 `decode` restores exactly the original number of samples. Both check the output path before any work
 and never replace an existing file without --overwrite.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,13 +38,27 @@ def encode(args) -> int:
     save_encoded(args.output, codec, tokens, audio.shape[-1], extra={"source": Path(args.input).name})
     seconds = audio.shape[-1] / codec.sample_rate
     what = "latent frames" if codec.kind == "continuous" else "tokens"
-    count = (tokens.shape[-1] if codec.kind == "continuous" else
-             sum(c[0].numel() for c in tokens) if codec.kind == "msrq" else tokens[0].numel())
+    count = (
+        tokens.shape[-1]
+        if codec.kind == "continuous"
+        else sum(c[0].numel() for c in tokens)
+        if codec.kind == "msrq"
+        else tokens[0].numel()
+    )
     print(f"{args.input}: {seconds:.2f} s -> {count} {what} ({codec.kind}) in {args.output}")
     if args.json:
-        print(json.dumps({"output": str(args.output), "bottleneck": codec.kind, "seconds": seconds,
-                          "count": int(count), "tokens_per_second": codec.tokens_per_second,
-                          "encode_seconds": elapsed}))
+        print(
+            json.dumps(
+                {
+                    "output": str(args.output),
+                    "bottleneck": codec.kind,
+                    "seconds": seconds,
+                    "count": int(count),
+                    "tokens_per_second": codec.tokens_per_second,
+                    "encode_seconds": elapsed,
+                }
+            )
+        )
     return 0
 
 
@@ -56,8 +71,13 @@ def decode(args) -> int:
     check_output_file(args.output, args.overwrite, WRITE_EXTENSIONS, "audio")
     codec = _load_codec(args.run, args.device)
     tokens, meta = load_encoded(args.input)
-    facts = {"bottleneck": codec.kind, "sample_rate": codec.sample_rate, "channels": codec.channels,
-             "hop": codec.hop, "latent_dim": codec.latent_dim}
+    facts = {
+        "bottleneck": codec.kind,
+        "sample_rate": codec.sample_rate,
+        "channels": codec.channels,
+        "hop": codec.hop,
+        "latent_dim": codec.latent_dim,
+    }
     if codec.kind == "msrq":
         facts["window_frames"] = codec.window_frames
     for key, value in facts.items():
@@ -79,8 +99,17 @@ def decode(args) -> int:
     seconds = audio.shape[-1] / codec.sample_rate
     print(f"{args.input} -> {args.output}: {seconds:.2f} s at {codec.sample_rate} Hz, {codec.channels} channel(s)")
     if args.json:
-        print(json.dumps({"output": str(args.output), "seconds": seconds, "sample_rate": codec.sample_rate,
-                          "channels": codec.channels, "decode_seconds": elapsed}))
+        print(
+            json.dumps(
+                {
+                    "output": str(args.output),
+                    "seconds": seconds,
+                    "sample_rate": codec.sample_rate,
+                    "channels": codec.channels,
+                    "decode_seconds": elapsed,
+                }
+            )
+        )
     return 0
 
 
@@ -89,13 +118,16 @@ def _check_tokens(path, codec, tokens) -> None:
     import torch
 
     from arwave.errors import ArwaveError
+
     for t in tokens if isinstance(tokens, list) else [tokens]:
         if t.ndim != 3 or t.shape[0] != 1 or t.shape[-1] == 0:
             raise ArwaveError(f"{path}: expected tensors of shape (1, rows, frames), found {tuple(t.shape)}")
         if codec.kind == "continuous":
             if not t.is_floating_point() or t.shape[1] != codec.latent_dim or not bool(t.isfinite().all()):
-                raise ArwaveError(f"{path}: latents must be finite floats of shape (1, {codec.latent_dim}, frames), "
-                                  f"found {t.dtype} {tuple(t.shape)}")
+                raise ArwaveError(
+                    f"{path}: latents must be finite floats of shape (1, {codec.latent_dim}, frames), "
+                    f"found {t.dtype} {tuple(t.shape)}"
+                )
         else:
             size = codec.cfg.codebook_size
             if t.is_floating_point() or t.dtype == torch.bool:

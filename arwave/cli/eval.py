@@ -2,6 +2,7 @@
 
 Each prints a readable summary, and with `--json` one JSON object as its last stdout line.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,10 +24,13 @@ def emit(result: dict, as_json: bool, lines: list[str]) -> None:
 def _reference_dataset(model, args, seconds: float):
     """Fixed crops of `seconds` from the reference split, at the model's rate and channels."""
     from arwave.data.dataset import dataset_for_split
+
     data = replace(model.config.data, sample_rate=model.sample_rate, channels=model.channels)
     if args.reference:
         data.manifest = str(Path(args.reference).resolve())
-    ds = dataset_for_split(data, args.split, segment_samples=round(seconds * model.sample_rate), random_crop=False, tiled=True)
+    ds = dataset_for_split(
+        data, args.split, segment_samples=round(seconds * model.sample_rate), random_crop=False, tiled=True
+    )
     if len(ds) == 0:
         raise ArwaveError(f"reference split {args.split!r} is empty")
     return ds
@@ -34,23 +38,33 @@ def _reference_dataset(model, args, seconds: float):
 
 def run_recon(args) -> int:
     import arwave
+    from arwave.codec.model import Codec
     from arwave.data.dataset import dataset_for_split
     from arwave.evaluation.recon import evaluate_recon
 
-    from arwave.codec.model import Codec
     codec = arwave.load(args.run)
     if not isinstance(codec, Codec):
-        raise ArwaveError(f"{args.run}: a {codec.config.kind} run; eval recon measures codec runs (use eval gen for AR models)")
+        raise ArwaveError(
+            f"{args.run}: a {codec.config.kind} run; eval recon measures codec runs (use eval gen for AR models)"
+        )
     data = replace(codec.config.data)
     if args.data:
         data.manifest = str(Path(args.data).resolve())
     seconds = args.seconds or data.segment_seconds
-    ds = dataset_for_split(data, args.split, segment_samples=round(seconds * codec.sample_rate), random_crop=False, tiled=True)
+    ds = dataset_for_split(
+        data, args.split, segment_samples=round(seconds * codec.sample_rate), random_crop=False, tiled=True
+    )
     result = evaluate_recon(codec, ds, max_items=args.max_items, progress=not args.json)
     result.update(run=str(args.run), split=args.split, seconds_per_item=seconds)
-    emit(result, args.json, [f"{args.run}: {result['bottleneck']} codec, {result['tokens_per_second']:g} tokens/s, "
-                             f"MEL distance {result['mel_distance']:.4f}, STFT distance {result['stft_distance']:.4f} "
-                             f"over {result['num_items']} items of {seconds:g} s ({args.split})"])
+    emit(
+        result,
+        args.json,
+        [
+            f"{args.run}: {result['bottleneck']} codec, {result['tokens_per_second']:g} tokens/s, "
+            f"MEL distance {result['mel_distance']:.4f}, STFT distance {result['stft_distance']:.4f} "
+            f"over {result['num_items']} items of {seconds:g} s ({args.split})"
+        ],
+    )
     return 0
 
 
@@ -78,8 +92,14 @@ def run_gen(args) -> int:
         for i, w in enumerate(waves):
             write_audio(out / f"gen-{i:03d}.wav", w, model.sample_rate)
     reference = _reference_dataset(model, args, args.seconds)
-    result = evaluate_generated(waves, reference, embedder=args.embedder, classifier_run=args.classifier,
-                                sample_rate=model.sample_rate, progress=not args.json)
+    result = evaluate_generated(
+        waves,
+        reference,
+        embedder=args.embedder,
+        classifier_run=args.classifier,
+        sample_rate=model.sample_rate,
+        progress=not args.json,
+    )
     result.update(run=str(args.run), seconds=args.seconds, split=args.split)
     lines = [f"{args.run}: {args.num} clips of {args.seconds:g} s vs {result['num_reference']} reference clips"]
     for name in result["embedders"]:
@@ -119,47 +139,74 @@ def run_fad_over_time(args) -> int:
         window = args.window or context
         waves = model.generate(seconds, num=args.num, seed=args.seed, **sampling_kwargs(model, args))
         reference = _reference_dataset(model, args, window)
-        res = fad_over_time(waves, model.sample_rate, reference, embedder=args.embedder, window_seconds=window,
-                            progress=not args.json)
+        res = fad_over_time(
+            waves, model.sample_rate, reference, embedder=args.embedder, window_seconds=window, progress=not args.json
+        )
         res.update(run=str(run), rollout_seconds=seconds, context_seconds=context)
         results[Path(run).name if Path(run).name not in results else str(run)] = res
     if args.plot:
         plot_fad_over_time(results, args.plot)
-    lines = [f"{name}: FAD per {r['window_seconds']:g} s window [{r['embedder']}] "
-             + " ".join(f"{v:.3f}" for v in r["fad"]) + f"  (FAD_acc {r['fad_acc']:.3f})" for name, r in results.items()]
+    lines = [
+        f"{name}: FAD per {r['window_seconds']:g} s window [{r['embedder']}] "
+        + " ".join(f"{v:.3f}" for v in r["fad"])
+        + f"  (FAD_acc {r['fad_acc']:.3f})"
+        for name, r in results.items()
+    ]
     emit({"runs": results, "plot": args.plot}, args.json, lines)
     return 0
 
 
 def run_classifier(args) -> int:
     from arwave.evaluation.classifier import evaluate_classifier
+
     result = evaluate_classifier(args.run, split=args.split, progress=not args.json)
-    emit(result, args.json, [f"{args.run}: accuracy {result['accuracy']:.3f} on {result['num_items']} {args.split} items"])
+    emit(
+        result,
+        args.json,
+        [f"{args.run}: accuracy {result['accuracy']:.3f} on {result['num_items']} {args.split} items"],
+    )
     return 0
 
 
 def run_fad(args) -> int:
     from arwave.evaluation.fad_folders import fad_folders, write_per_file_csv
-    res = fad_folders(args.reference, args.eval, embedder=args.embedder, per_file=bool(args.per_file), inf=args.inf,
-                      cache=not args.no_cache, progress=not args.json)
-    lines = [f"FAD [{res['embedder']}] {args.eval} vs {args.reference}: {res['fad']:.4f} "
-             f"({res['num_eval_files']} files, {res['num_eval_frames']} frames vs {res['num_reference_files']} files, "
-             f"{res['num_reference_frames']} frames; reference statistics: cache {res['reference_cache']})"]
+
+    res = fad_folders(
+        args.reference,
+        args.eval,
+        embedder=args.embedder,
+        per_file=bool(args.per_file),
+        inf=args.inf,
+        cache=not args.no_cache,
+        progress=not args.json,
+    )
+    lines = [
+        f"FAD [{res['embedder']}] {args.eval} vs {args.reference}: {res['fad']:.4f} "
+        f"({res['num_eval_files']} files, {res['num_eval_frames']} frames vs {res['num_reference_files']} files, "
+        f"{res['num_reference_frames']} frames; reference statistics: cache {res['reference_cache']})"
+    ]
     if args.inf:
         fit = res["fad_inf_fit"]
-        lines.append(f"FAD∞ [{res['embedder']}] {res['fad_inf']:.4f} (line through {len(fit['points'])} subsets of "
-                     f"{fit['points'][0]['frames']}–{fit['points'][-1]['frames']} frames, R² {fit['r2']:.3f})")
+        lines.append(
+            f"FAD∞ [{res['embedder']}] {res['fad_inf']:.4f} (line through {len(fit['points'])} subsets of "
+            f"{fit['points'][0]['frames']}–{fit['points'][-1]['frames']} frames, R² {fit['r2']:.3f})"
+        )
     if args.per_file:
         write_per_file_csv(res["per_file"], args.per_file)
         worst = sorted(res["per_file"], key=lambda r: -r["fad"])[:3]
-        lines.append(f"per-file FAD -> {args.per_file} (highest: "
-                     + ", ".join(f"{r['file']} {r['fad']:.3f}" for r in worst) + ")")
+        lines.append(
+            f"per-file FAD -> {args.per_file} (highest: "
+            + ", ".join(f"{r['file']} {r['fad']:.3f}" for r in worst)
+            + ")"
+        )
     emit(res, args.json, lines)
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate: reconstruction, generation (FAD/ISc/KL), FAD over time, FAD of two folders, classifier")
+    p = sub.add_parser(
+        "eval", help="evaluate: reconstruction, generation (FAD/ISc/KL), FAD over time, FAD of two folders, classifier"
+    )
     ev = p.add_subparsers(dest="what", metavar="WHAT", required=True)
 
     r = ev.add_parser("recon", help="MEL and STFT distance of a codec's reconstructions over a split")
@@ -178,7 +225,11 @@ def register(sub) -> None:
     g.add_argument("--batch", type=int, default=8, help="clips generated at once")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--embedder", default="aisfx", help="aisfx | classifier:RUN | vggish | clap | panns")
-    g.add_argument("--classifier", metavar="RUN", help="also use this trained classifier run or bundled classifier (FAD + ISc + KL)")
+    g.add_argument(
+        "--classifier",
+        metavar="RUN",
+        help="also use this trained classifier run or bundled classifier (FAD + ISc + KL)",
+    )
     g.add_argument("--reference", metavar="MANIFEST", help="reference audio (default: the model's training data)")
     g.add_argument("--split", default="test")
     g.add_argument("--out", metavar="DIR", help="also write the generated clips here")
@@ -203,9 +254,12 @@ def register(sub) -> None:
     f.add_argument("--json", action="store_true")
     f.set_defaults(func=run_fad_over_time)
 
-    d = ev.add_parser("fad", help="FAD between two folders of audio (per-file scores, FAD∞)",
-                      description="FAD of the audio files of EVAL_DIR against those of REFERENCE_DIR. The "
-                                  "reference statistics are cached per embedder and folder contents.")
+    d = ev.add_parser(
+        "fad",
+        help="FAD between two folders of audio (per-file scores, FAD∞)",
+        description="FAD of the audio files of EVAL_DIR against those of REFERENCE_DIR. The "
+        "reference statistics are cached per embedder and folder contents.",
+    )
     d.add_argument("reference", metavar="REFERENCE_DIR")
     d.add_argument("eval", metavar="EVAL_DIR")
     d.add_argument("--embedder", default="aisfx", help="aisfx | classifier:RUN | vggish | clap | panns [aisfx]")

@@ -3,6 +3,7 @@
 Each writes OUT/results.json, OUT/report.html and plots, and prints a JSON object as its last line with --json.
 See docs/experiments.md for what was measured on a CPU and what it means.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,20 +18,50 @@ def _finish(summary: dict, args) -> int:
 
 def run_noise_aug(args) -> int:
     from arwave.experiments.claims import noise_aug
+
     variants = args.variants.split(",") if args.variants else None
-    return _finish(noise_aug(args.out, args.minutes, args.preset, args.codec, variants, args.context_multiple,
-                             args.num, args.seed, args.data, not args.quiet), args)
+    return _finish(
+        noise_aug(
+            args.out,
+            args.minutes,
+            args.preset,
+            args.codec,
+            variants,
+            args.context_multiple,
+            args.num,
+            args.seed,
+            args.data,
+            not args.quiet,
+        ),
+        args,
+    )
 
 
 def run_sat_vs_rvq(args) -> int:
     from arwave.experiments.claims import sat_vs_rvq
+
     return _finish(sat_vs_rvq(args.out, args.minutes, args.preset, args.data, args.max_items, not args.quiet), args)
 
 
 def run_aar_vs_nexttoken(args) -> int:
     from arwave.experiments.claims import aar_vs_nexttoken
-    return _finish(aar_vs_nexttoken(args.out, args.minutes, args.preset, args.msrq_codec, args.rvq_codec, args.classifier,
-                                    args.num_per_class, args.seconds, args.data, args.seed, not args.quiet), args)
+
+    return _finish(
+        aar_vs_nexttoken(
+            args.out,
+            args.minutes,
+            args.preset,
+            args.msrq_codec,
+            args.rvq_codec,
+            args.classifier,
+            args.num_per_class,
+            args.seconds,
+            args.data,
+            args.seed,
+            not args.quiet,
+        ),
+        args,
+    )
 
 
 def register(sub) -> None:

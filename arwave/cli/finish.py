@@ -6,6 +6,7 @@ next-token step) with a hook on its transformer, so no model needs a progress ar
 worked out from the request the way each model schedules its steps. Should a model's schedule change,
 the bar still ends full when generation ends (only its ETA is off on the way).
 """
+
 from __future__ import annotations
 
 import math
@@ -16,7 +17,7 @@ import torch
 
 from arwave.errors import ArwaveError
 
-LOUDNESS_BLOCK_S = 0.4          # pyloudnorm's (ITU-R BS.1770) gating block: shorter clips have no loudness
+LOUDNESS_BLOCK_S = 0.4  # pyloudnorm's (ITU-R BS.1770) gating block: shorter clips have no loudness
 
 
 def _frames(model, seconds: float) -> tuple[int, int]:
@@ -30,17 +31,17 @@ def ar_steps(model, seconds: float, sampling: dict) -> tuple[torch.nn.Module, in
     try:
         frames, hop = _frames(model, seconds)
         prompt = sampling.get("prompt")
-        prompt_frames = prompt.shape[-1] // hop if prompt is not None else 0          # whole frames, as encoded
-        if hasattr(model, "backbone") and hasattr(model, "cam"):                  # CAM: one pass per frame
+        prompt_frames = prompt.shape[-1] // hop if prompt is not None else 0  # whole frames, as encoded
+        if hasattr(model, "backbone") and hasattr(model, "cam"):  # CAM: one pass per frame
             return model.backbone, frames
-        if hasattr(model, "iter_windows"):                                       # AAR: K passes per window
+        if hasattr(model, "iter_windows"):  # AAR: K passes per window
             T, ov = int(model.T), model.overlap_frames(sampling.get("overlap"))
             known = min(ov if ov > 0 else T // 2, prompt_frames, T - 1) if prompt is not None else 0
             produced = windows = 0
             while produced < frames:
                 produced, windows, known = produced + T - known, windows + 1, ov
             return model.transformer, windows * len(model.scales)
-        if hasattr(model, "steps_for"):                                          # next-token: one pass per step
+        if hasattr(model, "steps_for"):  # next-token: one pass per step
             given = min(prompt_frames, int(model.cfg.context_frames) - 1) if prompt is not None else 0
             return model.transformer, int(model.steps_for(frames + given))
     except (AttributeError, TypeError, ArwaveError):
@@ -52,10 +53,13 @@ def ar_steps(model, seconds: float, sampling: dict) -> tuple[torch.nn.Module, in
 def progress_bar(model, seconds: float, sampling: dict, enabled: bool = True, desc: str = "generating"):
     """A tqdm bar (stderr) over the AR steps of one `generate` call, with rate and ETA."""
     from tqdm import tqdm
+
     found = ar_steps(model, seconds, sampling) if enabled else None
-    bar = tqdm(total=found[1] if found else None, desc=desc, unit="step", disable=not enabled, leave=False,
-               dynamic_ncols=True)
-    def count(*_) -> None:                      # a forward hook that returns something replaces the output
+    bar = tqdm(
+        total=found[1] if found else None, desc=desc, unit="step", disable=not enabled, leave=False, dynamic_ncols=True
+    )
+
+    def count(*_) -> None:  # a forward hook that returns something replaces the output
         bar.update(1)
 
     hook = found[0].register_forward_hook(count) if found else None
@@ -73,19 +77,24 @@ def check_loudness_target(lufs: float, seconds: float) -> None:
     if not math.isfinite(lufs) or not -70.0 <= lufs <= 0.0:
         raise ArwaveError(f"--loudness {lufs:g}: must be a loudness in LUFS between -70 and 0 (e.g. -14, -23)")
     if seconds < LOUDNESS_BLOCK_S:
-        raise ArwaveError(f"--loudness needs clips of at least {LOUDNESS_BLOCK_S:g} s (the loudness meter's block); "
-                          f"these are {seconds:g} s")
+        raise ArwaveError(
+            f"--loudness needs clips of at least {LOUDNESS_BLOCK_S:g} s (the loudness meter's block); "
+            f"these are {seconds:g} s"
+        )
 
 
-def normalize_loudness(audio: torch.Tensor, sample_rate: int, target: float) -> tuple[torch.Tensor, float | None, str | None]:
+def normalize_loudness(
+    audio: torch.Tensor, sample_rate: int, target: float
+) -> tuple[torch.Tensor, float | None, str | None]:
     """(audio scaled to `target` LUFS, its loudness after, a warning or None) for one (channels, n) clip.
 
     Integrated loudness per ITU-R BS.1770-4 (pyloudnorm). The gain never clips: when the target would
     push a sample past full scale, the gain stops at a peak of -0.1 dBFS and the warning says the
     loudness reached. Silence has no loudness and is left as it is."""
     import pyloudnorm
+
     meter = pyloudnorm.Meter(sample_rate)
-    data = audio.detach().cpu().double().numpy().T                   # (n, channels)
+    data = audio.detach().cpu().double().numpy().T  # (n, channels)
     measured = meter.integrated_loudness(data)
     if not math.isfinite(measured):
         return audio, None, "the clip is silent: loudness left as it is"
@@ -96,8 +105,10 @@ def normalize_loudness(audio: torch.Tensor, sample_rate: int, target: float) -> 
     if peak * gain > ceiling:
         gain = ceiling / peak
         reached = measured + 20.0 * math.log10(gain)
-        warning = (f"{target:g} LUFS would clip (peak {20 * math.log10(peak * 10 ** ((target - measured) / 20)):+.1f} "
-                   f"dBFS): normalised to {reached:.1f} LUFS, peak -0.1 dBFS")
+        warning = (
+            f"{target:g} LUFS would clip (peak {20 * math.log10(peak * 10 ** ((target - measured) / 20)):+.1f} "
+            f"dBFS): normalised to {reached:.1f} LUFS, peak -0.1 dBFS"
+        )
     out = (audio.double() * gain).to(audio.dtype)
     return out, float(meter.integrated_loudness(out.cpu().double().numpy().T)), warning
 
@@ -106,5 +117,7 @@ def describe(path, audio: torch.Tensor, sample_rate: int, lufs: float | None = N
     """`wrote PATH (10.00 s, 48000 Hz, 2 channels[, -14.0 LUFS])`."""
     channels = audio.shape[0]
     extra = f", {lufs:.1f} LUFS" if lufs is not None else ""
-    return (f"wrote {path} ({audio.shape[-1] / sample_rate:.2f} s, {sample_rate} Hz, "
-            f"{channels} channel{'s' if channels != 1 else ''}{extra})")
+    return (
+        f"wrote {path} ({audio.shape[-1] / sample_rate:.2f} s, {sample_rate} Hz, "
+        f"{channels} channel{'s' if channels != 1 else ''}{extra})"
+    )

@@ -24,6 +24,7 @@ embedding (float tensor from .npy / .safetensors), --cfg -> cfg,
 --top-k -> top_k, --top-p -> top_p, --k-inf -> k_inf, --head-steps -> head_steps,
 --temperature -> temperature.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,63 +44,130 @@ from arwave.config import at_least, between
 from arwave.errors import ArwaveError
 from arwave.paths import check_output_file, replacing
 
-MAX_SECONDS = 600.0     # default --max-seconds: a longer request is far more often a typo than a wish
+MAX_SECONDS = 600.0  # default --max-seconds: a longer request is far more often a typo than a wish
 
 # CLI flag -> keyword argument of generate()/stream()
-SAMPLING_FLAGS = {"prompt": "--prompt", "class_label": "--class", "embedding": "--embedding", "cfg": "--cfg", "top_k": "--top-k",
-                  "top_p": "--top-p", "k_inf": "--k-inf", "head_steps": "--head-steps", "temperature": "--temperature"}
+SAMPLING_FLAGS = {
+    "prompt": "--prompt",
+    "class_label": "--class",
+    "embedding": "--embedding",
+    "cfg": "--cfg",
+    "top_k": "--top-k",
+    "top_p": "--top-p",
+    "k_inf": "--k-inf",
+    "head_steps": "--head-steps",
+    "temperature": "--temperature",
+}
 
 
 def _add_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed (same seed, same audio)")
     add_sampling_options(p)
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
-    p.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16", "int8"),
-                   help="weights of the AR model: auto (default) = int8 on CPU where the model's layers are large "
-                        "enough to gain (paper-size CAM, AAR), else float32; int8 = dynamically quantized Linear "
-                        "layers (CPU); bfloat16 halves the memory read per frame (CPU with AVX512-BF16 or GPU)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "float32", "bfloat16", "int8"),
+        help="weights of the AR model: auto (default) = int8 on CPU where the model's layers are large "
+        "enough to gain (paper-size CAM, AAR), else float32; int8 = dynamically quantized Linear "
+        "layers (CPU); bfloat16 halves the memory read per frame (CPU with AVX512-BF16 or GPU)",
+    )
     p.add_argument("--quantize", default=None, choices=("int8",), help="same as --precision int8")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="torch intra-op threads [1: batch-1 generation gains nothing from more, and loses 10-60x "
-                        "when another process holds a core; stream decodes on its own thread]")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch intra-op threads [1: batch-1 generation gains nothing from more, and loses 10-60x "
+        "when another process holds a core; stream decodes on its own thread]",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors and warnings (and --json)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.add_argument("--max-seconds", dest="max_seconds", type=float, default=MAX_SECONDS, metavar="S",
-                   help=f"refuse --seconds above S (default {MAX_SECONDS:g}; raise it for longer audio)")
+    p.add_argument(
+        "--max-seconds",
+        dest="max_seconds",
+        type=float,
+        default=MAX_SECONDS,
+        metavar="S",
+        help=f"refuse --seconds above S (default {MAX_SECONDS:g}; raise it for longer audio)",
+    )
 
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
     """The sampling flags every AR model kind may take (each model declares which it supports)."""
     p.add_argument("--prompt", default=None, metavar="FILE", help="audio file to continue")
-    p.add_argument("--class", dest="class_label", default=None, metavar="LABEL", help="class name (or index) to condition on")
-    p.add_argument("--embedding", default=None, metavar="FILE",
-                   help="condition embedding (E,) or (num, E) in a .npy or single-tensor .safetensors file")
+    p.add_argument(
+        "--class", dest="class_label", default=None, metavar="LABEL", help="class name (or index) to condition on"
+    )
+    p.add_argument(
+        "--embedding",
+        default=None,
+        metavar="FILE",
+        help="condition embedding (E,) or (num, E) in a .npy or single-tensor .safetensors file",
+    )
     p.add_argument("--cfg", type=float, default=None, metavar="W", help="classifier-free guidance weight")
-    p.add_argument("--top-k", dest="top_k", type=int, default=None, metavar="K", help="token models: keep the K most likely")
+    p.add_argument(
+        "--top-k", dest="top_k", type=int, default=None, metavar="K", help="token models: keep the K most likely"
+    )
     p.add_argument("--top-p", dest="top_p", type=float, default=None, metavar="P", help="token models: nucleus mass")
-    p.add_argument("--k-inf", dest="k_inf", type=float, default=None, metavar="K", help="CAM: noise level put on generated context frames")
-    p.add_argument("--head-steps", dest="head_steps", type=int, default=None, metavar="S", help="CAM: sampling steps of the per-frame head")
+    p.add_argument(
+        "--k-inf",
+        dest="k_inf",
+        type=float,
+        default=None,
+        metavar="K",
+        help="CAM: noise level put on generated context frames",
+    )
+    p.add_argument(
+        "--head-steps",
+        dest="head_steps",
+        type=int,
+        default=None,
+        metavar="S",
+        help="CAM: sampling steps of the per-frame head",
+    )
     p.add_argument("--temperature", type=float, default=None, metavar="T", help="sampling temperature")
 
 
 def register(sub) -> None:
-    g = sub.add_parser("generate", help="generate audio files from a trained AR model run",
-                       description="Generate audio clips from a trained autoregressive run (CAM, AAR, next-token).")
-    g.add_argument("run", help="run folder (or a checkpoint folder inside it), or a bundled model's name (arwave models)")
+    g = sub.add_parser(
+        "generate",
+        help="generate audio files from a trained AR model run",
+        description="Generate audio clips from a trained autoregressive run (CAM, AAR, next-token).",
+    )
+    g.add_argument(
+        "run", help="run folder (or a checkpoint folder inside it), or a bundled model's name (arwave models)"
+    )
     g.add_argument("--seconds", type=float, required=True, help="length of each clip")
-    g.add_argument("--out", required=True, metavar="FILE", help="output file (.wav/.flac/...); N>1: FILE-0 … FILE-{N-1}")
+    g.add_argument(
+        "--out", required=True, metavar="FILE", help="output file (.wav/.flac/...); N>1: FILE-0 … FILE-{N-1}"
+    )
     g.add_argument("--num", type=int, default=1, help="number of clips (sampled as one batch)")
-    g.add_argument("--loudness", type=float, default=None, metavar="LUFS",
-                   help="normalise each clip to this integrated loudness (ITU-R BS.1770, e.g. -14), never clipping")
-    g.add_argument("--include-prompt", dest="include_prompt", action="store_true",
-                   help="with --prompt: write the prompt followed by its continuation")
+    g.add_argument(
+        "--loudness",
+        type=float,
+        default=None,
+        metavar="LUFS",
+        help="normalise each clip to this integrated loudness (ITU-R BS.1770, e.g. -14), never clipping",
+    )
+    g.add_argument(
+        "--include-prompt",
+        dest="include_prompt",
+        action="store_true",
+        help="with --prompt: write the prompt followed by its continuation",
+    )
     _add_sampling(g)
     g.set_defaults(func=cmd_generate)
 
-    s = sub.add_parser("stream", help="stream audio while it is generated (WAV to a file or stdout)",
-                       description="Generate one clip and write it as it is generated (16-bit WAV). '-' = stdout.")
-    s.add_argument("run", help="run folder (or a checkpoint folder inside it), or a bundled model's name (arwave models)")
+    s = sub.add_parser(
+        "stream",
+        help="stream audio while it is generated (WAV to a file or stdout)",
+        description="Generate one clip and write it as it is generated (16-bit WAV). '-' = stdout.",
+    )
+    s.add_argument(
+        "run", help="run folder (or a checkpoint folder inside it), or a bundled model's name (arwave models)"
+    )
     s.add_argument("--seconds", type=float, default=10.0, help="length to generate (default 10)")
     s.add_argument("--out", default="-", metavar="FILE|-", help="WAV file, or - for stdout (default)")
     _add_sampling(s)
@@ -108,6 +176,7 @@ def register(sub) -> None:
 
 # ---------------------------------------------------------------------------------------------------
 # shared
+
 
 def _device(name: str) -> str:
     if name == "auto":
@@ -119,6 +188,7 @@ def _device(name: str) -> str:
 
 def load_generator(run: str, device: str = "cpu", precision: str | None = None, threads: int | None = None):
     import arwave
+
     if threads is not None:
         if threads < 1:
             raise ArwaveError(f"--threads must be >= 1, got {threads}")
@@ -129,6 +199,7 @@ def load_generator(run: str, device: str = "cpu", precision: str | None = None, 
         raise ArwaveError(f"{run}: a {kind} run does not generate audio (use a cam, aar or nexttoken run)")
     if precision == "auto":
         from arwave.models.quantize import auto_precision
+
         precision = auto_precision(model)
     if precision not in (None, "float32"):
         if not hasattr(model, "set_precision"):
@@ -169,6 +240,7 @@ def sampling_kwargs(model, args) -> dict:
             raise ArwaveError(f"{kind} models do not take {', '.join(bad)} (they take: {ok})")
     if "prompt" in given:
         from arwave.data.audio import load_audio
+
         given["prompt"] = load_audio(given["prompt"], sample_rate=model.sample_rate, channels=model.channels)
     if "class_label" in given:
         given["class_label"] = resolve_class(model, given["class_label"])
@@ -178,8 +250,14 @@ def sampling_kwargs(model, args) -> dict:
 
 
 # numeric sampling option -> the values it allows (the same rules as the config fields they override)
-_SAMPLING_RANGES = {"cfg": at_least(0), "top_k": at_least(0), "top_p": between(0, 1), "k_inf": between(0, 1, hi_open=True),
-                    "head_steps": at_least(1), "temperature": at_least(0)}
+_SAMPLING_RANGES = {
+    "cfg": at_least(0),
+    "top_k": at_least(0),
+    "top_p": between(0, 1),
+    "k_inf": between(0, 1, hi_open=True),
+    "head_steps": at_least(1),
+    "temperature": at_least(0),
+}
 
 
 def check_sampling_values(given: dict) -> None:
@@ -200,6 +278,7 @@ def load_embedding(path: str) -> torch.Tensor:
             return torch.from_numpy(np.load(p, allow_pickle=False)).float()
         if p.suffix == ".safetensors":
             from arwave.checkpoint import load_tensors
+
             tensors = load_tensors(p)
             if len(tensors) != 1:
                 raise ArwaveError(f"{p}: expected one tensor, found {len(tensors)}")
@@ -216,8 +295,10 @@ def check_seconds(seconds: float, max_seconds: float = MAX_SECONDS) -> None:
     if not (max_seconds > 0):
         raise ArwaveError(f"--max-seconds {max_seconds:g}: must be > 0")
     if seconds > max_seconds:
-        raise ArwaveError(f"--seconds {seconds:g} is over the limit of {max_seconds:g} s; "
-                          f"pass --max-seconds {seconds:g} if you mean it")
+        raise ArwaveError(
+            f"--seconds {seconds:g} is over the limit of {max_seconds:g} s; "
+            f"pass --max-seconds {seconds:g} if you mean it"
+        )
 
 
 def _available_bytes(device: str) -> int | None:
@@ -240,12 +321,15 @@ def check_memory(num: int, seconds: float, model, device: str) -> None:
     need = 8 * 4 * num * round(seconds * model.sample_rate) * model.channels
     free = _available_bytes(device)
     if free is not None and need > free:
-        raise ArwaveError(f"--num {num} × {seconds:g} s needs at least {need / 1e9:.3g} GB of memory, more than the "
-                          f"{free / 1e9:.3g} GB free: generate fewer or shorter clips per call")
+        raise ArwaveError(
+            f"--num {num} × {seconds:g} s needs at least {need / 1e9:.3g} GB of memory, more than the "
+            f"{free / 1e9:.3g} GB free: generate fewer or shorter clips per call"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------
 # generate
+
 
 def output_path(out: str, num: int, i: int) -> Path:
     """Clip i of num: OUT itself for one clip, else OUT-i (before the extension)."""
@@ -264,11 +348,15 @@ def cmd_generate(args) -> int:
     from arwave.console import bars, quiet
     from arwave.data.audio import WRITE_EXTENSIONS, write_audio
     from arwave.errors import ArwaveWarning
+
     check_seconds(args.seconds, args.max_seconds)
     if args.num < 1:
         raise ArwaveError(f"--num must be >= 1, got {args.num}")
-    include_prompt, loudness, silent = (getattr(args, "include_prompt", False), getattr(args, "loudness", None),
-                                        getattr(args, "quiet", False))
+    include_prompt, loudness, silent = (
+        getattr(args, "include_prompt", False),
+        getattr(args, "loudness", None),
+        getattr(args, "quiet", False),
+    )
     if include_prompt and args.prompt is None:
         raise ArwaveError("--include-prompt needs --prompt FILE (the audio the clip continues)")
     if loudness is not None:
@@ -306,16 +394,29 @@ def cmd_generate(args) -> int:
     if not silent:
         print(f"generated {args.num} × {args.seconds:g} s in {wall:.2f} s ({rtf:.2f}× real time)", file=sys.stderr)
     if args.json:
-        print(json.dumps({"files": [str(p) for p in paths], "num": args.num, "seconds": args.seconds,
-                          "sample_rate": model.sample_rate, "channels": model.channels, "seed": args.seed,
-                          "wall_s": round(wall, 4), "rtf": round(rtf, 4), "include_prompt": include_prompt,
-                          "seconds_written": round(clip.shape[-1] / model.sample_rate, 6),
-                          "loudness_lufs": [None if v is None else round(v, 2) for v in lufs]}))
+        print(
+            json.dumps(
+                {
+                    "files": [str(p) for p in paths],
+                    "num": args.num,
+                    "seconds": args.seconds,
+                    "sample_rate": model.sample_rate,
+                    "channels": model.channels,
+                    "seed": args.seed,
+                    "wall_s": round(wall, 4),
+                    "rtf": round(rtf, 4),
+                    "include_prompt": include_prompt,
+                    "seconds_written": round(clip.shape[-1] / model.sample_rate, 6),
+                    "loudness_lufs": [None if v is None else round(v, 2) for v in lufs],
+                }
+            )
+        )
     return 0
 
 
 # ---------------------------------------------------------------------------------------------------
 # stream
+
 
 class WavStreamWriter:
     """16-bit PCM WAV written chunk by chunk. Sizes are 0xFFFFFFFF until `close`, which patches them
@@ -332,15 +433,20 @@ class WavStreamWriter:
     def _header(self, data_bytes: int) -> bytes:
         riff = self.UNKNOWN if data_bytes == self.UNKNOWN else 36 + data_bytes
         block = 2 * self.channels
-        return (b"RIFF" + struct.pack("<I", riff) + b"WAVE"
-                + b"fmt " + struct.pack("<IHHIIHH", 16, 1, self.channels, self.sample_rate,
-                                        self.sample_rate * block, block, 16)
-                + b"data" + struct.pack("<I", data_bytes))
+        return (
+            b"RIFF"
+            + struct.pack("<I", riff)
+            + b"WAVE"
+            + b"fmt "
+            + struct.pack("<IHHIIHH", 16, 1, self.channels, self.sample_rate, self.sample_rate * block, block, 16)
+            + b"data"
+            + struct.pack("<I", data_bytes)
+        )
 
     def write(self, chunk: torch.Tensor) -> None:
         """chunk (channels, n) float in [-1, 1]."""
         data = np.clip(chunk.detach().cpu().float().numpy(), -1.0, 1.0)
-        pcm = np.round(data.T * 32767.0).astype("<i2").tobytes()          # interleaved frames
+        pcm = np.round(data.T * 32767.0).astype("<i2").tobytes()  # interleaved frames
         self.f.write(pcm)
         self.f.flush()
         self.data_bytes += len(pcm)
@@ -381,12 +487,26 @@ def cmd_stream(args) -> int:
     audio_s = samples / model.sample_rate
     rtf = audio_s / max(wall, 1e-9)
     if not getattr(args, "quiet", False):
-        print(f"streamed {audio_s:.2f} s of audio in {wall:.2f} s: {rtf:.2f}× real time, "
-              f"first audio after {1000 * (first or 0):.0f} ms", file=sys.stderr)
+        print(
+            f"streamed {audio_s:.2f} s of audio in {wall:.2f} s: {rtf:.2f}× real time, "
+            f"first audio after {1000 * (first or 0):.0f} ms",
+            file=sys.stderr,
+        )
     if args.json:
-        print(json.dumps({"file": args.out, "audio_s": round(audio_s, 4), "wall_s": round(wall, 4),
-                          "rtf": round(rtf, 4), "first_audio_ms": round(1000 * (first or 0), 2),
-                          "sample_rate": model.sample_rate, "channels": model.channels, "seed": args.seed}))
+        print(
+            json.dumps(
+                {
+                    "file": args.out,
+                    "audio_s": round(audio_s, 4),
+                    "wall_s": round(wall, 4),
+                    "rtf": round(rtf, 4),
+                    "first_audio_ms": round(1000 * (first or 0), 2),
+                    "sample_rate": model.sample_rate,
+                    "channels": model.channels,
+                    "seed": args.seed,
+                }
+            )
+        )
     return 0
 
 

@@ -4,6 +4,7 @@ with `register(subparsers)`; every handler is `func(args) -> int | None`.
 Errors meant for users (ArwaveError) print one line and exit 2; no traceback. Warnings print one line
 (`arwave: warning: ...`). Ctrl-C exits 130, SIGTERM during training 143 (after saving a checkpoint).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,23 +17,25 @@ from arwave.errors import ArwaveError, ArwaveWarning, Terminated
 
 # order = order in `arwave --help`
 COMMAND_MODULES = (
-    "arwave.cli.data",       # data corpus / data prepare
-    "arwave.cli.train",      # train {codec,cam,aar,nexttoken,classifier}
-    "arwave.cli.generate",   # generate / stream
-    "arwave.cli.codec",      # encode / decode
-    "arwave.cli.models",     # models / export (bundled pretrained models)
-    "arwave.cli.eval",       # eval {recon,gen,fad-over-time,fad,classifier}
-    "arwave.cli.bench",      # bench {codec,cam,nextscale-vs-nexttoken,train}
-    "arwave.cli.experiment", # experiment {noise-aug,sat-vs-rvq,aar-vs-nexttoken}
-    "arwave.cli.demo",       # demo
-    "arwave.cli.serve",      # serve (web page, streamed generation)
+    "arwave.cli.data",  # data corpus / data prepare
+    "arwave.cli.train",  # train {codec,cam,aar,nexttoken,classifier}
+    "arwave.cli.generate",  # generate / stream
+    "arwave.cli.codec",  # encode / decode
+    "arwave.cli.models",  # models / export (bundled pretrained models)
+    "arwave.cli.eval",  # eval {recon,gen,fad-over-time,fad,classifier}
+    "arwave.cli.bench",  # bench {codec,cam,nextscale-vs-nexttoken,train}
+    "arwave.cli.experiment",  # experiment {noise-aug,sat-vs-rvq,aar-vs-nexttoken}
+    "arwave.cli.demo",  # demo
+    "arwave.cli.serve",  # serve (web page, streamed generation)
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="arwave", description="Fast autoregressive audio generation — CAM and SAT + AAR: data, training, "
-                                   "generation, streaming, evaluation and benchmarks. `arwave COMMAND --help` for each.")
+        prog="arwave",
+        description="Fast autoregressive audio generation — CAM and SAT + AAR: data, training, "
+        "generation, streaming, evaluation and benchmarks. `arwave COMMAND --help` for each.",
+    )
     parser.add_argument("--version", action="version", version=f"arwave {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

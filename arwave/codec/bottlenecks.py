@@ -8,9 +8,11 @@
 `in_dim` is the number of channels the encoder must produce, `out_dim` what the decoder receives.
 `loss` is the unweighted regulariser: the KL for `continuous`, the commitment/phi loss for the VQs.
 """
+
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -20,9 +22,9 @@ from arwave.codec.msrq import EMACodebook, MultiScaleResidualVQ, batch_perplexit
 
 
 class BottleneckOutput(NamedTuple):
-    z_hat: torch.Tensor              # (B, out_dim, T) decoder input (straight-through for the VQs)
-    loss: torch.Tensor               # scalar regulariser, unweighted
-    codes: Any                       # None | list of K (B, W, s_k) | (B, N, T)
+    z_hat: torch.Tensor  # (B, out_dim, T) decoder input (straight-through for the VQs)
+    loss: torch.Tensor  # scalar regulariser, unweighted
+    codes: Any  # None | list of K (B, W, s_k) | (B, N, T)
     stats: dict[str, float]
 
 
@@ -50,14 +52,16 @@ class ContinuousBottleneck(nn.Module):
         mean, logvar = self._split(h)
         if self.training:
             z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
-            with torch.no_grad():                                       # running RMS of μ
+            with torch.no_grad():  # running RMS of μ
                 rms = mean.detach().pow(2).mean().sqrt()
                 self.latent_scale.lerp_(rms.to(self.latent_scale), self.scale_momentum)
         else:
             z = mean
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
-        stats = {"latent_rms": float(mean.detach().pow(2).mean().sqrt()),
-                 "posterior_std": float(torch.exp(0.5 * logvar.detach()).mean())}
+        stats = {
+            "latent_rms": float(mean.detach().pow(2).mean().sqrt()),
+            "posterior_std": float(torch.exp(0.5 * logvar.detach()).mean()),
+        }
         return BottleneckOutput(z, kl, None, stats)
 
     @torch.no_grad()
@@ -122,12 +126,21 @@ class ResidualVQ(nn.Module):
     r = z; for each level l: idx_l = NN(r); q = e^(l)[idx_l]; r -= q; ẑ += q.
     Loss: commitment MSE(sg q, r) averaged over levels (the codebooks learn by EMA only)."""
 
-    def __init__(self, dim: int, levels: int = 10, codebook_size: int = 1024, ema_decay: float = 0.99,
-                 eps: float = 1e-5, kmeans_iters: int = 50, dead_threshold: float = 2.0):
+    def __init__(
+        self,
+        dim: int,
+        levels: int = 10,
+        codebook_size: int = 1024,
+        ema_decay: float = 0.99,
+        eps: float = 1e-5,
+        kmeans_iters: int = 50,
+        dead_threshold: float = 2.0,
+    ):
         super().__init__()
         self.dim, self.levels, self.codebook_size = dim, levels, codebook_size
         self.codebooks = nn.ModuleList(
-            EMACodebook(dim, codebook_size, ema_decay, eps, kmeans_iters, dead_threshold) for _ in range(levels))
+            EMACodebook(dim, codebook_size, ema_decay, eps, kmeans_iters, dead_threshold) for _ in range(levels)
+        )
 
     def forward(self, z: torch.Tensor):
         """z (B, D, T) -> (ẑ_ste, codes (B, N, T), loss, stats); EMA updates when training."""
@@ -143,7 +156,7 @@ class ResidualVQ(nn.Module):
             q = book.lookup(idx).view(B, T, D).transpose(1, 2)
             if self.training:
                 resets += book.ema_update(flat, idx)
-            losses.append(F.mse_loss(q, r))                               # q is a buffer lookup: sg(q)
+            losses.append(F.mse_loss(q, r))  # q is a buffer lookup: sg(q)
             r = r - q
             z_hat = z_hat + q
             codes.append(idx.view(B, T))

@@ -9,6 +9,7 @@ Layers (LeakyReLU 0.2 after each but the last, weight norm everywhere):
     Conv2d (3, 3) post                                F -> 1 logit map
 It returns the logit map and the 5 intermediate feature maps (for feature matching).
 """
+
 from __future__ import annotations
 
 import torch
@@ -18,7 +19,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from arwave.codec.losses import stft
 
-MSSTFT_RESOLUTIONS = ((1024, 256), (2048, 512), (512, 128), (256, 64), (128, 32))   # (n_fft, hop), SAT
+MSSTFT_RESOLUTIONS = ((1024, 256), (2048, 512), (512, 128), (256, 64), (128, 32))  # (n_fft, hop), SAT
 
 
 def _conv2d(cin: int, cout: int, kernel: tuple[int, int], stride=(1, 1), dilation=(1, 1)) -> nn.Module:
@@ -37,8 +38,8 @@ class STFTDiscriminator(nn.Module):
         self.post = _conv2d(filters, 1, (3, 3))
 
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        spec = stft(audio, self.n_fft, self.hop, center=False) / (self.n_fft / 2) ** 0.5   # (B, C, F, T)
-        x = torch.cat([spec.real, spec.imag], dim=1).transpose(2, 3)                       # (B, 2C, T, F)
+        spec = stft(audio, self.n_fft, self.hop, center=False) / (self.n_fft / 2) ** 0.5  # (B, C, F, T)
+        x = torch.cat([spec.real, spec.imag], dim=1).transpose(2, 3)  # (B, 2C, T, F)
         feats = []
         for conv in self.convs:
             x = F.leaky_relu(conv(x), 0.2)

@@ -11,11 +11,12 @@
 Mel filters are built here (Slaney mel scale with Slaney area normalisation, i.e. librosa's default
 `librosa.filters.mel(htk=False, norm='slaney')`), so neither librosa nor torchaudio is needed.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -44,21 +45,28 @@ def mel_to_hz(m: np.ndarray | float) -> np.ndarray:
 def _mel_filterbank_np(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
     fmax = sample_rate / 2 if fmax is None else fmax
     fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    mel_pts = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))   # n_mels + 2 edges
+    mel_pts = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))  # n_mels + 2 edges
     fdiff = np.diff(mel_pts)
     ramps = mel_pts[:, None] - fft_freqs[None, :]
-    lower = -ramps[:-2] / fdiff[:-1, None]            # rising edge of filter i: (f - f_i) / (f_{i+1} - f_i)
-    upper = ramps[2:] / fdiff[1:, None]               # falling edge: (f_{i+2} - f) / (f_{i+2} - f_{i+1})
+    lower = -ramps[:-2] / fdiff[:-1, None]  # rising edge of filter i: (f - f_i) / (f_{i+1} - f_i)
+    upper = ramps[2:] / fdiff[1:, None]  # falling edge: (f_{i+2} - f) / (f_{i+2} - f_{i+1})
     weights = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_pts[2:] - mel_pts[:-2]))[:, None]    # Slaney: each filter has unit area in Hz
+    weights *= (2.0 / (mel_pts[2:] - mel_pts[:-2]))[:, None]  # Slaney: each filter has unit area in Hz
     return weights
 
 
 _FB_CACHE: dict[tuple, torch.Tensor] = {}
 
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None,
-                   device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def mel_filterbank(
+    sample_rate: int,
+    n_fft: int,
+    n_mels: int,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """(n_mels, n_fft // 2 + 1) triangular filters, cached per device and dtype."""
     key = (sample_rate, n_fft, n_mels, fmin, fmax, str(device), dtype)
     if key not in _FB_CACHE:
@@ -90,13 +98,15 @@ def stft(x: torch.Tensor, n_fft: int, hop: int, center: bool = True) -> torch.Te
     pad_mode = "reflect" if x.shape[-1] > n_fft // 2 else "constant"
     if not center and x.shape[-1] < n_fft:
         x = F.pad(x, (0, n_fft - x.shape[-1]))
-    spec = torch.stft(x, n_fft, hop, window=hann(n_fft, x.device, x.dtype), center=center,
-                      pad_mode=pad_mode, return_complex=True)
+    spec = torch.stft(
+        x, n_fft, hop, window=hann(n_fft, x.device, x.dtype), center=center, pad_mode=pad_mode, return_complex=True
+    )
     return spec.view(*shape[:-1], *spec.shape[-2:])
 
 
-def log_mel(x: torch.Tensor, sample_rate: int, n_fft: int, n_mels: int, power: float = 2.0,
-            eps: float = 1e-5) -> torch.Tensor:
+def log_mel(
+    x: torch.Tensor, sample_rate: int, n_fft: int, n_mels: int, power: float = 2.0, eps: float = 1e-5
+) -> torch.Tensor:
     """log10(max(mel(|STFT|^power), eps)), hop n_fft / 4: (..., n_mels, frames)."""
     mag = stft(x, n_fft, n_fft // 4).abs()
     if power != 1.0:
@@ -108,11 +118,12 @@ def log_mel(x: torch.Tensor, sample_rate: int, n_fft: int, n_mels: int, power: f
 # ---------------------------------------------------------------------------------------------------
 # generator losses
 
-MEL_LOSS_FFTS = tuple(2 ** i for i in range(5, 12))       # 32 ... 2048
+MEL_LOSS_FFTS = tuple(2**i for i in range(5, 12))  # 32 ... 2048
 
 
-def multi_resolution_mel_loss(fake: torch.Tensor, real: torch.Tensor, sample_rate: int, n_mels: int = 64,
-                              n_ffts: Sequence[int] = MEL_LOSS_FFTS) -> torch.Tensor:
+def multi_resolution_mel_loss(
+    fake: torch.Tensor, real: torch.Tensor, sample_rate: int, n_mels: int = 64, n_ffts: Sequence[int] = MEL_LOSS_FFTS
+) -> torch.Tensor:
     """SAT's l_f: Σ over resolutions of L1 + MSE between log10 power-mel spectrograms."""
     total = fake.new_zeros(())
     for n_fft in n_ffts:
@@ -130,8 +141,9 @@ def hinge_critic_loss(logits_real: Sequence[torch.Tensor], logits_fake: Sequence
     return sum(F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(logits_real, logits_fake)) / len(logits_real)
 
 
-def feature_matching_loss(feats_real: Sequence[Sequence[torch.Tensor]],
-                          feats_fake: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
+def feature_matching_loss(
+    feats_real: Sequence[Sequence[torch.Tensor]], feats_fake: Sequence[Sequence[torch.Tensor]]
+) -> torch.Tensor:
     """Mean over (sub-discriminator, layer) of L1(f_real, f_fake) / mean|f_real| (real features detached)."""
     terms = []
     for fr_list, ff_list in zip(feats_real, feats_fake):

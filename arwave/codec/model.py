@@ -18,18 +18,20 @@ Long audio is processed in chunks of frames with `context` frames of look-around
 raised-cosine crossfade of `fade` frames between consecutive chunks (no seams, bounded memory). A causal
 decoder is instead run through its streaming path chunk by chunk, which is exact.
 """
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from arwave.codec.bottlenecks import (BOTTLENECKS, ContinuousBottleneck, MSRQBottleneck, RVQBottleneck)
+from arwave.codec.bottlenecks import BOTTLENECKS, ContinuousBottleneck, MSRQBottleneck, RVQBottleneck
 from arwave.codec.msrq import MultiScaleResidualVQ, msrq_scales
 from arwave.codec.seanet import SEANetDecoder, SEANetEncoder
 from arwave.codec.spectral import SpectralDecoder, SpectralEncoder
@@ -40,22 +42,32 @@ if TYPE_CHECKING:
 
 
 class CodecOutput(NamedTuple):
-    audio: torch.Tensor        # (B, C, N) reconstruction, same length as the input
-    z: torch.Tensor            # (B, in_dim, T) encoder output
-    z_hat: torch.Tensor        # (B, out_dim, T) decoder input
-    loss: torch.Tensor         # bottleneck regulariser (unweighted: KL or VQ loss)
-    codes: Any                 # None | list of (B, W, s_k) | (B, N, T)
+    audio: torch.Tensor  # (B, C, N) reconstruction, same length as the input
+    z: torch.Tensor  # (B, in_dim, T) encoder output
+    z_hat: torch.Tensor  # (B, out_dim, T) decoder input
+    loss: torch.Tensor  # bottleneck regulariser (unweighted: KL or VQ loss)
+    codes: Any  # None | list of (B, W, s_k) | (B, N, T)
     stats: dict[str, float]
 
 
-def build_bottleneck(cfg: "CodecConfig") -> nn.Module:
+def build_bottleneck(cfg: CodecConfig) -> nn.Module:
     if cfg.bottleneck == "continuous":
         return ContinuousBottleneck(cfg.latent_dim)
-    vq = dict(codebook_size=cfg.codebook_size, ema_decay=cfg.ema_decay, kmeans_iters=cfg.kmeans_iters,
-              dead_threshold=cfg.dead_code_threshold)
+    vq = dict(
+        codebook_size=cfg.codebook_size,
+        ema_decay=cfg.ema_decay,
+        kmeans_iters=cfg.kmeans_iters,
+        dead_threshold=cfg.dead_code_threshold,
+    )
     if cfg.bottleneck == "msrq":
-        return MSRQBottleneck(cfg.latent_dim, msrq_scales(cfg.window_frames, cfg.num_scales), num_phi=cfg.num_phi,
-                              phi_kernel=cfg.phi_kernel, shared_codebook=cfg.shared_codebook, **vq)
+        return MSRQBottleneck(
+            cfg.latent_dim,
+            msrq_scales(cfg.window_frames, cfg.num_scales),
+            num_phi=cfg.num_phi,
+            phi_kernel=cfg.phi_kernel,
+            shared_codebook=cfg.shared_codebook,
+            **vq,
+        )
     if cfg.bottleneck == "rvq":
         return RVQBottleneck(cfg.latent_dim, levels=cfg.rvq_levels, **vq)
     raise ArwaveError(f"codec: unknown bottleneck {cfg.bottleneck!r} (known: {', '.join(BOTTLENECKS)})")
@@ -70,12 +82,19 @@ def _fade_weights(length: int, fade: int, fade_in: bool, fade_out: bool, device,
         if fade_in:
             w[:fade] = ramp
         if fade_out:
-            w[length - fade:] = ramp.flip(0)
+            w[length - fade :] = ramp.flip(0)
     return w
 
 
-def run_chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, in_rate: int, out_rate: int,
-                chunk: int, context: int, fade: int) -> torch.Tensor:
+def run_chunked(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    in_rate: int,
+    out_rate: int,
+    chunk: int,
+    context: int,
+    fade: int,
+) -> torch.Tensor:
     """Apply a frame-synchronous network `fn` ((B, C, n·in_rate) -> (B, C', n·out_rate)) to a long input
     chunk by chunk. Chunk i keeps frames [s_i, s_i + chunk) computed with `context` extra frames on each
     side; consecutive kept regions overlap by `fade` frames and are crossfaded (weights sum to 1)."""
@@ -88,12 +107,12 @@ def run_chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, in_
     for i, s in enumerate(starts):
         e = min(s + chunk, T)
         a, b = max(0, s - context), min(T, e + context)
-        y = fn(x[..., a * in_rate: b * in_rate])
-        y = y[..., (s - a) * out_rate: (e - a) * out_rate]
+        y = fn(x[..., a * in_rate : b * in_rate])
+        y = y[..., (s - a) * out_rate : (e - a) * out_rate]
         if out is None:
             out = y.new_zeros(*y.shape[:-1], T * out_rate)
         w = _fade_weights(y.shape[-1], fade * out_rate, fade_in=i > 0, fade_out=e < T, device=y.device, dtype=y.dtype)
-        out[..., s * out_rate: e * out_rate] += y * w
+        out[..., s * out_rate : e * out_rate] += y * w
     return out
 
 
@@ -102,7 +121,7 @@ class StreamingDecoder:
     overlaps, LSTM state). `step(z)` takes n >= 1 new latent frames (B, D, n), in the space `decode_latents`
     takes, and returns the n·hop samples they complete; the concatenation equals the offline decode."""
 
-    def __init__(self, codec: "Codec"):
+    def __init__(self, codec: Codec):
         if not codec.causal:
             raise ArwaveError("streaming decoding needs a causal codec (train it with --set causal=true)")
         self.codec = codec
@@ -117,7 +136,7 @@ class StreamingDecoder:
         self.cache = {}
 
     @torch.no_grad()
-    def prepare(self) -> "StreamingDecoder":
+    def prepare(self) -> StreamingDecoder:
         """Compute the decoder's inference weights now (weight norm folded, `seanet.InferenceWeight`)
         instead of in the first `step`: ~25 ms for the paper codec, once per codec until its weights
         change. `CAM.stream` calls it on the decoding thread while the first frame is generated."""
@@ -126,7 +145,7 @@ class StreamingDecoder:
 
 
 class Codec(nn.Module):
-    def __init__(self, cfg: "CodecConfig"):
+    def __init__(self, cfg: CodecConfig):
         super().__init__()
         self.cfg = cfg
         self.bottleneck = build_bottleneck(cfg)
@@ -137,8 +156,14 @@ class Codec(nn.Module):
             if cfg.bottleneck == "continuous":
                 self.encoder.init_posterior(cfg.latent_dim)
             return
-        net = dict(strides=tuple(cfg.strides), width=cfg.width, max_channels=cfg.max_channels,
-                   residual_layers=cfg.residual_layers, lstm_layers=cfg.lstm_layers, causal=cfg.causal)
+        net = dict(
+            strides=tuple(cfg.strides),
+            width=cfg.width,
+            max_channels=cfg.max_channels,
+            residual_layers=cfg.residual_layers,
+            lstm_layers=cfg.lstm_layers,
+            causal=cfg.causal,
+        )
         self.encoder = SEANetEncoder(cfg.channels, self.bottleneck.in_dim, **net)
         self.decoder = SEANetDecoder(cfg.channels, self.bottleneck.out_dim, **net)
 
@@ -250,10 +275,11 @@ class Codec(nn.Module):
         chunk, context, fade = self._chunking(chunk_frames)
         if chunk <= 0 or h.shape[-1] <= chunk:
             return self.decoder(h)
-        if self.causal:                                                 # exact: stream chunk by chunk
+        if self.causal:  # exact: stream chunk by chunk
             cache: dict = {}
-            return torch.cat([self.decoder.step(h[..., i: i + chunk], cache)
-                              for i in range(0, h.shape[-1], chunk)], dim=-1)
+            return torch.cat(
+                [self.decoder.step(h[..., i : i + chunk], cache) for i in range(0, h.shape[-1], chunk)], dim=-1
+            )
         return run_chunked(self.decoder, h, 1, self.hop, chunk, context, fade)
 
     @torch.no_grad()
@@ -284,13 +310,22 @@ ENCODED_FORMAT = "arwave-codec-tokens/1"
 def save_encoded(path: str | Path, codec: Codec, tokens, num_samples: int, extra: dict | None = None) -> None:
     """safetensors file: `latents` (continuous), `codes` (rvq) or `codes.<k>` (msrq) + metadata."""
     from arwave.checkpoint import save_tensors
+
     if codec.kind == "msrq":
         tensors = {f"codes.{k}": c for k, c in enumerate(tokens)}
     else:
         tensors = {"latents" if codec.kind == "continuous" else "codes": tokens}
-    meta = {"format": ENCODED_FORMAT, "bottleneck": codec.kind, "sample_rate": codec.sample_rate,
-            "channels": codec.channels, "hop": codec.hop, "num_samples": int(num_samples),
-            "window_frames": codec.window_frames, "latent_dim": codec.latent_dim, **(extra or {})}
+    meta = {
+        "format": ENCODED_FORMAT,
+        "bottleneck": codec.kind,
+        "sample_rate": codec.sample_rate,
+        "channels": codec.channels,
+        "hop": codec.hop,
+        "num_samples": int(num_samples),
+        "window_frames": codec.window_frames,
+        "latent_dim": codec.latent_dim,
+        **(extra or {}),
+    }
     save_tensors(path, {k: v.cpu() for k, v in tensors.items()}, metadata={k: json.dumps(v) for k, v in meta.items()})
 
 
@@ -299,6 +334,7 @@ def load_encoded(path: str | Path) -> tuple[Any, dict]:
     from safetensors import safe_open
 
     from arwave.checkpoint import load_tensors
+
     tensors = load_tensors(path)
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -310,9 +346,14 @@ def load_encoded(path: str | Path) -> tuple[Any, dict]:
     n = meta.get("num_samples")
     if meta.get("bottleneck") not in ("continuous", "msrq", "rvq") or not isinstance(n, int) or n < 1:
         raise ArwaveError(f"{path}: damaged metadata (needs bottleneck continuous/msrq/rvq and num_samples >= 1)")
-    names = ([f"codes.{k}" for k in range(len(tensors))] if meta["bottleneck"] == "msrq"
-             else ["latents" if meta["bottleneck"] == "continuous" else "codes"])
+    names = (
+        [f"codes.{k}" for k in range(len(tensors))]
+        if meta["bottleneck"] == "msrq"
+        else ["latents" if meta["bottleneck"] == "continuous" else "codes"]
+    )
     if sorted(names) != sorted(tensors):
-        raise ArwaveError(f"{path}: a {meta['bottleneck']} file should hold {', '.join(names)}, found {', '.join(sorted(tensors))}")
+        raise ArwaveError(
+            f"{path}: a {meta['bottleneck']} file should hold {', '.join(names)}, found {', '.join(sorted(tensors))}"
+        )
     tokens = [tensors[k] for k in names]
     return (tokens if meta["bottleneck"] == "msrq" else tokens[0]), meta

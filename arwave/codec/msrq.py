@@ -18,10 +18,11 @@ the straight-through output ẑ_ste = z + sg(ẑ - z) (identity Jacobian) and th
 
 All scale indices k in this module's API are 0-based (k = 0 .. K-1).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -57,6 +58,7 @@ def _distributed() -> bool:
 # ---------------------------------------------------------------------------------------------------
 # EMA codebook (the one implementation, used by MSRQ and by the plain RVQ bottleneck)
 
+
 class EMACodebook(nn.Module):
     """V x D codebook learned by exponential moving averages (no gradient), as in Encodec / SAT.
 
@@ -68,8 +70,15 @@ class EMACodebook(nn.Module):
     Under DDP the batch statistics are all-reduced, so every rank keeps the same codebook.
     """
 
-    def __init__(self, dim: int, size: int, decay: float = 0.99, eps: float = 1e-5,
-                 kmeans_iters: int = 50, dead_threshold: float = 2.0):
+    def __init__(
+        self,
+        dim: int,
+        size: int,
+        decay: float = 0.99,
+        eps: float = 1e-5,
+        kmeans_iters: int = 50,
+        dead_threshold: float = 2.0,
+    ):
         super().__init__()
         self.dim, self.size = dim, size
         self.decay, self.eps = decay, eps
@@ -99,8 +108,11 @@ class EMACodebook(nn.Module):
             return
         x = x.float()
         n = x.shape[0]
-        pick = torch.randperm(n, device=x.device)[: self.size] if n >= self.size else \
-            torch.randint(0, n, (self.size,), device=x.device)
+        pick = (
+            torch.randperm(n, device=x.device)[: self.size]
+            if n >= self.size
+            else torch.randint(0, n, (self.size,), device=x.device)
+        )
         centres = x[pick].clone()
         counts = torch.zeros(self.size, device=x.device)
         for _ in range(self.kmeans_iters):
@@ -108,8 +120,8 @@ class EMACodebook(nn.Module):
             counts = torch.bincount(idx, minlength=self.size).float()
             sums = torch.zeros_like(centres).index_add_(0, idx, x)
             filled = counts > 0
-            centres[filled] = sums[filled] / counts[filled, None]       # empty clusters keep their centre
-        if _distributed():                                               # every rank starts from rank 0's
+            centres[filled] = sums[filled] / counts[filled, None]  # empty clusters keep their centre
+        if _distributed():  # every rank starts from rank 0's
             dist.broadcast(centres, 0)
             dist.broadcast(counts, 0)
         self.embed.copy_(centres)
@@ -150,7 +162,7 @@ class EMACodebook(nn.Module):
         self.embed[dead] = new
         self.embed_avg[dead] = new * threshold
         self.cluster_size[dead] = threshold
-        if _distributed():                                               # same replacements everywhere
+        if _distributed():  # same replacements everywhere
             for buf in (self.embed, self.embed_avg, self.cluster_size):
                 dist.broadcast(buf, 0)
         return num
@@ -170,6 +182,7 @@ def batch_perplexity(idx: torch.Tensor, size: int) -> float:
 
 # ---------------------------------------------------------------------------------------------------
 # Phi: residual refinement convs, partially shared across scales
+
 
 class Phi(nn.Module):
     """Phi(h) = (1 - 0.5)·h + 0.5·conv1d(h), kernel 9 'same' padding (VAR's quant_resi = 0.5)."""
@@ -199,12 +212,24 @@ def phi_schedule(K: int, n: int) -> list[int]:
 # ---------------------------------------------------------------------------------------------------
 # MSRQ
 
+
 class MultiScaleResidualVQ(nn.Module):
     """SAT's multi-scale residual VQ over one window of T = scales[-1] latent frames."""
 
-    def __init__(self, dim: int, scales: Sequence[int], codebook_size: int = 1024, num_phi: int = 6,
-                 phi_kernel: int = 9, shared_codebook: bool = False, ema_decay: float = 0.99,
-                 eps: float = 1e-5, kmeans_iters: int = 50, dead_threshold: float = 2.0, phi_ratio: float = 0.5):
+    def __init__(
+        self,
+        dim: int,
+        scales: Sequence[int],
+        codebook_size: int = 1024,
+        num_phi: int = 6,
+        phi_kernel: int = 9,
+        shared_codebook: bool = False,
+        ema_decay: float = 0.99,
+        eps: float = 1e-5,
+        kmeans_iters: int = 50,
+        dead_threshold: float = 2.0,
+        phi_ratio: float = 0.5,
+    ):
         super().__init__()
         scales = [int(s) for s in scales]
         if any(b <= a for a, b in zip(scales, scales[1:])) or scales[0] < 1:
@@ -214,7 +239,8 @@ class MultiScaleResidualVQ(nn.Module):
         self.shared_codebook = shared_codebook
         num_books = 1 if shared_codebook else len(scales)
         self.codebooks = nn.ModuleList(
-            EMACodebook(dim, codebook_size, ema_decay, eps, kmeans_iters, dead_threshold) for _ in range(num_books))
+            EMACodebook(dim, codebook_size, ema_decay, eps, kmeans_iters, dead_threshold) for _ in range(num_books)
+        )
         self.phis = nn.ModuleList(Phi(dim, phi_kernel, phi_ratio) for _ in range(num_phi))
         self._phi_index = phi_schedule(len(scales), num_phi)
 
@@ -250,13 +276,15 @@ class MultiScaleResidualVQ(nn.Module):
 
     def _embed_up(self, k: int, idx: torch.Tensor) -> torch.Tensor:
         """Phi_k(linear_up(e^(k)[idx] -> T)): (B, s_k) long -> (B, dim, T)."""
-        q = self._book(k).lookup(idx).transpose(1, 2)                   # (B, dim, s_k)
+        q = self._book(k).lookup(idx).transpose(1, 2)  # (B, dim, s_k)
         return self.phi(k)(linear_up(q, self.T))
 
     # -- training ------------------------------------------------------------------------------------
     def forward(self, z: torch.Tensor):
         """z (B, dim, T) -> (ẑ_ste, codes, vq_loss, stats). Updates the codebooks when training."""
-        assert z.shape[1] == self.dim and z.shape[-1] == self.T, f"MSRQ expects (B, {self.dim}, {self.T}), got {tuple(z.shape)}"
+        assert z.shape[1] == self.dim and z.shape[-1] == self.T, (
+            f"MSRQ expects (B, {self.dim}, {self.T}), got {tuple(z.shape)}"
+        )
         z = z.float()
         r, z_hat = z, torch.zeros_like(z)
         codes, losses, stats = [], [], {}
@@ -268,7 +296,7 @@ class MultiScaleResidualVQ(nn.Module):
             if self.training:
                 book.kmeans_init(flat)
             idx = book.assign(flat)
-            h = self._embed_up(k, idx.view(z.shape[0], s))             # codebook before this step's update
+            h = self._embed_up(k, idx.view(z.shape[0], s))  # codebook before this step's update
             if self.training:
                 resets += book.ema_update(flat, idx)
             losses.append(F.mse_loss(h.detach(), r) + F.mse_loss(h, r.detach()))

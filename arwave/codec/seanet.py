@@ -13,10 +13,12 @@ while the parameters are unchanged (`InferenceWeight`), and streaming steps of a
 LSTM as explicit cell updates (`lstm_steps`) instead of through oneDNN, which re-packs the weights
 on every call (paper codec, one frame: 57 → 7 ms for the 2 × 1024 LSTM).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -38,7 +40,7 @@ class InferenceWeight:
     def __init__(self):
         self.key, self.weight = None, None
 
-    def __deepcopy__(self, memo) -> "InferenceWeight":
+    def __deepcopy__(self, memo) -> InferenceWeight:
         return InferenceWeight()
 
     def __reduce__(self):
@@ -51,7 +53,7 @@ class InferenceWeight:
         g, v = p.original0, p.original1
         try:
             key = (g._version, v._version, g.data_ptr(), v.data_ptr(), g.dtype, g.device)
-        except RuntimeError:                       # inference tensors keep no version counter
+        except RuntimeError:  # inference tensors keep no version counter
             return conv.weight
         if key != self.key:
             self.weight, self.key = conv.weight, key
@@ -99,7 +101,7 @@ class SConv1d(nn.Module):
         if past is None:
             past = x.new_zeros(x.shape[0], x.shape[1], self.pad_total)
         xx = torch.cat([past, x], dim=-1)
-        cache[self] = xx[..., -self.pad_total:]
+        cache[self] = xx[..., -self.pad_total :]
         return self._conv(xx)
 
 
@@ -114,7 +116,7 @@ def _overlap_add(x: torch.Tensor, w: torch.Tensor, stride: int) -> torch.Tensor:
         return y[:, :, :, 0].permute(0, 2, 1, 3).reshape(B, cout, n * stride)
     out = x.new_zeros(B, cout, n + m - 1, stride)
     for j in range(m):
-        out[:, :, j:j + n] += y[:, :, :, j].transpose(1, 2)
+        out[:, :, j : j + n] += y[:, :, :, j].transpose(1, 2)
     return out.view(B, cout, (n + m - 1) * stride)
 
 
@@ -139,7 +141,7 @@ class SConvTranspose1d(nn.Module):
         else:
             right = self.trim // 2
             left = self.trim - right
-        return y[..., left: y.shape[-1] - right]
+        return y[..., left : y.shape[-1] - right]
 
     def step(self, x: torch.Tensor, cache: dict) -> torch.Tensor:
         """Causal streaming: the overlapping tail of the previous frames' outputs is carried over.
@@ -148,12 +150,12 @@ class SConvTranspose1d(nn.Module):
         w = self.inference_weight(self.conv)
         cin, cout, kernel = w.shape
         if not torch.is_grad_enabled() and kernel % self.stride == 0 and x.shape[-1] * self.stride <= cin:
-            y = _overlap_add(x, w, self.stride)          # same sums; oneDNN is up to 4x slower on these shapes
+            y = _overlap_add(x, w, self.stride)  # same sums; oneDNN is up to 4x slower on these shapes
         else:
-            y = F.conv_transpose1d(x, w, None, stride=self.stride)   # (B, C, n*s + trim)
+            y = F.conv_transpose1d(x, w, None, stride=self.stride)  # (B, C, n*s + trim)
         tail = cache.get(self)
         if tail is not None and self.trim > 0:
-            y = torch.cat([y[..., : self.trim] + tail, y[..., self.trim:]], dim=-1)
+            y = torch.cat([y[..., : self.trim] + tail, y[..., self.trim :]], dim=-1)
         n = x.shape[-1] * self.stride
         cache[self] = y[..., n:]
         return y[..., :n] + self.conv.bias[None, :, None]
@@ -174,8 +176,10 @@ def lstm_steps(lstm: nn.LSTM, x: torch.Tensor, state: tuple[torch.Tensor, torch.
         state = (zeros, zeros)
     hs, cs = [], []
     for layer in range(L):
-        w_ih, w_hh, b_ih, b_hh = (getattr(lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-        gx = F.linear(x, w_ih, b_ih)                                   # input part of every step at once
+        w_ih, w_hh, b_ih, b_hh = (
+            getattr(lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        )
+        gx = F.linear(x, w_ih, b_ih)  # input part of every step at once
         h, c = state[0][layer], state[1][layer]
         out = []
         for t in range(n):
@@ -192,7 +196,7 @@ def lstm_steps(lstm: nn.LSTM, x: torch.Tensor, state: tuple[torch.Tensor, torch.
 class SLSTM(nn.Module):
     """LSTM over time with a skip connection (y = LSTM(x) + x); unidirectional, hence causal."""
 
-    step_frames = 16             # streaming steps up to this many frames use `lstm_steps` (no autograd)
+    step_frames = 16  # streaming steps up to this many frames use `lstm_steps` (no autograd)
 
     def __init__(self, dim: int, layers: int):
         super().__init__()
@@ -218,8 +222,10 @@ class ResBlock(nn.Module):
         super().__init__()
         hidden = max(dim // 2, 1)
         self.block = nn.Sequential(
-            nn.ELU(), SConv1d(dim, hidden, kernel, dilation=dilation, causal=causal),
-            nn.ELU(), SConv1d(hidden, dim, 1, causal=causal),
+            nn.ELU(),
+            SConv1d(dim, hidden, kernel, dilation=dilation, causal=causal),
+            nn.ELU(),
+            SConv1d(hidden, dim, 1, causal=causal),
         )
         self.shortcut = SConv1d(dim, dim, 1, causal=causal)
 
@@ -235,20 +241,29 @@ class ResBlock(nn.Module):
 
 def stage_channels(width: int, num_stages: int, max_channels: int) -> list[int]:
     """Channels before each down-sampling stage and after the last: width * 2^i, capped."""
-    return [min(width * 2 ** i, max_channels) for i in range(num_stages + 1)]
+    return [min(width * 2**i, max_channels) for i in range(num_stages + 1)]
 
 
 class SEANetEncoder(nn.Module):
     """(B, channels, N) -> (B, out_dim, N / hop)."""
 
-    def __init__(self, channels: int, out_dim: int, strides: Sequence[int], width: int = 32,
-                 max_channels: int = 1024, residual_layers: int = 1, lstm_layers: int = 2,
-                 causal: bool = False, dilation_base: int = 2):
+    def __init__(
+        self,
+        channels: int,
+        out_dim: int,
+        strides: Sequence[int],
+        width: int = 32,
+        max_channels: int = 1024,
+        residual_layers: int = 1,
+        lstm_layers: int = 2,
+        causal: bool = False,
+        dilation_base: int = 2,
+    ):
         super().__init__()
         chans = stage_channels(width, len(strides), max_channels)
         layers: list[nn.Module] = [SConv1d(channels, chans[0], 7, causal=causal)]
         for i, s in enumerate(strides):
-            layers += [ResBlock(chans[i], dilation_base ** j, causal) for j in range(residual_layers)]
+            layers += [ResBlock(chans[i], dilation_base**j, causal) for j in range(residual_layers)]
             layers += [nn.ELU(), SConv1d(chans[i], chans[i + 1], 2 * s, stride=s, causal=causal)]
         if lstm_layers:
             layers.append(SLSTM(chans[-1], lstm_layers))
@@ -257,16 +272,27 @@ class SEANetEncoder(nn.Module):
         self.hop = math.prod(strides)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        assert audio.shape[-1] % self.hop == 0, f"encoder input length {audio.shape[-1]} is not a multiple of hop {self.hop}"
+        assert audio.shape[-1] % self.hop == 0, (
+            f"encoder input length {audio.shape[-1]} is not a multiple of hop {self.hop}"
+        )
         return self.layers(audio)
 
 
 class SEANetDecoder(nn.Module):
     """(B, in_dim, T) -> (B, channels, T * hop). Mirrors the encoder; no output non-linearity (SAT)."""
 
-    def __init__(self, channels: int, in_dim: int, strides: Sequence[int], width: int = 32,
-                 max_channels: int = 1024, residual_layers: int = 1, lstm_layers: int = 2,
-                 causal: bool = False, dilation_base: int = 2):
+    def __init__(
+        self,
+        channels: int,
+        in_dim: int,
+        strides: Sequence[int],
+        width: int = 32,
+        max_channels: int = 1024,
+        residual_layers: int = 1,
+        lstm_layers: int = 2,
+        causal: bool = False,
+        dilation_base: int = 2,
+    ):
         super().__init__()
         chans = stage_channels(width, len(strides), max_channels)[::-1]
         layers: list[nn.Module] = [SConv1d(in_dim, chans[0], 7, causal=causal)]
@@ -274,7 +300,7 @@ class SEANetDecoder(nn.Module):
             layers.append(SLSTM(chans[0], lstm_layers))
         for i, s in enumerate(reversed(list(strides))):
             layers += [nn.ELU(), SConvTranspose1d(chans[i], chans[i + 1], 2 * s, s, causal=causal)]
-            layers += [ResBlock(chans[i + 1], dilation_base ** j, causal) for j in range(residual_layers)]
+            layers += [ResBlock(chans[i + 1], dilation_base**j, causal) for j in range(residual_layers)]
         layers += [nn.ELU(), SConv1d(chans[-1], channels, 7, causal=causal)]
         self.layers = nn.Sequential(*layers)
         self.hop = math.prod(strides)

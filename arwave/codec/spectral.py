@@ -21,16 +21,18 @@ Output sample s depends only on STFT frames f <= s / h, so the decoder is causal
 returns exactly n_frames·hop samples, equal to the offline pass. The first n − h samples of a stream
 are covered by fewer windows (a 3-hop fade-in at the very start), the same offline and streaming.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-MAX_LOG_MAGNITUDE = 5.0          # |S| <= e^5 ≈ 148 (Vocos clips at 1e2): no overflow early in training
+MAX_LOG_MAGNITUDE = 5.0  # |S| <= e^5 ≈ 148 (Vocos clips at 1e2): no overflow early in training
 
 
 class ConvNeXtBlock(nn.Module):
@@ -61,7 +63,7 @@ class ConvNeXtBlock(nn.Module):
         if past is None:
             past = x.new_zeros(x.shape[0], x.shape[1], self.context)
         xx = torch.cat([past, x], dim=-1)
-        cache[self] = xx[..., xx.shape[-1] - self.context:]
+        cache[self] = xx[..., xx.shape[-1] - self.context :]
         return self._mix(x, self.dwconv(xx))
 
 
@@ -89,7 +91,7 @@ class SpectralEncoder(nn.Module):
         σ ≈ 1 and |μ| ≈ 0.5 the first latents are mostly noise, the decoder learns to ignore them and the
         codec collapses to one output (seen at hop 2048: input-specificity ratio 1.0 after 1000 steps)."""
         with torch.no_grad():
-            self.out.bias[latent_dim:2 * latent_dim].fill_(logvar)
+            self.out.bias[latent_dim : 2 * latent_dim].fill_(logvar)
 
     def features(self, audio: torch.Tensor) -> torch.Tensor:
         """(B, C, N) -> (B, 2·C·bins, N / h): amplitude-compressed complex STFT, |X|^½·e^{i∠X}."""
@@ -98,7 +100,7 @@ class SpectralEncoder(nn.Module):
         spec = torch.stft(x, self.n_fft, self.stft_hop, window=self.window, center=False, return_complex=True)
         spec = spec / math.sqrt(self.n_fft)
         spec = spec * spec.abs().clamp_min(1e-8).pow(-0.5)
-        feats = torch.cat([spec.real, spec.imag], dim=1)                  # (B·C, 2·bins, T_f)
+        feats = torch.cat([spec.real, spec.imag], dim=1)  # (B·C, 2·bins, T_f)
         return feats.reshape(B, C * feats.shape[1], feats.shape[-1]).to(audio.dtype)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
@@ -120,7 +122,7 @@ class SpectralDecoder(nn.Module):
         self.blocks = nn.ModuleList([ConvNeXtBlock(dim, causal=True, layer_scale=1.0 / blocks) for _ in range(blocks)])
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, 2 * channels * self.bins)
-        with torch.no_grad():                         # start quiet (|S| ≈ e^-4), not at full scale
+        with torch.no_grad():  # start quiet (|S| ≈ e^-4), not at full scale
             self.head.bias.view(channels, 2, self.bins)[:, 0].fill_(-4.0)
 
     def _frames(self, z: torch.Tensor, cache: dict | None) -> torch.Tensor:
@@ -128,13 +130,17 @@ class SpectralDecoder(nn.Module):
         h = self.upsample(self.inp(z.transpose(1, 2)).transpose(1, 2))
         for block in self.blocks:
             h = block(h) if cache is None else block.step(h, cache)
-        out = self.head(self.norm(h.transpose(1, 2)))                       # (B, T_f, 2·C·bins)
+        out = self.head(self.norm(h.transpose(1, 2)))  # (B, T_f, 2·C·bins)
         B, Tf = out.shape[:2]
-        out = out.view(B, Tf, self.channels, 2, self.bins).permute(0, 2, 1, 3, 4).reshape(B * self.channels, Tf, 2, self.bins)
+        out = (
+            out.view(B, Tf, self.channels, 2, self.bins)
+            .permute(0, 2, 1, 3, 4)
+            .reshape(B * self.channels, Tf, 2, self.bins)
+        )
         magnitude = out[:, :, 0].clamp(max=MAX_LOG_MAGNITUDE).exp()
         phase = out[:, :, 1]
         frames = torch.fft.irfft(torch.polar(magnitude.float(), phase.float()), n=self.n_fft, norm="ortho")
-        return (frames * self.window).transpose(1, 2)                       # (B·C, n_fft, T_f)
+        return (frames * self.window).transpose(1, 2)  # (B·C, n_fft, T_f)
 
     def _overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
         """(B·C, n_fft, T_f) -> (B·C, (T_f − 1)·h + n_fft)."""
@@ -144,7 +150,7 @@ class SpectralDecoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """(B, in_dim, T) -> (B, C, T·hop)."""
         B, T = z.shape[0], z.shape[-1]
-        y = self._overlap_add(self._frames(z, None))[:, :T * self.hop]
+        y = self._overlap_add(self._frames(z, None))[:, : T * self.hop]
         return y.view(B, self.channels, T * self.hop).to(z.dtype)
 
     def prepare_inference(self) -> None:
@@ -156,6 +162,6 @@ class SpectralDecoder(nn.Module):
         y = self._overlap_add(self._frames(z, cache))
         tail = cache.get(self)
         if tail is not None:
-            y[:, :tail.shape[-1]] += tail
-        cache[self] = y[:, n * self.hop:]
-        return y[:, :n * self.hop].reshape(B, self.channels, n * self.hop).to(z.dtype)
+            y[:, : tail.shape[-1]] += tail
+        cache[self] = y[:, n * self.hop :]
+        return y[:, : n * self.hop].reshape(B, self.channels, n * self.hop).to(z.dtype)

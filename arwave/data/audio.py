@@ -11,6 +11,7 @@ Channel rule (`convert_channels`), C = channels in the file, K = channels wanted
     C >  K >= 2     -> the first K channels (WAV/FLAC order: front-left, front-right, ...)
     1 < C < K       -> channels repeated cyclically (out[k] = in[k mod C])
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,8 @@ _WRITE_FORMATS = {
 WRITE_EXTENSIONS = tuple(_WRITE_FORMATS)
 _FLOAT_SUBTYPES = ("FLOAT", "DOUBLE", "VORBIS", "OPUS", "MPEG_LAYER_III")
 
-SILENCE_PEAK = 1e-5      # a file whose |sample| never exceeds this is "silent" (-100 dBFS)
-_BLOCK = 1 << 16         # frames per block when scanning a whole file
+SILENCE_PEAK = 1e-5  # a file whose |sample| never exceeds this is "silent" (-100 dBFS)
+_BLOCK = 1 << 16  # frames per block when scanning a whole file
 
 
 class AudioError(ArwaveError):
@@ -53,9 +54,11 @@ class AudioError(ArwaveError):
 # ---------------------------------------------------------------------------------------------------
 # reading
 
+
 def _exists(path: Path) -> None:
     if not path.exists():
         from arwave.paths import missing_reason
+
         reason = missing_reason(path)
         raise AudioError(f"{path}: {'no such file' if reason.startswith('no such') else reason}")
     if path.is_dir():
@@ -73,12 +76,17 @@ def audio_info(path: str | os.PathLike) -> dict[str, Any]:
         info = sf.info(str(path))
     except Exception as err:  # libsndfile raises LibsndfileError / RuntimeError / TypeError
         raise AudioError(f"{path}: cannot decode ({_reason(err)})") from None
-    return {"duration": info.frames / info.samplerate if info.samplerate else 0.0,
-            "sample_rate": int(info.samplerate), "channels": int(info.channels), "frames": int(info.frames)}
+    return {
+        "duration": info.frames / info.samplerate if info.samplerate else 0.0,
+        "sample_rate": int(info.samplerate),
+        "channels": int(info.channels),
+        "frames": int(info.frames),
+    }
 
 
-def check_audio(path: str | os.PathLike, min_samples: int = 1, min_seconds: float = 0.0,
-                silence_peak: float = SILENCE_PEAK) -> dict[str, Any]:
+def check_audio(
+    path: str | os.PathLike, min_samples: int = 1, min_seconds: float = 0.0, silence_peak: float = SILENCE_PEAK
+) -> dict[str, Any]:
     """Decode the whole file (in blocks, so long files cost no memory) and raise AudioError if it is
     undecodable, empty, shorter than `min_samples` frames or `min_seconds`, holds NaN/inf, or is silent
     (peak below `silence_peak`). Returns audio_info's dict with the exact frame count and the peak."""
@@ -104,8 +112,13 @@ def check_audio(path: str | os.PathLike, min_samples: int = 1, min_seconds: floa
     return {"duration": frames / rate, "sample_rate": rate, "channels": channels, "frames": frames, "peak": peak}
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int | None = None, channels: int | None = None,
-               min_samples: int = 1, allow_silent: bool = True) -> torch.Tensor:
+def load_audio(
+    path: str | os.PathLike,
+    sample_rate: int | None = None,
+    channels: int | None = None,
+    min_samples: int = 1,
+    allow_silent: bool = True,
+) -> torch.Tensor:
     """Decode a file to a float32 tensor (channels, samples) in [-1, 1]-ish, optionally resampled to
     `sample_rate` (soxr, high quality) and converted to `channels` (module docstring: channel rule).
 
@@ -151,6 +164,7 @@ def _reason(err: Exception) -> str:
 # ---------------------------------------------------------------------------------------------------
 # signal conversions
 
+
 def resample(data: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """(N, C) float32 at from_rate -> (round(N * to_rate / from_rate), C) float32 at to_rate.
     soxr 'HQ' (20-bit, linear phase) is transparent for audio and fast enough to do on every load."""
@@ -179,8 +193,10 @@ def convert_channels(wave: torch.Tensor, channels: int) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------------
 # writing
 
-def write_audio(path: str | os.PathLike, wave: torch.Tensor | np.ndarray, sample_rate: int,
-                subtype: str | None = None) -> Path:
+
+def write_audio(
+    path: str | os.PathLike, wave: torch.Tensor | np.ndarray, sample_rate: int, subtype: str | None = None
+) -> Path:
     """Write `wave` ((C, N) or (N,), tensor or array) to `path`, format from the extension (.wav
     16-bit PCM, .flac 16-bit, .ogg Vorbis, .opus, .mp3, .aif[f]); `subtype` overrides (e.g. "FLOAT").
     Integer formats are clipped to [-1, 1]. Atomic: written to a temp file in the same folder, then
@@ -199,7 +215,9 @@ def write_audio(path: str | os.PathLike, wave: torch.Tensor | np.ndarray, sample
     if data.ndim == 1:
         data = data[None]
     if data.ndim != 2 or data.shape[1] == 0:
-        raise AudioError(f"{path}: expected audio of shape (channels, samples) or (samples,), got {tuple(np.shape(wave))}")
+        raise AudioError(
+            f"{path}: expected audio of shape (channels, samples) or (samples,), got {tuple(np.shape(wave))}"
+        )
     if not np.isfinite(data).all():
         raise AudioError(f"{path}: refusing to write NaN or infinite samples")
     if subtype not in _FLOAT_SUBTYPES:

@@ -22,6 +22,7 @@ rate, seed, clip length, versions) and every rendered item in order. Items are a
 sequence, so a second call reuses every file and a larger `minutes` renders only the missing tail;
 `manifest.jsonl` always lists exactly the shortest prefix reaching `minutes`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,12 +33,12 @@ import json
 import os
 import random
 import re
-import sys
 import time
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -79,14 +80,14 @@ DEFAULT_INSTRUMENTS = ("piano", "vibraphone", "church_organ", "nylon_guitar", "v
 
 FOLK_COLLECTIONS = ("essenFolksong", "oneills1850")
 VELOCITY = 90
-TAIL_SECONDS = 1.0           # release after the last note-off
-FADE_SECONDS = 0.05          # linear fade at the very end (no click)
-MIN_PIECE_SECONDS = 4.0      # shorter pieces are skipped
-ROOM_SECONDS = 1.5           # reverb impulse response length
-ROOM_WET = 0.3               # reverb level relative to the dry sound (unit-energy impulse response)
-TARGET_RMS = 0.1             # -20 dBFS
+TAIL_SECONDS = 1.0  # release after the last note-off
+FADE_SECONDS = 0.05  # linear fade at the very end (no click)
+MIN_PIECE_SECONDS = 4.0  # shorter pieces are skipped
+ROOM_SECONDS = 1.5  # reverb impulse response length
+ROOM_WET = 0.3  # reverb level relative to the dry sound (unit-energy impulse response)
+TARGET_RMS = 0.1  # -20 dBFS
 MAX_PEAK = 0.95
-SPLIT_FRACTIONS = (0.8, 0.1, 0.1)   # train / val / test, by piece
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train / val / test, by piece
 
 
 def default_corpus_dir() -> Path:
@@ -99,8 +100,10 @@ def default_soundfont() -> Path:
     """TimGM6mb.sf2 from inside the pretty_midi package (found without importing it)."""
     spec = importlib.util.find_spec("pretty_midi")
     if spec is None or not spec.origin:
-        raise ArwaveError("no SoundFont given and pretty_midi (which ships TimGM6mb.sf2) is not installed: "
-                          "pip install pretty-midi, or pass --soundfont FILE.sf2")
+        raise ArwaveError(
+            "no SoundFont given and pretty_midi (which ships TimGM6mb.sf2) is not installed: "
+            "pip install pretty-midi, or pass --soundfont FILE.sf2"
+        )
     path = Path(spec.origin).parent / "TimGM6mb.sf2"
     if not path.is_file():
         raise ArwaveError(f"{path}: the SoundFont that pretty_midi ships is missing; pass --soundfont FILE.sf2")
@@ -125,16 +128,18 @@ def parse_instruments(spec: str | Sequence[str] | None) -> list[str]:
 # ---------------------------------------------------------------------------------------------------
 # pieces: music21 scores -> note events
 
+
 @dataclass(frozen=True)
 class Piece:
-    id: str                      # group key for the split, e.g. "bach/bwv269", "oneills1850/0001-0050#3"
-    source: str                  # music21 corpus path
-    number: int | None = None    # tune number inside an ABC collection file
+    id: str  # group key for the split, e.g. "bach/bwv269", "oneills1850/0001-0050#3"
+    source: str  # music21 corpus path
+    number: int | None = None  # tune number inside an ABC collection file
 
 
 def piece_candidates(seed: int) -> list[Piece]:
     """Every usable piece in a fixed order: chorales and folk tunes, shuffled, interleaved 1:1."""
     from music21 import corpus
+
     chorales = [Piece(name, name) for name in dict.fromkeys(corpus.chorales.Iterator(returnType="filename"))]
     root = Path(corpus.__file__).parent
     folk = []
@@ -155,9 +160,12 @@ def piece_notes(piece: Piece) -> tuple[str, list[tuple[float, float, int, int]]]
     """(title, [(onset, offset, midi pitch, voice)] in quarter notes) of a piece; voice = part index.
     Ties are merged, grace notes dropped. Raises whatever music21 raises for a score it cannot read."""
     from music21 import corpus, stream
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        score = corpus.parse(piece.source, number=piece.number) if piece.number is not None else corpus.parse(piece.source)
+        score = (
+            corpus.parse(piece.source, number=piece.number) if piece.number is not None else corpus.parse(piece.source)
+        )
         if isinstance(score, stream.Opus):
             score = score.scores[0]
         notes = []
@@ -178,14 +186,17 @@ def tempo_bpm(piece_id: str) -> int:
     return 80 + int(group_hash(f"tempo:{piece_id}") * 21)
 
 
-def place_notes(notes: list[tuple[float, float, int, int]], bpm: float, clip_seconds: float,
-                low: int, high: int) -> tuple[list[tuple[float, float, int, int]], int]:
+def place_notes(
+    notes: list[tuple[float, float, int, int]], bpm: float, clip_seconds: float, low: int, high: int
+) -> tuple[list[tuple[float, float, int, int]], int]:
     """Quarter-note events -> seconds, starting at the first onset, cut at clip_seconds, pitches moved
     into [low, high]: whole piece by the octave shift that brings its median nearest the range's
     centre, then any note still outside folded in by octaves. Returns (events, octave shift)."""
     beat = 60.0 / bpm
     first = min(n[0] for n in notes)
-    events = [((a - first) * beat, (b - first) * beat, p, v) for a, b, p, v in notes if (a - first) * beat < clip_seconds]
+    events = [
+        ((a - first) * beat, (b - first) * beat, p, v) for a, b, p, v in notes if (a - first) * beat < clip_seconds
+    ]
     median = float(np.median([e[2] for e in events]))
     shift = 12 * round(((low + high) / 2 - median) / 12)
     placed = []
@@ -211,7 +222,7 @@ def voice_pans(piece_id: str, voices: int) -> list[float]:
 # ---------------------------------------------------------------------------------------------------
 # synthesis
 
-MIDI_CHANNELS = [c for c in range(16) if c != 9]   # channel 10 (index 9) is drums in General MIDI
+MIDI_CHANNELS = [c for c in range(16) if c != 9]  # channel 10 (index 9) is drums in General MIDI
 
 
 class Renderer:
@@ -240,21 +251,29 @@ class Renderer:
             if not np.frombuffer(self.synth.generate_simple(self.sample_rate // 20), np.float32).any():
                 break
 
-    def render(self, events: list[tuple[float, float, int, int]], program: int, name: str,
-               pans: Sequence[float], room_seed: int) -> np.ndarray:
+    def render(
+        self,
+        events: list[tuple[float, float, int, int]],
+        program: int,
+        name: str,
+        pans: Sequence[float],
+        room_seed: int,
+    ) -> np.ndarray:
         """-> (2, samples) float32, loudness-normalised, ending TAIL_SECONDS after the last note-off."""
         synth, rate = self.synth, self.sample_rate
         self.silence()
         channel = lambda voice: MIDI_CHANNELS[voice % len(MIDI_CHANNELS)]
-        for voice, pan in enumerate(pans[:len(MIDI_CHANNELS)]):
+        for voice, pan in enumerate(pans[: len(MIDI_CHANNELS)]):
             try:
                 synth.program_select(channel(voice), self.sfid, 0, program)
             except Exception as err:
                 raise ArwaveError(f"{self.soundfont}: no General MIDI program {program} ({name}): {err}") from None
-            synth.control_change(channel(voice), 10, round(64 + 63 * pan))   # CC 10 = pan
+            synth.control_change(channel(voice), 10, round(64 + 63 * pan))  # CC 10 = pan
         total = int(round((max(e[1] for e in events) + TAIL_SECONDS) * rate))
-        messages = sorted([(round(a * rate), 1, p, v) for a, _, p, v in events] +
-                          [(round(b * rate), 0, p, v) for _, b, p, v in events])
+        messages = sorted(
+            [(round(a * rate), 1, p, v) for a, _, p, v in events]
+            + [(round(b * rate), 0, p, v) for _, b, p, v in events]
+        )
         out = np.zeros((total, 2), np.float32)
         pos = 0
         for when, is_on, pitch, voice in messages:  # offs sort before ons at the same sample: repeats re-strike
@@ -270,7 +289,7 @@ class Renderer:
             out[pos:] = np.frombuffer(synth.generate_simple(total - pos), np.float32).reshape(-1, 2)
         wave = add_room(out.T, rate, room_seed)
         fade = min(total, int(FADE_SECONDS * rate))
-        wave[:, total - fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+        wave[:, total - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
         return normalise(wave)
 
 
@@ -278,13 +297,14 @@ def add_room(dry: np.ndarray, rate: int, seed: int) -> np.ndarray:
     """dry + ROOM_WET * (dry convolved with a decaying-noise impulse response, independent noise per
     side): a cheap diffuse reverb that gives the files a real stereo image. RT60 in [0.6, 1.4] s."""
     from scipy.signal import fftconvolve
+
     rng = np.random.default_rng(seed)
     rt60 = 0.6 + 0.8 * rng.random()
     t = np.arange(int(ROOM_SECONDS * rate)) / rate
-    envelope = np.exp(-6.908 * t / rt60)          # -60 dB (ln 1000 = 6.908) after rt60 seconds
-    envelope[: int(0.01 * rate)] = 0.0            # 10 ms pre-delay before the first reflections
+    envelope = np.exp(-6.908 * t / rt60)  # -60 dB (ln 1000 = 6.908) after rt60 seconds
+    envelope[: int(0.01 * rate)] = 0.0  # 10 ms pre-delay before the first reflections
     ir = rng.standard_normal((2, t.size)) * envelope
-    ir /= np.sqrt((ir ** 2).sum(axis=1, keepdims=True))   # unit energy per side
+    ir /= np.sqrt((ir**2).sum(axis=1, keepdims=True))  # unit energy per side
     wet = fftconvolve(dry, ir.astype(np.float32), axes=1)[:, : dry.shape[1]]
     return (dry + ROOM_WET * wet).astype(np.float32)
 
@@ -302,6 +322,7 @@ def normalise(wave: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------
 # the cached build
 
+
 @dataclass
 class CorpusReport:
     manifest: Path
@@ -309,11 +330,11 @@ class CorpusReport:
     seconds: float
     instruments: list[str]
     splits: dict[str, int]
-    rendered: int = 0                     # files rendered by this call
-    reused: int = 0                       # files taken from the cache
+    rendered: int = 0  # files rendered by this call
+    reused: int = 0  # files taken from the cache
     rendered_seconds: float = 0.0
-    render_wall: float = 0.0              # wall time spent parsing + synthesising + writing
-    render_cpu: float = 0.0               # CPU time of this process for the same work
+    render_wall: float = 0.0  # wall time spent parsing + synthesising + writing
+    render_cpu: float = 0.0  # CPU time of this process for the same work
     skipped_pieces: list[str] = field(default_factory=list)
     soundfont: str = ""
 
@@ -322,13 +343,22 @@ class CorpusReport:
         return self.rendered_seconds / self.render_wall if self.render_wall > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"manifest": str(self.manifest), "files": self.files, "minutes": round(self.seconds / 60, 3),
-                "instruments": self.instruments, "splits": self.splits, "rendered": self.rendered,
-                "reused": self.reused, "rendered_minutes": round(self.rendered_seconds / 60, 3),
-                "render_seconds": round(self.render_wall, 3), "x_realtime": round(self.realtime_factor, 1),
-                "render_cpu_seconds": round(self.render_cpu, 3),
-                "x_realtime_cpu": round(self.rendered_seconds / self.render_cpu, 1) if self.render_cpu > 0 else 0.0,
-                "skipped_pieces": self.skipped_pieces, "soundfont": self.soundfont}
+        return {
+            "manifest": str(self.manifest),
+            "files": self.files,
+            "minutes": round(self.seconds / 60, 3),
+            "instruments": self.instruments,
+            "splits": self.splits,
+            "rendered": self.rendered,
+            "reused": self.reused,
+            "rendered_minutes": round(self.rendered_seconds / 60, 3),
+            "render_seconds": round(self.render_wall, 3),
+            "x_realtime": round(self.realtime_factor, 1),
+            "render_cpu_seconds": round(self.render_cpu, 3),
+            "x_realtime_cpu": round(self.rendered_seconds / self.render_cpu, 1) if self.render_cpu > 0 else 0.0,
+            "skipped_pieces": self.skipped_pieces,
+            "soundfont": self.soundfont,
+        }
 
 
 def _sha256(path: Path) -> str:
@@ -341,11 +371,17 @@ def _sha256(path: Path) -> str:
 
 def _identity(instruments: list[str], soundfont: Path, sample_rate: int, seed: int, clip_seconds: float) -> dict:
     """Everything that fixes the audio of item i. Same identity -> same files."""
-    return {"version": CORPUS_VERSION, "instruments": instruments,
-            "programs": [INSTRUMENTS[n][0] for n in instruments],
-            "soundfont": soundfont.name, "soundfont_sha256": _sha256(soundfont),
-            "sample_rate": int(sample_rate), "seed": int(seed), "clip_seconds": float(clip_seconds),
-            "music21": importlib.metadata.version("music21")}
+    return {
+        "version": CORPUS_VERSION,
+        "instruments": instruments,
+        "programs": [INSTRUMENTS[n][0] for n in instruments],
+        "soundfont": soundfont.name,
+        "soundfont_sha256": _sha256(soundfont),
+        "sample_rate": int(sample_rate),
+        "seed": int(seed),
+        "clip_seconds": float(clip_seconds),
+        "music21": importlib.metadata.version("music21"),
+    }
 
 
 @contextlib.contextmanager
@@ -355,6 +391,7 @@ def _locked(folder: Path) -> Iterator[None]:
     with open(folder / ".lock", "w") as handle:
         try:
             import fcntl
+
             fcntl.flock(handle, fcntl.LOCK_EX)
         except ImportError:  # not POSIX: no lock
             pass
@@ -372,13 +409,21 @@ def _write_json(path: Path, data: dict) -> None:
 
 def _log_stderr(message: str) -> None:
     from arwave.console import note
+
     note(f"arwave: {message}")
 
 
-def render_corpus(out_dir: str | os.PathLike | None = None, minutes: float = 6.0,
-                  instruments: str | Sequence[str] | None = None, soundfont: str | os.PathLike | None = None,
-                  sample_rate: int = 48000, seed: int = 0, clip_seconds: float = 15.0,
-                  progress: bool = True, log: Callable[[str], None] | None = _log_stderr) -> CorpusReport:
+def render_corpus(
+    out_dir: str | os.PathLike | None = None,
+    minutes: float = 6.0,
+    instruments: str | Sequence[str] | None = None,
+    soundfont: str | os.PathLike | None = None,
+    sample_rate: int = 48000,
+    seed: int = 0,
+    clip_seconds: float = 15.0,
+    progress: bool = True,
+    log: Callable[[str], None] | None = _log_stderr,
+) -> CorpusReport:
     """Build (or reuse) the corpus in `out_dir` with at least `minutes` of audio; see module docstring."""
     out_dir = Path(out_dir).expanduser() if out_dir else default_corpus_dir()
     names = parse_instruments(instruments)
@@ -415,8 +460,14 @@ def render_corpus(out_dir: str | os.PathLike | None = None, minutes: float = 6.0
         bar = None
         if missing or have < needed:
             renderer = Renderer(font, sample_rate)
-            bar = tqdm(total=round(needed), initial=round(have), unit="s", desc="rendering corpus",
-                       disable=not bars(progress), leave=False)
+            bar = tqdm(
+                total=round(needed),
+                initial=round(have),
+                unit="s",
+                desc="rendering corpus",
+                disable=not bars(progress),
+                leave=False,
+            )
         for i in missing:
             item = items[i]
             _, notes = piece_notes(Piece(item["piece"], item["source"], item.get("number")))
@@ -457,15 +508,25 @@ def render_corpus(out_dir: str | os.PathLike | None = None, minutes: float = 6.0
             write_manifest(manifest, rows)
 
     report = CorpusReport(
-        manifest=manifest, files=len(rows), seconds=sum(r["duration"] for r in rows),
-        instruments=sorted({r["label"] for r in rows}), splits={s: sum(r["split"] == s for r in rows) for s in SPLITS},
-        rendered=report_rendered, reused=len(rows) - report_rendered, rendered_seconds=rendered_seconds,
-        render_wall=render_wall if report_rendered else 0.0, render_cpu=render_cpu if report_rendered else 0.0,
-        skipped_pieces=list(state["skipped"]), soundfont=str(font))
+        manifest=manifest,
+        files=len(rows),
+        seconds=sum(r["duration"] for r in rows),
+        instruments=sorted({r["label"] for r in rows}),
+        splits={s: sum(r["split"] == s for r in rows) for s in SPLITS},
+        rendered=report_rendered,
+        reused=len(rows) - report_rendered,
+        rendered_seconds=rendered_seconds,
+        render_wall=render_wall if report_rendered else 0.0,
+        render_cpu=render_cpu if report_rendered else 0.0,
+        skipped_pieces=list(state["skipped"]),
+        soundfont=str(font),
+    )
     if report_rendered:
-        log(f"corpus: rendered {report.rendered} files ({rendered_seconds / 60:.1f} min of audio) in "
-            f"{render_wall:.1f} s ({report.realtime_factor:.0f}x real time), reused {report.reused}, in {out_dir}")
-    elif str(out_dir) not in _ANNOUNCED:                     # say it once per process, not per dataset
+        log(
+            f"corpus: rendered {report.rendered} files ({rendered_seconds / 60:.1f} min of audio) in "
+            f"{render_wall:.1f} s ({report.realtime_factor:.0f}x real time), reused {report.reused}, in {out_dir}"
+        )
+    elif str(out_dir) not in _ANNOUNCED:  # say it once per process, not per dataset
         _ANNOUNCED.add(str(out_dir))
         log(f"corpus: reusing {report.reused} cached files ({report.seconds / 60:.1f} min) in {out_dir}")
     return report
@@ -496,8 +557,16 @@ def _next_piece(candidates: list[Piece], cursor: dict[str, int], split: str) -> 
     return None
 
 
-def _new_item(renderer: Renderer, out_dir: Path, piece: Piece, split: str, items: list[dict], names: list[str],
-              clip_seconds: float, skipped: list[str]) -> dict | None:
+def _new_item(
+    renderer: Renderer,
+    out_dir: Path,
+    piece: Piece,
+    split: str,
+    items: list[dict],
+    names: list[str],
+    clip_seconds: float,
+    skipped: list[str],
+) -> dict | None:
     try:
         title, notes = piece_notes(piece)
     except Exception as err:  # music21 cannot read a few scores (e.g. bwv277 in some versions)
@@ -520,9 +589,18 @@ def _new_item(renderer: Renderer, out_dir: Path, piece: Piece, split: str, items
             in_split[item["instrument"]] += item["duration"]
     instrument = min(names, key=lambda n: (in_split[n], overall[n]))
     slug = re.sub(r"[^A-Za-z0-9.]+", "-", piece.id).strip("-")
-    item = {"file": f"audio/{len(items):05d}_{instrument}_{slug}.flac", "piece": piece.id, "source": piece.source,
-            "number": piece.number, "title": title, "split": split, "instrument": instrument,
-            "program": INSTRUMENTS[instrument][0], "bpm": bpm, "clip_seconds": clip_seconds}
+    item = {
+        "file": f"audio/{len(items):05d}_{instrument}_{slug}.flac",
+        "piece": piece.id,
+        "source": piece.source,
+        "number": piece.number,
+        "title": title,
+        "split": split,
+        "instrument": instrument,
+        "program": INSTRUMENTS[instrument][0],
+        "bpm": bpm,
+        "clip_seconds": clip_seconds,
+    }
     _render_item(renderer, out_dir, item, notes)
     return item
 
@@ -531,7 +609,7 @@ def _render_item(renderer: Renderer, out_dir: Path, item: dict, notes: list[tupl
     program, low, high = INSTRUMENTS[item["instrument"]]
     events, octaves = place_notes(notes, item["bpm"], item["clip_seconds"], low, high)
     voices = 1 + max(e[3] for e in notes)
-    room_seed = int(group_hash(f"room:{item['piece']}") * 2 ** 32)
+    room_seed = int(group_hash(f"room:{item['piece']}") * 2**32)
     wave = renderer.render(events, program, item["instrument"], voice_pans(item["piece"], voices), room_seed)
     write_audio(out_dir / item["file"], wave, renderer.sample_rate)
     item["octave_shift"] = octaves
@@ -540,17 +618,34 @@ def _render_item(renderer: Renderer, out_dir: Path, item: dict, notes: list[tupl
 
 
 def _manifest_rows(out_dir: Path, items: list[dict]) -> list[dict]:
-    return [{"path": str((out_dir / item["file"]).resolve()), "duration": item["duration"],
-             "sample_rate": item["sample_rate"], "channels": 2, "label": item["instrument"], "split": item["split"],
-             "piece": item["piece"], "title": item["title"], "instrument": item["instrument"],
-             "program": item["program"], "bpm": item["bpm"]}
-            for item in items]
+    return [
+        {
+            "path": str((out_dir / item["file"]).resolve()),
+            "duration": item["duration"],
+            "sample_rate": item["sample_rate"],
+            "channels": 2,
+            "label": item["instrument"],
+            "split": item["split"],
+            "piece": item["piece"],
+            "title": item["title"],
+            "instrument": item["instrument"],
+            "program": item["program"],
+            "bpm": item["bpm"],
+        }
+        for item in items
+    ]
 
 
-def build_corpus(out_dir: str | os.PathLike | None = None, minutes: float = 6.0,
-                 instruments: str | Sequence[str] | None = None, soundfont: str | os.PathLike | None = None,
-                 sample_rate: int = 48000, seed: int = 0, clip_seconds: float = 15.0,
-                 progress: bool = True) -> Path:
+def build_corpus(
+    out_dir: str | os.PathLike | None = None,
+    minutes: float = 6.0,
+    instruments: str | Sequence[str] | None = None,
+    soundfont: str | os.PathLike | None = None,
+    sample_rate: int = 48000,
+    seed: int = 0,
+    clip_seconds: float = 15.0,
+    progress: bool = True,
+) -> Path:
     """Render (or reuse) the built-in corpus; returns the path of its manifest.jsonl."""
     return render_corpus(out_dir, minutes, instruments, soundfont, sample_rate, seed, clip_seconds, progress).manifest
 

@@ -5,6 +5,7 @@ distributed run sees exactly the same data. Decoded + resampled files are kept i
 cache (the built-in corpus fits), because soxr-resampling 48 kHz stereo on every access dominates
 the cost of a batch otherwise.
 """
+
 from __future__ import annotations
 
 import random
@@ -36,9 +37,18 @@ class AudioCropDataset(Dataset):
       replaced by the next good file, so one bad file never stops an epoch.
     """
 
-    def __init__(self, manifest: str | Path | list[dict[str, Any]], split: str | None, sample_rate: int,
-                 channels: int, segment_samples: int, random_crop: bool, label_key: str = "label",
-                 cache_mb: float = 512.0, label_names: list[str] | None = None):
+    def __init__(
+        self,
+        manifest: str | Path | list[dict[str, Any]],
+        split: str | None,
+        sample_rate: int,
+        channels: int,
+        segment_samples: int,
+        random_crop: bool,
+        label_key: str = "label",
+        cache_mb: float = 512.0,
+        label_names: list[str] | None = None,
+    ):
         rows = read_manifest(manifest) if isinstance(manifest, (str, Path)) else [dict(r) for r in manifest]
         ensure_splits(rows)
         if split is not None and split not in SPLITS:
@@ -57,9 +67,10 @@ class AudioCropDataset(Dataset):
         ids = {name: i for i, name in enumerate(self.label_names)}
         self.rows = [r for r in rows if split is None or r["split"] == split]
         self.file_paths: list[str] = [r["path"] for r in self.rows]
-        self.labels: list[int] = [ids.get(str(r.get(label_key)), -1) if r.get(label_key) not in (None, "") else -1
-                                  for r in self.rows]
-        self.cache_bytes = int(cache_mb * 2 ** 20)
+        self.labels: list[int] = [
+            ids.get(str(r.get(label_key)), -1) if r.get(label_key) not in (None, "") else -1 for r in self.rows
+        ]
+        self.cache_bytes = int(cache_mb * 2**20)
         self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
         self._cached_bytes = 0
         self._bad: set[int] = set()
@@ -77,9 +88,11 @@ class AudioCropDataset(Dataset):
         return len(self.rows)
 
     def __repr__(self) -> str:
-        return (f"AudioCropDataset({self.source!r}, split={self.split!r}, files={len(self)}, "
-                f"{self.sample_rate} Hz, {self.channels} ch, segment={self.segment_samples}, "
-                f"random_crop={self.random_crop}, classes={self.num_classes})")
+        return (
+            f"AudioCropDataset({self.source!r}, split={self.split!r}, files={len(self)}, "
+            f"{self.sample_rate} Hz, {self.channels} ch, segment={self.segment_samples}, "
+            f"random_crop={self.random_crop}, classes={self.num_classes})"
+        )
 
     # -- full files (evaluation) --------------------------------------------------------------------
 
@@ -128,7 +141,7 @@ class AudioCropDataset(Dataset):
             start = random.Random(seed).randrange(length - segment + 1)
         else:
             start = (length - segment) // 2
-        return wave[:, start:start + segment].clone()
+        return wave[:, start : start + segment].clone()
 
     def _load_good(self, index: int) -> tuple[torch.Tensor, int]:
         for step in range(len(self.rows)):
@@ -139,7 +152,9 @@ class AudioCropDataset(Dataset):
                 return self.load_file(i), i
             except AudioError as err:
                 self._bad.add(i)
-                warnings.warn(f"skipping unusable file (serving the next one instead): {err}", ArwaveWarning, stacklevel=3)
+                warnings.warn(
+                    f"skipping unusable file (serving the next one instead): {err}", ArwaveWarning, stacklevel=3
+                )
         raise ArwaveError(f"{self.source}: no file of split {self.split!r} can be loaded")
 
     # -- pickling for DataLoader worker processes: the cache stays behind --------------------------
@@ -158,10 +173,13 @@ class TiledDataset(Dataset):
         self.base = base
         self.source, self.split, self.label_names = base.source, base.split, base.label_names
         self.sample_rate, self.channels, self.segment_samples = base.sample_rate, base.channels, base.segment_samples
-        self.random_crop = "tiled"        # part of the FAD reference-statistics cache key
+        self.random_crop = "tiled"  # part of the FAD reference-statistics cache key
         seg = base.segment_samples
-        self.items = [(f, k) for f, row in enumerate(base.rows)
-                      for k in range(max(1, int(float(row.get("duration", 0.0)) * base.sample_rate) // seg))]
+        self.items = [
+            (f, k)
+            for f, row in enumerate(base.rows)
+            for k in range(max(1, int(float(row.get("duration", 0.0)) * base.sample_rate) // seg))
+        ]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -171,19 +189,21 @@ class TiledDataset(Dataset):
         f, k = self.items[int(index)]
         wave, used = self.base._load_good(f)
         seg = self.segment_samples
-        piece = wave[:, k * seg:(k + 1) * seg]
+        piece = wave[:, k * seg : (k + 1) * seg]
         out = wave.new_zeros(wave.shape[0], seg)
-        out[:, :piece.shape[-1]] = piece
+        out[:, : piece.shape[-1]] = piece
         return {"audio": out, "label": self.base.labels[used], "index": used}
 
 
 # ---------------------------------------------------------------------------------------------------
 # from a DataConfig
 
+
 def _manifest_for(data_cfg) -> Path:
     if data_cfg.manifest:
         return Path(data_cfg.manifest).expanduser()
     from arwave.data.corpus import ensure_corpus
+
     return ensure_corpus(data_cfg)
 
 
@@ -191,24 +211,50 @@ def _segment(data_cfg, segment_samples: int | None) -> int:
     return int(segment_samples) if segment_samples else round(data_cfg.segment_seconds * data_cfg.sample_rate)
 
 
-def dataset_for_split(data_cfg, split: str | None, segment_samples: int | None = None,
-                      random_crop: bool = False, cache_mb: float = 512.0, tiled: bool = False):
+def dataset_for_split(
+    data_cfg,
+    split: str | None,
+    segment_samples: int | None = None,
+    random_crop: bool = False,
+    cache_mb: float = 512.0,
+    tiled: bool = False,
+):
     """One split of `data_cfg.manifest` (the built-in corpus when it is ""), at the config's rate and
     channels; segment_samples defaults to round(segment_seconds * sample_rate). `tiled`: every
     consecutive segment of every file (TiledDataset) instead of one crop per file."""
-    ds = AudioCropDataset(_manifest_for(data_cfg), split, data_cfg.sample_rate, data_cfg.channels,
-                          _segment(data_cfg, segment_samples), random_crop, data_cfg.label_key, cache_mb,
-                          data_cfg.label_names)
+    ds = AudioCropDataset(
+        _manifest_for(data_cfg),
+        split,
+        data_cfg.sample_rate,
+        data_cfg.channels,
+        _segment(data_cfg, segment_samples),
+        random_crop,
+        data_cfg.label_key,
+        cache_mb,
+        data_cfg.label_names,
+    )
     return TiledDataset(ds) if tiled else ds
 
 
-def datasets_from_config(data_cfg, segment_samples: int | None = None) -> tuple[AudioCropDataset, AudioCropDataset | None]:
+def datasets_from_config(
+    data_cfg, segment_samples: int | None = None
+) -> tuple[AudioCropDataset, AudioCropDataset | None]:
     """(train set with random crops, val set with centre crops or None if the manifest has no val files)."""
     manifest = _manifest_for(data_cfg)
     segment = _segment(data_cfg, segment_samples)
-    train, val = (AudioCropDataset(manifest, split, data_cfg.sample_rate, data_cfg.channels, segment,
-                                   random_crop, data_cfg.label_key, label_names=data_cfg.label_names)
-                  for split, random_crop in (("train", True), ("val", False)))
+    train, val = (
+        AudioCropDataset(
+            manifest,
+            split,
+            data_cfg.sample_rate,
+            data_cfg.channels,
+            segment,
+            random_crop,
+            data_cfg.label_key,
+            label_names=data_cfg.label_names,
+        )
+        for split, random_crop in (("train", True), ("val", False))
+    )
     if len(train) == 0:
         raise ArwaveError(f"{manifest}: no files in split 'train'")
     return train, (val if len(val) else None)

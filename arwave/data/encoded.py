@@ -4,14 +4,15 @@ AR models train on codec outputs (continuous latents for CAM, token maps for AAR
 baseline). Encoding is the expensive part, so it happens once per (codec run, manifest, split, encoder
 name); later epochs and later runs read `CODEC_RUN/cache/<name>-<split>-<hash>.safetensors`.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import random
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch.utils.data import Dataset
@@ -28,7 +29,7 @@ def _fingerprint(files: list[str], extra: dict) -> str:
         try:
             st = Path(f).stat()
             h.update(f"{f}:{st.st_size}:{int(st.st_mtime)}".encode())
-        except OSError:          # vanished since indexing: skipped below, and part of the cache key
+        except OSError:  # vanished since indexing: skipped below, and part of the cache key
             h.update(f"{f}:missing".encode())
     return h.hexdigest()[:12]
 
@@ -57,6 +58,7 @@ def encode_files(
     path = Path(cache_dir) / f"{name}-{_fingerprint(files, extra)}.safetensors"
     if path.is_file():
         from safetensors import safe_open
+
         tensors = load_tensors(path)
         with safe_open(str(path), framework="pt") as f:
             bad = json.loads((f.metadata() or {}).get("skipped", "[]"))
@@ -74,8 +76,12 @@ def encode_files(
         with torch.no_grad():
             out.append(encode(audio).detach().cpu().contiguous())
     if bad:
-        warnings.warn(f"skipped {len(bad)} of {len(files)} file(s) that can no longer be read (first: {bad[0][1]}); "
-                      "re-run `arwave data prepare` to update the manifest", ArwaveWarning, stacklevel=2)
+        warnings.warn(
+            f"skipped {len(bad)} of {len(files)} file(s) that can no longer be read (first: {bad[0][1]}); "
+            "re-run `arwave data prepare` to update the manifest",
+            ArwaveWarning,
+            stacklevel=2,
+        )
     if skipped is not None:
         skipped.extend(i for i, _ in bad)
     save_tensors(path, {str(i): t for i, t in enumerate(out)}, metadata={"skipped": json.dumps([i for i, _ in bad])})
@@ -88,8 +94,14 @@ class EncodedCrops(Dataset):
     data about once; random_crop: start = Random(seed).randrange(T_f − context + 1), else chunk·context.
     Files shorter than `context` are left out (counted in `skipped`). Subclasses format `crop(key)`."""
 
-    def __init__(self, sequences: list[torch.Tensor], labels: list[int], context: int, random_crop: bool,
-                 embeddings: list[torch.Tensor] | None = None):
+    def __init__(
+        self,
+        sequences: list[torch.Tensor],
+        labels: list[int],
+        context: int,
+        random_crop: bool,
+        embeddings: list[torch.Tensor] | None = None,
+    ):
         keep = [i for i, z in enumerate(sequences) if z.shape[-1] >= context]
         self.sequences = [sequences[i] for i in keep]
         self.labels = [labels[i] for i in keep]
@@ -107,4 +119,4 @@ class EncodedCrops(Dataset):
         f, j = self.items[index]
         z = self.sequences[f]
         start = random.Random(seed).randrange(z.shape[-1] - self.context + 1) if self.random_crop else j * self.context
-        return f, z[..., start:start + self.context]
+        return f, z[..., start : start + self.context]

@@ -8,6 +8,7 @@
 file with the same group key (by default the file's stem; the corpus uses the piece id) lands in the
 same split, so the same recording (or piece) is never in two splits.
 """
+
 from __future__ import annotations
 
 import csv
@@ -15,9 +16,10 @@ import hashlib
 import json
 import os
 import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from tqdm import tqdm
 
@@ -34,10 +36,11 @@ LABELS_NAME = "labels.csv"
 # ---------------------------------------------------------------------------------------------------
 # splits
 
+
 def group_hash(key: str) -> float:
     """A stable number in [0, 1) for a group key (sha1, so it is the same on every machine/run)."""
     digest = hashlib.sha1(f"arwave-split:{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0 ** 64
+    return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
 def split_of(key: str, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> str:
@@ -45,7 +48,9 @@ def split_of(key: str, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> str:
     else test (fractions normalised to sum 1)."""
     total = float(sum(fractions))
     u = group_hash(key)
-    return SPLITS[0] if u < fractions[0] / total else SPLITS[1] if u < (fractions[0] + fractions[1]) / total else SPLITS[2]
+    return (
+        SPLITS[0] if u < fractions[0] / total else SPLITS[1] if u < (fractions[0] + fractions[1]) / total else SPLITS[2]
+    )
 
 
 def assign_splits(keys: Sequence[str], fractions: Sequence[float] = DEFAULT_FRACTIONS) -> list[str]:
@@ -56,7 +61,9 @@ def assign_splits(keys: Sequence[str], fractions: Sequence[float] = DEFAULT_FRAC
     split with a positive fraction empty fall back to ranking the groups by u and cutting the ranking
     at the fractions, each such split getting at least one group while there are enough (train first)."""
     if len(fractions) != 3 or any(f < 0 for f in fractions) or sum(fractions) <= 0:
-        raise ArwaveError(f"split fractions must be three non-negative numbers (train, val, test), got {list(fractions)}")
+        raise ArwaveError(
+            f"split fractions must be three non-negative numbers (train, val, test), got {list(fractions)}"
+        )
     total = float(sum(fractions))
     groups = sorted(set(keys), key=lambda k: (group_hash(k), k))
     by_hash = {g: split_of(g, fractions) for g in groups}
@@ -81,6 +88,7 @@ def _rank_split(n: int, fractions: Sequence[float]) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------
 # reading and writing
+
 
 def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Rows of a manifest. Relative paths are resolved against the manifest's folder."""
@@ -132,19 +140,26 @@ def ensure_splits(rows: list[dict[str, Any]], fractions: Sequence[float] = DEFAU
 # ---------------------------------------------------------------------------------------------------
 # indexing a folder
 
+
 @dataclass
 class PrepareReport:
     manifest: Path
     indexed: int
-    skipped: list[tuple[str, str]] = field(default_factory=list)   # (path, reason)
-    seconds: float = 0.0                                            # total indexed audio
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    seconds: float = 0.0  # total indexed audio
     labels: list[str] = field(default_factory=list)
-    splits: dict[str, int] = field(default_factory=dict)            # files per split
+    splits: dict[str, int] = field(default_factory=dict)  # files per split
 
     def to_dict(self) -> dict[str, Any]:
-        return {"manifest": str(self.manifest), "indexed": self.indexed, "skipped": len(self.skipped),
-                "skipped_files": [{"path": p, "reason": r} for p, r in self.skipped],
-                "seconds": round(self.seconds, 3), "labels": self.labels, "splits": self.splits}
+        return {
+            "manifest": str(self.manifest),
+            "indexed": self.indexed,
+            "skipped": len(self.skipped),
+            "skipped_files": [{"path": p, "reason": r} for p, r in self.skipped],
+            "seconds": round(self.seconds, 3),
+            "labels": self.labels,
+            "splits": self.splits,
+        }
 
 
 def find_audio_files(folder: Path) -> list[Path]:
@@ -183,10 +198,15 @@ def _folder_label(file: Path, folder: Path) -> str | None:
     return parts[0] if len(parts) > 1 else None
 
 
-def prepare_folder(folder: str | os.PathLike, out: str | os.PathLike | None = None,
-                   labels: str | os.PathLike | Mapping[str, str] | None = None, min_seconds: float = 0.1,
-                   fractions: Sequence[float] = DEFAULT_FRACTIONS,
-                   group_key: Callable[[Path], str] | None = None, progress: bool = True) -> PrepareReport:
+def prepare_folder(
+    folder: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    labels: str | os.PathLike | Mapping[str, str] | None = None,
+    min_seconds: float = 0.1,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    group_key: Callable[[Path], str] | None = None,
+    progress: bool = True,
+) -> PrepareReport:
     """Index every audio file under `folder` into a manifest (default `folder/manifest.jsonl`).
 
     Each file is decoded completely; files that cannot be decoded, are empty, shorter than
@@ -199,9 +219,13 @@ def prepare_folder(folder: str | os.PathLike, out: str | os.PathLike | None = No
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         from arwave.paths import missing_reason
+
         reason = missing_reason(folder)
-        raise ArwaveError(f"{folder}: not a folder" if folder.exists() else
-                          f"{folder}: {'no such folder' if reason.startswith('no such') else reason}")
+        raise ArwaveError(
+            f"{folder}: not a folder"
+            if folder.exists()
+            else f"{folder}: {'no such folder' if reason.startswith('no such') else reason}"
+        )
     folder = folder.resolve()
     out = Path(out).expanduser().resolve() if out else folder / MANIFEST_NAME
     if labels is None and (folder / LABELS_NAME).is_file():
@@ -223,8 +247,12 @@ def prepare_folder(folder: str | os.PathLike, out: str | os.PathLike | None = No
         except AudioError as err:
             skipped.append((str(file), str(err).split(": ", 1)[-1]))
             continue
-        row: dict[str, Any] = {"path": str(file), "duration": round(info["duration"], 6),
-                               "sample_rate": info["sample_rate"], "channels": info["channels"]}
+        row: dict[str, Any] = {
+            "path": str(file),
+            "duration": round(info["duration"], 6),
+            "sample_rate": info["sample_rate"],
+            "channels": info["channels"],
+        }
         label = label_of.get(str(file)) if label_of is not None else _folder_label(file, folder)
         if label:
             row["label"] = label
@@ -235,6 +263,10 @@ def prepare_folder(folder: str | os.PathLike, out: str | os.PathLike | None = No
         row["split"] = split
     write_manifest(out, rows)
     return PrepareReport(
-        manifest=out, indexed=len(rows), skipped=skipped, seconds=sum(r["duration"] for r in rows),
+        manifest=out,
+        indexed=len(rows),
+        skipped=skipped,
+        seconds=sum(r["duration"] for r in rows),
         labels=sorted({r["label"] for r in rows if "label" in r}),
-        splits={s: sum(r["split"] == s for r in rows) for s in SPLITS})
+        splits={s: sum(r["split"] == s for r in rows) for s in SPLITS},
+    )

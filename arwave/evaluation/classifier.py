@@ -12,11 +12,12 @@ domain, its class posteriors feed ISc and KL (`arwave.evaluation.embedders.class
 Long audio is classified in blocks of `data.segment_seconds` (the training crop) with a 50 % hop;
 a clip's posterior is the mean of its blocks' softmax outputs.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
@@ -31,22 +32,29 @@ from arwave.training.task import Task
 
 @dataclass
 class ClassifierConfig:
-    window_ms: float = 25.0          # STFT window (Hann); n_fft = next power of two >= window
+    window_ms: float = 25.0  # STFT window (Hann); n_fft = next power of two >= window
     hop_ms: float = 10.0
     n_mels: int = 64
     fmin: float = 20.0
-    fmax: float = 0.0                # 0 = sample_rate / 2
+    fmax: float = 0.0  # 0 = sample_rate / 2
     widths: tuple[int, ...] = (16, 32, 64, 128)
     embed_dim: int = 128
     dropout: float = 0.1
-    label_names: list[str] = field(default_factory=list)   # filled from the dataset when training starts
+    label_names: list[str] = field(default_factory=list)  # filled from the dataset when training starts
 
-    LIMITS: ClassVar[dict] = {"window_ms": above(0), "hop_ms": above(0), "n_mels": at_least(1), "widths": at_least(1),
-                              "embed_dim": at_least(1), "dropout": between(0, 1, hi_open=True)}
+    LIMITS: ClassVar[dict] = {
+        "window_ms": above(0),
+        "hop_ms": above(0),
+        "n_mels": at_least(1),
+        "widths": at_least(1),
+        "embed_dim": at_least(1),
+        "dropout": between(0, 1, hi_open=True),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------
 # model
+
 
 class LogMel(nn.Module):
     def __init__(self, sample_rate: int, cfg: ClassifierConfig):
@@ -56,29 +64,39 @@ class LogMel(nn.Module):
         self.n_fft = 1 << (self.win - 1).bit_length()
         fmax = cfg.fmax or sample_rate / 2
         self.register_buffer("window", torch.hann_window(self.win), persistent=False)
-        self.register_buffer("mel", mel_filterbank(sample_rate, self.n_fft, cfg.n_mels, cfg.fmin, fmax), persistent=False)
+        self.register_buffer(
+            "mel", mel_filterbank(sample_rate, self.n_fft, cfg.n_mels, cfg.fmin, fmax), persistent=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N) -> (B, 1, frames, n_mels)."""
-        spec = torch.stft(x, self.n_fft, self.hop, self.win, self.window, center=True, pad_mode="constant",
-                          return_complex=True)
-        power = spec.real ** 2 + spec.imag ** 2                     # (B, n_fft/2+1, frames)
+        spec = torch.stft(
+            x, self.n_fft, self.hop, self.win, self.window, center=True, pad_mode="constant", return_complex=True
+        )
+        power = spec.real**2 + spec.imag**2  # (B, n_fft/2+1, frames)
         return torch.log(self.mel @ power + 1e-6).transpose(1, 2)[:, None]
 
 
 def conv_block(cin: int, cout: int) -> nn.Sequential:
     groups = lambda c: min(8, c)
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.GroupNorm(groups(cout), cout), nn.GELU(),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.GroupNorm(groups(cout), cout), nn.GELU())
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.GroupNorm(groups(cout), cout),
+        nn.GELU(),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.GroupNorm(groups(cout), cout),
+        nn.GELU(),
+    )
 
 
 class AudioClassifier(nn.Module):
     def __init__(self, cfg: ClassifierConfig, sample_rate: int, segment_seconds: float):
         super().__init__()
         if len(cfg.label_names) < 2:
-            raise ArwaveError(f"classifier: needs at least 2 classes, the config lists {len(cfg.label_names)} "
-                              "(label_names is filled from the training data's labels)")
+            raise ArwaveError(
+                f"classifier: needs at least 2 classes, the config lists {len(cfg.label_names)} "
+                "(label_names is filled from the training data's labels)"
+            )
         self.cfg = cfg
         self.sample_rate = int(sample_rate)
         self.label_names = list(cfg.label_names)
@@ -98,12 +116,12 @@ class AudioClassifier(nn.Module):
         """(B, C, N) or (B, N) at self.sample_rate -> (B, embed_dim) penultimate features."""
         x = wave.mean(1) if wave.dim() == 3 else wave
         h = self.logmel(x)
-        for i, block in enumerate(self.blocks):
+        for block in self.blocks:
             h = block(h)
-            if min(h.shape[-2:]) >= 2:                # very short inputs stop being pooled in time
+            if min(h.shape[-2:]) >= 2:  # very short inputs stop being pooled in time
                 h = F.avg_pool2d(h, 2)
-        h = h.mean(-1)                                # over mel
-        h = h.mean(-1) + h.amax(-1)                   # over time
+        h = h.mean(-1)  # over mel
+        h = h.mean(-1) + h.amax(-1)  # over time
         return F.gelu(self.proj(h))
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
@@ -128,7 +146,7 @@ class AudioClassifier(nn.Module):
         blocks = self.blocks_of(x.to(device))
         embs, probs = [], []
         for i in range(0, len(blocks), batch_size):
-            e = self.features(blocks[i:i + batch_size])
+            e = self.features(blocks[i : i + batch_size])
             embs.append(e.cpu())
             probs.append(self.head(e).softmax(-1).cpu())
         return torch.cat(embs), torch.cat(probs)
@@ -137,13 +155,17 @@ class AudioClassifier(nn.Module):
     def embed(self, wave, sample_rate: int | None = None) -> torch.Tensor:
         """(B, embed_dim): mean block embedding per clip. wave: (B, C, N) or list of (C, N) at sample_rate."""
         rate = sample_rate or self.sample_rate
-        return torch.stack([self.block_outputs(mono_at_rate(c, rate, self.sample_rate))[0].mean(0) for c in as_clips(wave)])
+        return torch.stack(
+            [self.block_outputs(mono_at_rate(c, rate, self.sample_rate))[0].mean(0) for c in as_clips(wave)]
+        )
 
     @torch.no_grad()
     def posteriors(self, wave, sample_rate: int | None = None) -> torch.Tensor:
         """(B, num_classes): mean block posterior per clip."""
         rate = sample_rate or self.sample_rate
-        return torch.stack([self.block_outputs(mono_at_rate(c, rate, self.sample_rate))[1].mean(0) for c in as_clips(wave)])
+        return torch.stack(
+            [self.block_outputs(mono_at_rate(c, rate, self.sample_rate))[1].mean(0) for c in as_clips(wave)]
+        )
 
 
 def build_model(cfg: RunConfig, run_dir: Path | None = None) -> AudioClassifier:
@@ -152,6 +174,7 @@ def build_model(cfg: RunConfig, run_dir: Path | None = None) -> AudioClassifier:
 
 # ---------------------------------------------------------------------------------------------------
 # training task
+
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     mask = labels >= 0
@@ -166,15 +189,18 @@ class ClassifierTask(Task):
     def __init__(self, cfg: RunConfig, run_dir: Path | None = None, train_set=None, val_set=None):
         if train_set is None:
             from arwave.data.dataset import datasets_from_config
+
             train_set, val_set = datasets_from_config(cfg.data)
         names = list(getattr(train_set, "label_names", []))
         if not cfg.model.label_names:
-            cfg.model.label_names = names          # recorded in config.json so the run rebuilds alone
+            cfg.model.label_names = names  # recorded in config.json so the run rebuilds alone
         elif names and names != list(cfg.model.label_names):
             raise ArwaveError(f"classifier: the data's labels {names} differ from the config's {cfg.model.label_names}")
         if len(cfg.model.label_names) < 2:
-            raise ArwaveError(f"classifier: the training data needs at least 2 labels (field "
-                              f"{cfg.data.label_key!r} of the manifest), found {names}")
+            raise ArwaveError(
+                f"classifier: the training data needs at least 2 labels (field "
+                f"{cfg.data.label_key!r} of the manifest), found {names}"
+            )
         self.train_set, self.val_set = train_set, val_set
         self.model = build_model(cfg, run_dir)
 
@@ -201,21 +227,26 @@ def build_task(cfg: RunConfig, run_dir: Path) -> ClassifierTask:
 # ---------------------------------------------------------------------------------------------------
 # evaluation of a trained classifier
 
+
 @torch.no_grad()
 def evaluate_classifier(run_dir, split: str = "test", device: str = "cpu", progress: bool = True) -> dict:
     """Accuracy on the whole files of a split (each file: mean block posterior, then argmax).
     Returns {"accuracy", "num_items", "split", "per_class": {label: {"accuracy", "count"}}, "confusion"}."""
-    import arwave
     from tqdm.auto import tqdm
+
+    import arwave
     from arwave.data.dataset import dataset_for_split
+
     model = arwave.load(run_dir, device=device)
     if not isinstance(model, AudioClassifier):
         raise ArwaveError(f"{run_dir}: not a classifier run (kind {model.config.kind!r})")
     ds = dataset_for_split(model.config.data, split, random_crop=False)
     if ds.label_names != model.label_names:
-        raise ArwaveError(f"{run_dir}: the data's labels {ds.label_names} differ from the classifier's {model.label_names}")
+        raise ArwaveError(
+            f"{run_dir}: the data's labels {ds.label_names} differ from the classifier's {model.label_names}"
+        )
     k = model.num_classes
-    confusion = torch.zeros(k, k, dtype=torch.long)         # rows: true label, columns: prediction
+    confusion = torch.zeros(k, k, dtype=torch.long)  # rows: true label, columns: prediction
     for i in tqdm(range(len(ds)), desc=f"classifier [{split}]", unit="file", disable=not progress, leave=False):
         label = ds.labels[i]
         if label < 0:
@@ -225,10 +256,21 @@ def evaluate_classifier(run_dir, split: str = "test", device: str = "cpu", progr
     total = int(confusion.sum())
     if total == 0:
         raise ArwaveError(f"{run_dir}: split {split!r} has no labelled files")
-    per_class = {name: {"accuracy": float(confusion[c, c] / confusion[c].sum()) if confusion[c].sum() else None,
-                        "count": int(confusion[c].sum())} for c, name in enumerate(model.label_names)}
-    return {"accuracy": float(confusion.diag().sum() / total), "num_items": total, "split": split,
-            "per_class": per_class, "confusion": confusion.tolist(), "labels": model.label_names}
+    per_class = {
+        name: {
+            "accuracy": float(confusion[c, c] / confusion[c].sum()) if confusion[c].sum() else None,
+            "count": int(confusion[c].sum()),
+        }
+        for c, name in enumerate(model.label_names)
+    }
+    return {
+        "accuracy": float(confusion.diag().sum() / total),
+        "num_items": total,
+        "split": split,
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+        "labels": model.label_names,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -236,27 +278,51 @@ def evaluate_classifier(run_dir, split: str = "test", device: str = "cpu", progr
 
 PRESETS = {
     # seconds on CPU: for tests and smoke runs
-    "tiny": lambda: RunConfig(kind="classifier", preset="tiny",
-                              model=ClassifierConfig(n_mels=32, widths=(8, 16), embed_dim=32),
-                              data=DataConfig(sample_rate=16000, channels=1, segment_seconds=1.0, batch_size=8),
-                              train=TrainConfig(max_steps=30, lr=2e-3, warmup_steps=5, log_every=5, val_every=15,
-                                                val_batches=2, ckpt_every=30)),
+    "tiny": lambda: RunConfig(
+        kind="classifier",
+        preset="tiny",
+        model=ClassifierConfig(n_mels=32, widths=(8, 16), embed_dim=32),
+        data=DataConfig(sample_rate=16000, channels=1, segment_seconds=1.0, batch_size=8),
+        train=TrainConfig(
+            max_steps=30, lr=2e-3, warmup_steps=5, log_every=5, val_every=15, val_batches=2, ckpt_every=30
+        ),
+    ),
     # minutes on CPU: the demo's evaluation classifier
-    "small": lambda: RunConfig(kind="classifier", preset="small",
-                               model=ClassifierConfig(n_mels=64, widths=(16, 32, 64, 128), embed_dim=128),
-                               data=DataConfig(sample_rate=24000, channels=1, segment_seconds=2.0, batch_size=16),
-                               train=TrainConfig(max_steps=1500, lr=1e-3, warmup_steps=100, weight_decay=0.01,
-                                                 val_every=250, ckpt_every=500, ema_decay=0.999)),
+    "small": lambda: RunConfig(
+        kind="classifier",
+        preset="small",
+        model=ClassifierConfig(n_mels=64, widths=(16, 32, 64, 128), embed_dim=128),
+        data=DataConfig(sample_rate=24000, channels=1, segment_seconds=2.0, batch_size=16),
+        train=TrainConfig(
+            max_steps=1500, lr=1e-3, warmup_steps=100, weight_decay=0.01, val_every=250, ckpt_every=500, ema_decay=0.999
+        ),
+    ),
     # a GPU-sized evaluation network on 48 kHz audio
-    "paper": lambda: RunConfig(kind="classifier", preset="paper",
-                               model=ClassifierConfig(n_mels=128, widths=(64, 128, 256, 512), embed_dim=512,
-                                                      dropout=0.2),
-                               data=DataConfig(sample_rate=48000, channels=1, segment_seconds=4.0, batch_size=32),
-                               train=TrainConfig(max_steps=20000, lr=1e-3, warmup_steps=500, weight_decay=0.05,
-                                                 val_every=1000, ckpt_every=2000, ema_decay=0.999,
-                                                 mixed_precision=True)),
+    "paper": lambda: RunConfig(
+        kind="classifier",
+        preset="paper",
+        model=ClassifierConfig(n_mels=128, widths=(64, 128, 256, 512), embed_dim=512, dropout=0.2),
+        data=DataConfig(sample_rate=48000, channels=1, segment_seconds=4.0, batch_size=32),
+        train=TrainConfig(
+            max_steps=20000,
+            lr=1e-3,
+            warmup_steps=500,
+            weight_decay=0.05,
+            val_every=1000,
+            ckpt_every=2000,
+            ema_decay=0.999,
+            mixed_precision=True,
+        ),
+    ),
 }
 
-register(Kind(name="classifier", config_cls=ClassifierConfig, presets=PRESETS, build_model=build_model,
-              build_task=build_task,
-              description="in-domain log-mel CNN classifier: FAD embedder and ISc/KL posteriors"))
+register(
+    Kind(
+        name="classifier",
+        config_cls=ClassifierConfig,
+        presets=PRESETS,
+        build_model=build_model,
+        build_task=build_task,
+        description="in-domain log-mel CNN classifier: FAD embedder and ISc/KL posteriors",
+    )
+)

@@ -9,17 +9,25 @@ noise-augmented one should stay flat. FAD_acc = the FAD of the last window.
 Every window uses the same number of rollouts and seconds, so the FAD bias from finite samples is the
 same along the curve; compare models with the same number of rollouts.
 """
+
 from __future__ import annotations
 
 import torch
-
 
 from arwave.evaluation.embedders import as_clips, get_embedder
 from arwave.evaluation.fad import FADError, GaussianStats, StatsAccumulator, fad_from_stats, reference_stats
 
 
-def fad_over_time(rollouts, sample_rate: int, reference, embedder="aisfx", window_seconds: float = 5.0,
-                  reference_sample_rate: int | None = None, cache: bool = True, progress: bool = True) -> dict:
+def fad_over_time(
+    rollouts,
+    sample_rate: int,
+    reference,
+    embedder="aisfx",
+    window_seconds: float = 5.0,
+    reference_sample_rate: int | None = None,
+    cache: bool = True,
+    progress: bool = True,
+) -> dict:
     """rollouts: (N, C, S) tensor or list of (C, S) tensors at `sample_rate` (equal lengths are not
     required: windows run up to the shortest). reference: GaussianStats or any source accepted by
     `arwave.evaluation.fad.audio_source` (tensors need `reference_sample_rate`).
@@ -28,6 +36,7 @@ def fad_over_time(rollouts, sample_rate: int, reference, embedder="aisfx", windo
     "num_rollouts", "frames_per_window"}.
     """
     from tqdm.auto import tqdm
+
     emb = get_embedder(embedder)
     clips = as_clips(rollouts)
     if not clips:
@@ -36,29 +45,45 @@ def fad_over_time(rollouts, sample_rate: int, reference, embedder="aisfx", windo
     length = min(c.shape[-1] for c in clips)
     num_windows = length // win if win > 0 else 0
     if num_windows < 1:
-        raise FADError(f"fad_over_time: rollouts of {length / sample_rate:.2f} s are shorter than one "
-                       f"{window_seconds:g} s window")
-    ref = reference if isinstance(reference, GaussianStats) else \
-        reference_stats(emb, reference, reference_sample_rate, cache=cache, progress=progress)
+        raise FADError(
+            f"fad_over_time: rollouts of {length / sample_rate:.2f} s are shorter than one {window_seconds:g} s window"
+        )
+    ref = (
+        reference
+        if isinstance(reference, GaussianStats)
+        else reference_stats(emb, reference, reference_sample_rate, cache=cache, progress=progress)
+    )
     times, fads, frames = [], [], []
-    for k in tqdm(range(num_windows), desc=f"FAD over time [{emb.name}]", unit="window", disable=not progress, leave=False):
+    for k in tqdm(
+        range(num_windows), desc=f"FAD over time [{emb.name}]", unit="window", disable=not progress, leave=False
+    ):
         acc = StatsAccumulator(emb.dim)
         for i in range(0, len(clips), 16):
-            acc.add(emb.embed([c[:, k * win:(k + 1) * win] for c in clips[i:i + 16]], sample_rate))
+            acc.add(emb.embed([c[:, k * win : (k + 1) * win] for c in clips[i : i + 16]], sample_rate))
         stats = acc.stats()
         times.append(k * window_seconds)
         fads.append(fad_from_stats(stats, ref))
         frames.append(stats.n)
-    return {"embedder": emb.name, "window_seconds": float(window_seconds), "times": times, "fad": fads,
-            "fad_acc": fads[-1], "num_rollouts": len(clips), "frames_per_window": frames}
+    return {
+        "embedder": emb.name,
+        "window_seconds": float(window_seconds),
+        "times": times,
+        "fad": fads,
+        "fad_acc": fads[-1],
+        "num_rollouts": len(clips),
+        "frames_per_window": frames,
+    }
 
 
 def plot_fad_over_time(results: dict[str, dict], path_png, title: str | None = None) -> None:
     """One line per model (results: model name -> `fad_over_time` result), FAD against window centre."""
     import matplotlib
+
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
     embedders = sorted({r["embedder"] for r in results.values()})
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, r in results.items():
@@ -87,11 +112,19 @@ def latent_fad_over_time(rollouts: torch.Tensor, reference: torch.Tensor, window
     N, D, T = rollouts.shape
     num_windows = T // window_frames
     if num_windows < 1:
-        raise FADError(f"latent_fad_over_time: rollouts of {T} frames are shorter than one {window_frames}-frame window")
+        raise FADError(
+            f"latent_fad_over_time: rollouts of {T} frames are shorter than one {window_frames}-frame window"
+        )
     ref = GaussianStats.from_embeddings(reference.t().double())
     fads = []
     for k in range(num_windows):
-        frames = rollouts[:, :, k * window_frames:(k + 1) * window_frames].permute(0, 2, 1).reshape(-1, D)
+        frames = rollouts[:, :, k * window_frames : (k + 1) * window_frames].permute(0, 2, 1).reshape(-1, D)
         fads.append(fad_from_stats(GaussianStats.from_embeddings(frames.double()), ref))
-    return {"embedder": "latent", "window_frames": window_frames, "times": [k * window_frames for k in range(num_windows)],
-            "fad": fads, "fad_acc": fads[-1], "num_rollouts": N}
+    return {
+        "embedder": "latent",
+        "window_frames": window_frames,
+        "times": [k * window_frames for k in range(num_windows)],
+        "fad": fads,
+        "fad_acc": fads[-1],
+        "num_rollouts": N,
+    }

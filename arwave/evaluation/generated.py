@@ -1,5 +1,6 @@
 """One call for the generation metrics of `arwave eval gen`: FAD, ISc and KL, each keyed by the
 embedder that produced it (numbers from different embedders are not comparable)."""
+
 from __future__ import annotations
 
 from arwave.evaluation.embedders import get_embedder
@@ -7,9 +8,19 @@ from arwave.evaluation.fad import audio_source, fad_from_stats, reference_summar
 from arwave.evaluation.scores import inception_score, kl_divergence, kl_marginal
 
 
-def evaluate_generated(generated, reference, embedder="aisfx", classifier_run=None, sample_rate: int | None = None,
-                       reference_sample_rate: int | None = None, paired: bool = False, cache: bool = True,
-                       progress: bool = True, device="cpu", split: str = "test") -> dict:
+def evaluate_generated(
+    generated,
+    reference,
+    embedder="aisfx",
+    classifier_run=None,
+    sample_rate: int | None = None,
+    reference_sample_rate: int | None = None,
+    paired: bool = False,
+    cache: bool = True,
+    progress: bool = True,
+    device="cpu",
+    split: str = "test",
+) -> dict:
     """generated / reference: (B, C, N) tensors or lists of (C, N) clips (with their sample rates), a folder
     of audio files (sorted by path), a manifest.jsonl (its `split`, whole files) or a Dataset.
     `embedder`: a name or a list of names (see `arwave.evaluation.embedders`); `classifier_run` adds the
@@ -24,8 +35,15 @@ def evaluate_generated(generated, reference, embedder="aisfx", classifier_run=No
         names.append(f"classifier:{classifier_run}")
     gen_src = audio_source(generated, sample_rate, split=split)
     ref_src = audio_source(reference, reference_sample_rate or sample_rate, split=split)
-    out = {"embedders": [], "fad": {}, "isc": {}, "kl": {}, "kl_marginal": {},
-           "num_generated": gen_src.num_clips, "num_reference": ref_src.num_clips}
+    out = {
+        "embedders": [],
+        "fad": {},
+        "isc": {},
+        "kl": {},
+        "kl_marginal": {},
+        "num_generated": gen_src.num_clips,
+        "num_reference": ref_src.num_clips,
+    }
     for name in names:
         emb = get_embedder(name, device=device)
         gen = summarize(emb, gen_src, progress=progress, desc="generated")

@@ -11,6 +11,7 @@ These follow the Descript Audio Codec evaluation (audiotools' MelSpectrogramLoss
 with DAC's settings). Lower is better; identical signals give 0. Means run over batch, channels,
 frequency bins and frames, so the numbers do not depend on the batch size or the channel count.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,9 @@ CLAMP = 1e-5
 def _pair(ref: torch.Tensor, est: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     ref, est = torch.as_tensor(ref).float(), torch.as_tensor(est).float()
     if ref.shape != est.shape:
-        raise ArwaveError(f"reconstruction metrics: shapes differ, reference {tuple(ref.shape)} vs estimate {tuple(est.shape)}")
+        raise ArwaveError(
+            f"reconstruction metrics: shapes differ, reference {tuple(ref.shape)} vs estimate {tuple(est.shape)}"
+        )
     return ref, est.to(ref.device)
 
 
@@ -62,8 +65,14 @@ def stft_distance(ref: torch.Tensor, est: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def evaluate_recon(model: Any, dataset: Any, max_items: int | None = None, progress: bool = True,
-                   batch_size: int = 4, device: str | torch.device | None = None) -> dict[str, Any]:
+def evaluate_recon(
+    model: Any,
+    dataset: Any,
+    max_items: int | None = None,
+    progress: bool = True,
+    batch_size: int = 4,
+    device: str | torch.device | None = None,
+) -> dict[str, Any]:
     """Encode and decode every item of `dataset` (items `dataset[(i, 0)]["audio"]` (C, N), at the
     codec's rate and channels) and average the metrics over items.
 
@@ -71,6 +80,7 @@ def evaluate_recon(model: Any, dataset: Any, max_items: int | None = None, progr
     tokens per second; latent vectors per second for a continuous codec), num_items, and codec facts."""
     if not isinstance(model, torch.nn.Module):
         from arwave import load
+
         model = load(model)
     model.eval()
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -89,7 +99,7 @@ def evaluate_recon(model: Any, dataset: Any, max_items: int | None = None, progr
         if audio.shape[1] != model.channels:
             raise ArwaveError(f"evaluate_recon: dataset has {audio.shape[1]} channels, the codec {model.channels}")
         recon = model.reconstruct(audio)
-        for a, r in zip(audio, recon):                                  # per item, then averaged
+        for a, r in zip(audio, recon):  # per item, then averaged
             sums["mel_distance"] += mel_distance(a, r, model.sample_rate)
             sums["stft_distance"] += stft_distance(a, r)
         done += audio.shape[0]
@@ -118,12 +128,14 @@ def clip_log_mel(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
     centring), |unnormalised FFT|, 80 triangular HTK-mel filters of peak 1 from 30 Hz to Nyquist.
     Returns (80, frames)."""
     from arwave.evaluation.embedders import mel_filterbank as librosa_mel
+
     x = torch.as_tensor(x).float()
     mono = x.reshape(-1, x.shape[-1]).mean(0) if x.dim() > 1 else x
     if mono.shape[-1] < CLIP_N_FFT:
         mono = F.pad(mono, (0, CLIP_N_FFT - mono.shape[-1]))
-    spec = torch.stft(mono, CLIP_N_FFT, CLIP_HOP, window=torch.hann_window(CLIP_N_FFT), center=False,
-                      return_complex=True).abs()
+    spec = torch.stft(
+        mono, CLIP_N_FFT, CLIP_HOP, window=torch.hann_window(CLIP_N_FFT), center=False, return_complex=True
+    ).abs()
     fb = librosa_mel(sample_rate, CLIP_N_FFT, CLIP_MELS, fmin=CLIP_FMIN, htk=True, norm=None)
     return torch.log10((fb @ spec).clamp_min(CLAMP))
 
@@ -144,7 +156,10 @@ def input_specificity(refs: list[torch.Tensor], recons: list[torch.Tensor], samp
     out = []
     for i, recon in enumerate(recons):
         m = clip_log_mel(recon, sample_rate)
-        d = [float((m[:, :min(m.shape[1], o.shape[1])] - o[:, :min(m.shape[1], o.shape[1])]).abs().mean()) for o in mels]
+        d = [
+            float((m[:, : min(m.shape[1], o.shape[1])] - o[:, : min(m.shape[1], o.shape[1])]).abs().mean())
+            for o in mels
+        ]
         others = [v for j, v in enumerate(d) if j != i]
         out.append(d[i] / max(sum(others) / len(others), 1e-12))
     return out

@@ -13,6 +13,7 @@ protocol. For unconditional generation, where no pairing exists, `kl_marginal` c
 sets' mean posteriors: KL( E_ref p(y|x) || E_gen p(y|x) ). Natural logarithms (nats); q is clamped
 at 1e-10 so that a zero probability gives a large but finite value; terms with p = 0 count 0.
 """
+
 from __future__ import annotations
 
 import torch
@@ -51,8 +52,10 @@ def kl_divergence(p_ref, p_gen) -> float:
     """Paired KL: mean over clips i of KL(p_ref[i] || p_gen[i]) (both (N, K), same order)."""
     p, q = _check_probs(p_ref, "kl_divergence p_ref"), _check_probs(p_gen, "kl_divergence p_gen")
     if p.shape != q.shape:
-        raise ScoreError(f"paired KL needs one generated clip per reference clip: got {tuple(p.shape)} "
-                         f"reference vs {tuple(q.shape)} generated posteriors")
+        raise ScoreError(
+            f"paired KL needs one generated clip per reference clip: got {tuple(p.shape)} "
+            f"reference vs {tuple(q.shape)} generated posteriors"
+        )
     return float(kl_rows(p, q).mean())
 
 

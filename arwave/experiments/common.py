@@ -1,4 +1,5 @@
 """Pieces shared by `arwave demo` and the paper experiments: train-or-reuse a run, write examples."""
+
 from __future__ import annotations
 
 import time
@@ -16,8 +17,15 @@ def log(msg: str) -> None:
     tqdm.write(f"[arwave] {msg}")
 
 
-def train_or_reuse(kind: str, preset_name: str, run_dir: Path, minutes: float, overrides: list[str] = (),
-                   data_overrides: list[str] = (), progress: bool = True) -> Path:
+def train_or_reuse(
+    kind: str,
+    preset_name: str,
+    run_dir: Path,
+    minutes: float,
+    overrides: list[str] = (),
+    data_overrides: list[str] = (),
+    progress: bool = True,
+) -> Path:
     """Train `kind` for a wall-clock budget into `run_dir`, or reuse it if it already holds a checkpoint
     (so a demo or experiment that was interrupted, or run twice, does not train twice)."""
     run_dir = Path(run_dir)
@@ -25,9 +33,13 @@ def train_or_reuse(kind: str, preset_name: str, run_dir: Path, minutes: float, o
         log(f"{kind}: reusing {run_dir}")
         return run_dir
     from arwave.training.loop import train
+
     cfg = preset(kind, preset_name)
     apply_overrides(cfg, [f"train.minutes={minutes}", "train.max_steps=1000000000", *data_overrides, *overrides])
-    log(f"{kind} ({preset_name}{', ' + ' '.join(overrides) if overrides else ''}): training for {minutes:.2f} min -> {run_dir}")
+    log(
+        f"{kind} ({preset_name}{', ' + ' '.join(overrides) if overrides else ''}): training for {minutes:.2f} min -> "
+        f"{run_dir}"
+    )
     t0 = time.time()
     train(cfg, run_dir, progress=progress)
     log(f"{kind}: done in {(time.time() - t0) / 60:.2f} min")
@@ -37,6 +49,7 @@ def train_or_reuse(kind: str, preset_name: str, run_dir: Path, minutes: float, o
 def final_metrics(run_dir: Path) -> dict:
     """Last logged train/val values of a run (from metrics.csv) and its step count."""
     from arwave.training.logger import read_metrics
+
     rows = read_metrics(Path(run_dir) / "metrics.csv")
     out: dict = {}
     for r in rows:
@@ -45,8 +58,14 @@ def final_metrics(run_dir: Path) -> dict:
     return out
 
 
-def write_examples(waves: torch.Tensor, sample_rate: int, folder: Path, stem: str, labels: list[str] | None = None,
-                   spectrograms: bool = True) -> list[tuple[str, str, str | None]]:
+def write_examples(
+    waves: torch.Tensor,
+    sample_rate: int,
+    folder: Path,
+    stem: str,
+    labels: list[str] | None = None,
+    spectrograms: bool = True,
+) -> list[tuple[str, str, str | None]]:
     """Write clips as WAV (+ spectrogram PNG); returns (label, wav path, png path) relative to `folder.parent`."""
     from arwave.data.audio import write_audio
     from arwave.experiments.report import save_spectrogram

@@ -5,6 +5,7 @@ examples → metrics (reconstruction, FAD/ISc/KL, FAD over time) → OUT/report.
 
 Runs land in OUT/runs/ and are reused when the demo is run again (delete a run folder to retrain it).
 """
+
 from __future__ import annotations
 
 import time
@@ -24,17 +25,23 @@ def _params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def run_demo(out: str | Path = "demo-out", minutes: float = 10.0, preset: str = "small", seed: int = 0,
-             progress: bool = True, corpus_minutes: float | None = None) -> dict:
+def run_demo(
+    out: str | Path = "demo-out",
+    minutes: float = 10.0,
+    preset: str = "small",
+    seed: int = 0,
+    progress: bool = True,
+    corpus_minutes: float | None = None,
+) -> dict:
     import arwave
     from arwave.config import DataConfig
     from arwave.data.corpus import ensure_corpus
     from arwave.data.dataset import dataset_for_split
     from arwave.evaluation.classifier import evaluate_classifier
     from arwave.evaluation.fad_over_time import fad_over_time, latent_fad_over_time, plot_fad_over_time
-    from arwave.experiments.claims import test_latents
     from arwave.evaluation.generated import evaluate_generated
     from arwave.evaluation.recon import evaluate_recon
+    from arwave.experiments.claims import test_latents
 
     t_start = time.time()
     out = Path(out)
@@ -54,19 +61,48 @@ def run_demo(out: str | Path = "demo-out", minutes: float = 10.0, preset: str = 
     log(f"corpus: {manifest} ({len(test_full)} test files, labels {', '.join(test_full.label_names)})")
     real = torch.stack([test_full[(i, 0)]["audio"] for i in range(min(3, len(test_full)))])
     real_labels = [test_full.label_names[test_full[(i, 0)]["label"]] for i in range(len(real))]
-    corpus_section = Section("Built-in corpus", text=(
-        f"Bach chorales and folk tunes from music21's bundled corpus, rendered through a General MIDI "
-        f"SoundFont to 48 kHz stereo, one instrument per recording. Instruments: "
-        f"{', '.join(test_full.label_names)}. Manifest: <code>{manifest}</code>."),
-        audio=write_examples(real, data.sample_rate, media, "real", [f"real: {l}" for l in real_labels]))
+    corpus_section = Section(
+        "Built-in corpus",
+        text=(
+            f"Bach chorales and folk tunes from music21's bundled corpus, rendered through a General MIDI "
+            f"SoundFont to 48 kHz stereo, one instrument per recording. Instruments: "
+            f"{', '.join(test_full.label_names)}. Manifest: <code>{manifest}</code>."
+        ),
+        audio=write_examples(real, data.sample_rate, media, "real", [f"real: {l}" for l in real_labels]),
+    )
     sections.append(corpus_section)
 
     # 2. train -----------------------------------------------------------------------------------------
-    r_cls = train_or_reuse("classifier", preset, runs / "classifier", train_minutes["classifier"], data_overrides=data_over, progress=progress)
-    r_cc = train_or_reuse("codec", f"{preset}-continuous", runs / "codec-continuous", train_minutes["codec-continuous"], data_overrides=data_over, progress=progress)
-    r_cam = train_or_reuse("cam", preset, runs / "cam", train_minutes["cam"], [f"codec_run={r_cc.resolve()}"], data_over, progress)
-    r_cm = train_or_reuse("codec", f"{preset}-msrq", runs / "codec-msrq", train_minutes["codec-msrq"], data_overrides=data_over, progress=progress)
-    r_aar = train_or_reuse("aar", preset, runs / "aar", train_minutes["aar"], [f"codec_run={r_cm.resolve()}"], data_over, progress)
+    r_cls = train_or_reuse(
+        "classifier",
+        preset,
+        runs / "classifier",
+        train_minutes["classifier"],
+        data_overrides=data_over,
+        progress=progress,
+    )
+    r_cc = train_or_reuse(
+        "codec",
+        f"{preset}-continuous",
+        runs / "codec-continuous",
+        train_minutes["codec-continuous"],
+        data_overrides=data_over,
+        progress=progress,
+    )
+    r_cam = train_or_reuse(
+        "cam", preset, runs / "cam", train_minutes["cam"], [f"codec_run={r_cc.resolve()}"], data_over, progress
+    )
+    r_cm = train_or_reuse(
+        "codec",
+        f"{preset}-msrq",
+        runs / "codec-msrq",
+        train_minutes["codec-msrq"],
+        data_overrides=data_over,
+        progress=progress,
+    )
+    r_aar = train_or_reuse(
+        "aar", preset, runs / "aar", train_minutes["aar"], [f"codec_run={r_cm.resolve()}"], data_over, progress
+    )
     trained = {"classifier": r_cls, "codec-continuous": r_cc, "cam": r_cam, "codec-msrq": r_cm, "aar": r_aar}
 
     # 3. evaluate --------------------------------------------------------------------------------------
@@ -78,21 +114,58 @@ def run_demo(out: str | Path = "demo-out", minutes: float = 10.0, preset: str = 
     codec_rows, codec_audio = [], []
     for name, run in (("codec-continuous", r_cc), ("codec-msrq", r_cm)):
         codec = arwave.load(run)
-        ds = dataset_for_split(codec.config.data, "test", segment_samples=round(codec.config.model.window_seconds * codec.sample_rate * 2), random_crop=False, tiled=True)
+        ds = dataset_for_split(
+            codec.config.data,
+            "test",
+            segment_samples=round(codec.config.model.window_seconds * codec.sample_rate * 2),
+            random_crop=False,
+            tiled=True,
+        )
         rec = evaluate_recon(codec, ds, max_items=24, progress=progress)
-        codec_rows.append({"codec": name, "bottleneck": rec["bottleneck"], "tokens/s": rec["tokens_per_second"],
-                           "sample rate": codec.sample_rate, "channels": codec.channels, "params": _params(codec),
-                           "MEL distance": rec["mel_distance"], "STFT distance": rec["stft_distance"], "items": rec["num_items"]})
-        clip = torch.stack([dataset_for_split(codec.config.data, "test", segment_samples=4 * codec.sample_rate, random_crop=False)[(0, 0)]["audio"]])
+        codec_rows.append(
+            {
+                "codec": name,
+                "bottleneck": rec["bottleneck"],
+                "tokens/s": rec["tokens_per_second"],
+                "sample rate": codec.sample_rate,
+                "channels": codec.channels,
+                "params": _params(codec),
+                "MEL distance": rec["mel_distance"],
+                "STFT distance": rec["stft_distance"],
+                "items": rec["num_items"],
+            }
+        )
+        clip = torch.stack(
+            [
+                dataset_for_split(codec.config.data, "test", segment_samples=4 * codec.sample_rate, random_crop=False)[
+                    (0, 0)
+                ]["audio"]
+            ]
+        )
         with torch.no_grad():
             recon = codec.reconstruct(clip)
-        codec_audio += write_examples(torch.cat([clip, recon]), codec.sample_rate, media, name, [f"{name}: original", f"{name}: reconstruction"])
+        codec_audio += write_examples(
+            torch.cat([clip, recon]), codec.sample_rate, media, name, [f"{name}: original", f"{name}: reconstruction"]
+        )
         results["runs"][name] = {**final_metrics(run), **rec}
-    sections.append(Section("Codecs (reconstruction)", text=(
-        "One SEANet encoder/decoder with two of its three bottlenecks: <b>continuous</b> (VAE latents for CAM) and "
-        "<b>msrq</b> (SAT's multi-scale residual VQ, for AAR). MEL and STFT distance as defined in docs/metrics.md, "
-        "on the test split (lower is better)."), tables=[("reconstruction on the test split", codec_rows)],
-        audio=codec_audio, images=[(f"{n} training curves", str((r / 'loss.png').relative_to(out))) for n, r in (("codec-continuous", r_cc), ("codec-msrq", r_cm))]))
+    sections.append(
+        Section(
+            "Codecs (reconstruction)",
+            text=(
+                "One SEANet encoder/decoder with two of its three bottlenecks: <b>continuous</b> (VAE latents for "
+                "CAM) and "
+                "<b>msrq</b> (SAT's multi-scale residual VQ, for AAR). MEL and STFT distance as defined in "
+                "docs/metrics.md, "
+                "on the test split (lower is better)."
+            ),
+            tables=[("reconstruction on the test split", codec_rows)],
+            audio=codec_audio,
+            images=[
+                (f"{n} training curves", str((r / "loss.png").relative_to(out)))
+                for n, r in (("codec-continuous", r_cc), ("codec-msrq", r_cm))
+            ],
+        )
+    )
 
     # CAM: long rollouts (4× its training context), FAD over time, FAD/ISc/KL
     cam = arwave.load(r_cam)
@@ -101,26 +174,48 @@ def run_demo(out: str | Path = "demo-out", minutes: float = 10.0, preset: str = 
     latents = cam.sample_latents(4 * cam.config.model.context, num=6, seed=seed)
     with torch.inference_mode():
         waves = cam.codec.decode(latents)
-    cam_audio = write_examples(waves[:3], cam.sample_rate, media, "cam", [f"CAM rollout {i} ({rollout_s:.1f} s)" for i in range(3)])
-    ref_ctx = dataset_for_split(cam.config.data, "test", segment_samples=round(context_s * cam.sample_rate), random_crop=False, tiled=True)
+    cam_audio = write_examples(
+        waves[:3], cam.sample_rate, media, "cam", [f"CAM rollout {i} ({rollout_s:.1f} s)" for i in range(3)]
+    )
+    ref_ctx = dataset_for_split(
+        cam.config.data, "test", segment_samples=round(context_s * cam.sample_rate), random_crop=False, tiled=True
+    )
     fot = fad_over_time(waves, cam.sample_rate, ref_ctx, embedder="aisfx", window_seconds=context_s, progress=progress)
     lat = latent_fad_over_time(latents, test_latents(cam, progress), cam.config.model.context)
     lat.update(times=[t * context_s / cam.config.model.context for t in lat["times"]], window_seconds=context_s)
     plot_fad_over_time({"CAM (rf + noise aug)": fot}, media / "fad_over_time.png", title="FAD over time (aisfx)")
-    plot_fad_over_time({"CAM (rf + noise aug)": lat}, media / "latent_fad_over_time.png", title="FAD over time (codec latent space)")
+    plot_fad_over_time(
+        {"CAM (rf + noise aug)": lat}, media / "latent_fad_over_time.png", title="FAD over time (codec latent space)"
+    )
     cam_eval = evaluate_generated(waves, ref_ctx, embedder=embedders, sample_rate=cam.sample_rate, progress=progress)
-    results["runs"]["cam"] = {**final_metrics(r_cam), "fad_over_time": fot, "latent_fad_over_time": lat, "eval": cam_eval,
-                              "params": _params(cam)}
+    results["runs"]["cam"] = {
+        **final_metrics(r_cam),
+        "fad_over_time": fot,
+        "latent_fad_over_time": lat,
+        "eval": cam_eval,
+        "params": _params(cam),
+    }
 
     # AAR: one clip per instrument (class-conditioned, CFG), longer than one window
     aar = arwave.load(r_aar)
     labels = list(aar.config.model.label_names) or [None]
-    aar_clips = [aar.generate(2.0 * aar.window_seconds if hasattr(aar, "window_seconds") else 2.0, num=1, seed=seed + i,
-                              **({"class_label": l, "cfg": 2.0} if l is not None else {})) for i, l in enumerate(labels)]
+    aar_clips = [
+        aar.generate(
+            2.0 * aar.window_seconds if hasattr(aar, "window_seconds") else 2.0,
+            num=1,
+            seed=seed + i,
+            **({"class_label": l, "cfg": 2.0} if l is not None else {}),
+        )
+        for i, l in enumerate(labels)
+    ]
     aar_waves = torch.cat(aar_clips)
     aar_audio = write_examples(aar_waves, aar.sample_rate, media, "aar", [f"AAR: {l}" for l in labels])
-    ref_aar = dataset_for_split(aar.config.data, "test", segment_samples=aar_waves.shape[-1], random_crop=False, tiled=True)
-    aar_eval = evaluate_generated(aar_waves, ref_aar, embedder=embedders, sample_rate=aar.sample_rate, progress=progress)
+    ref_aar = dataset_for_split(
+        aar.config.data, "test", segment_samples=aar_waves.shape[-1], random_crop=False, tiled=True
+    )
+    aar_eval = evaluate_generated(
+        aar_waves, ref_aar, embedder=embedders, sample_rate=aar.sample_rate, progress=progress
+    )
     results["runs"]["aar"] = {**final_metrics(r_aar), "eval": aar_eval, "params": _params(aar)}
     results["runs"]["classifier"] = final_metrics(r_cls)
 
@@ -129,37 +224,95 @@ def run_demo(out: str | Path = "demo-out", minutes: float = 10.0, preset: str = 
     for name, ev in (("CAM", cam_eval), ("AAR", aar_eval)):
         for emb in ev["embedders"]:
             short = "classifier" if emb.startswith("classifier") else emb
-            gen_rows.append({"model": name, "embedder": short, "FAD": ev["fad"][emb], "ISc": ev.get("isc", {}).get(emb, ""),
-                             "KL (marginal)": ev.get("kl_marginal", {}).get(emb, ""), "clips": ev["num_generated"]})
-    sections.append(Section("CAM: continuous autoregressive generation", text=(
-        f"Rectified-flow head, noise augmentation on (k_max={cam.config.model.k_max}), inference noise "
-        f"k_inf={cam.config.model.k_inf}. Rollouts of {rollout_s:.1f} s = 4× the training context of {context_s:.2f} s; "
-        f"FAD of successive {context_s:.2f} s windows against the test split, on audio (aisfx embedder, FAD_acc = "
-        f"{fot['fad_acc']:.3f}) and on the codec latents (FAD_acc = {lat['fad_acc']:.3f}; the AR model's own drift, "
-        f"independent of how well the codec decodes)."),
-        audio=cam_audio, images=[("FAD over time (aisfx)", "media/fad_over_time.png"),
-                                 ("FAD over time (latent space)", "media/latent_fad_over_time.png"), ("CAM training curves", str((r_cam / 'loss.png').relative_to(out)))]))
-    sections.append(Section("AAR: next-scale generation", text=(
-        "Class-conditioned (instrument) with classifier-free guidance ramping over scales; clips of two windows, "
-        "the second continuing the first."), audio=aar_audio,
-        images=[("AAR training curves", str((r_aar / 'loss.png').relative_to(out)))]))
-    sections.append(Section("Classifier (the FAD/ISc/KL embedder trained on the corpus)", text=(
-        f"Test accuracy {acc['accuracy']:.3f} over {acc['num_items']} test files."),
-        images=[("classifier training curves", str((r_cls / 'loss.png').relative_to(out)))]))
+            gen_rows.append(
+                {
+                    "model": name,
+                    "embedder": short,
+                    "FAD": ev["fad"][emb],
+                    "ISc": ev.get("isc", {}).get(emb, ""),
+                    "KL (marginal)": ev.get("kl_marginal", {}).get(emb, ""),
+                    "clips": ev["num_generated"],
+                }
+            )
+    sections.append(
+        Section(
+            "CAM: continuous autoregressive generation",
+            text=(
+                f"Rectified-flow head, noise augmentation on (k_max={cam.config.model.k_max}), inference noise "
+                f"k_inf={cam.config.model.k_inf}. Rollouts of {rollout_s:.1f} s = 4× the training context of "
+                f"{context_s:.2f} s; "
+                f"FAD of successive {context_s:.2f} s windows against the test split, on audio (aisfx embedder, "
+                "FAD_acc = "
+                f"{fot['fad_acc']:.3f}) and on the codec latents (FAD_acc = {lat['fad_acc']:.3f}; the AR model's own "
+                "drift, "
+                f"independent of how well the codec decodes)."
+            ),
+            audio=cam_audio,
+            images=[
+                ("FAD over time (aisfx)", "media/fad_over_time.png"),
+                ("FAD over time (latent space)", "media/latent_fad_over_time.png"),
+                ("CAM training curves", str((r_cam / "loss.png").relative_to(out))),
+            ],
+        )
+    )
+    sections.append(
+        Section(
+            "AAR: next-scale generation",
+            text=(
+                "Class-conditioned (instrument) with classifier-free guidance ramping over scales; clips of two "
+                "windows, "
+                "the second continuing the first."
+            ),
+            audio=aar_audio,
+            images=[("AAR training curves", str((r_aar / "loss.png").relative_to(out)))],
+        )
+    )
+    sections.append(
+        Section(
+            "Classifier (the FAD/ISc/KL embedder trained on the corpus)",
+            text=(f"Test accuracy {acc['accuracy']:.3f} over {acc['num_items']} test files."),
+            images=[("classifier training curves", str((r_cls / "loss.png").relative_to(out)))],
+        )
+    )
     run_rows = []
     for name, run in trained.items():
         fm = final_metrics(run)
-        run_rows.append({"run": name, "steps": fm.get("steps", 0), "train loss": fm.get("train_loss", ""),
-                         "val loss": fm.get("val_loss", ""), "minutes budget": train_minutes[name]})
-    sections.insert(0, Section("Metrics", text="All numbers come from this run of the demo; definitions in docs/metrics.md.",
-                               tables=[("generation (lower FAD is better; ISc higher is better)", gen_rows),
-                                       ("reconstruction", codec_rows), ("training runs", run_rows),
-                                       ("classifier", [results["classifier"]])]))
+        run_rows.append(
+            {
+                "run": name,
+                "steps": fm.get("steps", 0),
+                "train loss": fm.get("train_loss", ""),
+                "val loss": fm.get("val_loss", ""),
+                "minutes budget": train_minutes[name],
+            }
+        )
+    sections.insert(
+        0,
+        Section(
+            "Metrics",
+            text="All numbers come from this run of the demo; definitions in docs/metrics.md.",
+            tables=[
+                ("generation (lower FAD is better; ISc higher is better)", gen_rows),
+                ("reconstruction", codec_rows),
+                ("training runs", run_rows),
+                ("classifier", [results["classifier"]]),
+            ],
+        ),
+    )
     results["wall_minutes"] = (time.time() - t_start) / 60
     write_json(out / "metrics.json", results)
-    report = write_report(out / "report.html", "arwave demo", sections,
-                          meta={"preset": preset, "budget": f"{minutes:g} min", "wall": f"{results['wall_minutes']:.1f} min",
-                                "torch": torch.__version__, "threads": torch.get_num_threads()})
+    report = write_report(
+        out / "report.html",
+        "arwave demo",
+        sections,
+        meta={
+            "preset": preset,
+            "budget": f"{minutes:g} min",
+            "wall": f"{results['wall_minutes']:.1f} min",
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
+    )
     log(f"report: {report} ({results['wall_minutes']:.1f} min)")
     results["report"] = str(report)
     return results

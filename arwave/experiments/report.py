@@ -2,6 +2,7 @@
 
 Files (wav, png) are referenced relative to the report, so the folder can be zipped and shared.
 """
+
 from __future__ import annotations
 
 import html
@@ -17,6 +18,7 @@ from arwave.checkpoint import atomic_write_text
 def save_spectrogram(wave: torch.Tensor, sample_rate: int, path: str | Path, title: str = "") -> Path:
     """Log-magnitude STFT of the first channel (n_fft 2048, hop 512), as a PNG."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -26,8 +28,14 @@ def save_spectrogram(wave: torch.Tensor, sample_rate: int, path: str | Path, tit
     db = 20 * torch.log10(spec.clamp_min(1e-5))
     fig, ax = plt.subplots(figsize=(6, 2.4))
     duration = x.numel() / sample_rate
-    ax.imshow(db.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=float(db.max()) - 80,
-              extent=[0, duration, 0, sample_rate / 2000])
+    ax.imshow(
+        db.numpy(),
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        vmin=float(db.max()) - 80,
+        extent=[0, duration, 0, sample_rate / 2000],
+    )
     ax.set_xlabel("time (s)", fontsize=8)
     ax.set_ylabel("kHz", fontsize=8)
     ax.tick_params(labelsize=7)
@@ -44,9 +52,9 @@ def save_spectrogram(wave: torch.Tensor, sample_rate: int, path: str | Path, tit
 class Section:
     title: str
     text: str = ""
-    audio: list[tuple[str, str, str | None]] = field(default_factory=list)   # (label, wav, spectrogram png)
-    images: list[tuple[str, str]] = field(default_factory=list)              # (caption, png)
-    tables: list[tuple[str, list[dict]]] = field(default_factory=list)       # (caption, rows)
+    audio: list[tuple[str, str, str | None]] = field(default_factory=list)  # (label, wav, spectrogram png)
+    images: list[tuple[str, str]] = field(default_factory=list)  # (caption, png)
+    tables: list[tuple[str, list[dict]]] = field(default_factory=list)  # (caption, rows)
 
 
 CSS = """
@@ -54,7 +62,8 @@ body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0
 h1{font-size:1.6em} h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 .grid{display:flex;flex-wrap:wrap;gap:1em} .card{border:1px solid #e2e2e2;border-radius:6px;padding:.6em;width:340px}
 .card img{width:100%} .wide img{max-width:100%} figure{margin:0} figcaption{font-size:.85em;color:#555}
-table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em} td,th{border:1px solid #ddd;padding:.3em .6em;text-align:right}
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}
+td,th{border:1px solid #ddd;padding:.3em .6em;text-align:right}
 th{background:#f5f5f5} td:first-child,th:first-child{text-align:left} .note{color:#555;font-size:.9em}
 audio{width:100%}
 """
@@ -71,10 +80,14 @@ def _table(rows: list[dict]) -> str:
 
 
 def write_report(path: str | Path, title: str, sections: list[Section], meta: dict | None = None) -> Path:
-    parts = [f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
-             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+        f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
+    ]
     if meta:
-        parts.append("<p class=note>" + " · ".join(f"{html.escape(k)}: {html.escape(str(v))}" for k, v in meta.items()) + "</p>")
+        parts.append(
+            "<p class=note>" + " · ".join(f"{html.escape(k)}: {html.escape(str(v))}" for k, v in meta.items()) + "</p>"
+        )
     for s in sections:
         parts.append(f"<h2>{html.escape(s.title)}</h2>")
         if s.text:
@@ -85,14 +98,18 @@ def write_report(path: str | Path, title: str, sections: list[Section], meta: di
             parts.append("<div class=grid>")
             for label, wav, png in s.audio:
                 img = f"<img src='{html.escape(png)}' alt='spectrogram'>" if png else ""
-                parts.append(f"<div class=card><figure>{img}<figcaption>{html.escape(label)}</figcaption>"
-                             f"<audio controls preload=none src='{html.escape(wav)}'></audio></figure></div>")
+                parts.append(
+                    f"<div class=card><figure>{img}<figcaption>{html.escape(label)}</figcaption>"
+                    f"<audio controls preload=none src='{html.escape(wav)}'></audio></figure></div>"
+                )
             parts.append("</div>")
         if s.images:
             parts.append("<div class='grid wide'>")
             for caption, png in s.images:
-                parts.append(f"<figure><img src='{html.escape(png)}' alt='{html.escape(caption)}'>"
-                             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+                parts.append(
+                    f"<figure><img src='{html.escape(png)}' alt='{html.escape(caption)}'>"
+                    f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+                )
             parts.append("</div>")
     parts.append("</body></html>")
     path = Path(path)

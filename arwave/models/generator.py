@@ -3,9 +3,10 @@
 A generator turns model outputs into audio through its codec. `generate` returns whole clips;
 `stream` yields audio chunks as soon as they are decoded (for `arwave stream`).
 """
+
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn as nn

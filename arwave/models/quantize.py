@@ -11,6 +11,7 @@ Only the AR model's nn.Linear layers change; embeddings, norms, the sampling sta
 float32, and so do the frames and latents a model returns. The quality cost is measured, not
 assumed (tests/test_quantize.py, `arwave bench quality`).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -38,13 +39,16 @@ def weight_dtype(linear: nn.Module) -> torch.dtype:
 
 
 def _int8_targets(module: nn.Module, min_features: int) -> list[tuple[nn.Module, str, nn.Linear]]:
-    return [(parent, name, child) for parent in module.modules() for name, child in parent.named_children()
-            if type(child) is nn.Linear and child.weight.dtype == torch.float32
-            and child.weight.numel() >= min_features]
+    return [
+        (parent, name, child)
+        for parent in module.modules()
+        for name, child in parent.named_children()
+        if type(child) is nn.Linear and child.weight.dtype == torch.float32 and child.weight.numel() >= min_features
+    ]
 
 
 def auto_precision(model: nn.Module) -> str:
-    """"int8" where it pays and is measured to keep quality (a CPU model with layers large enough to
+    """ "int8" where it pays and is measured to keep quality (a CPU model with layers large enough to
     gain: docs/benchmarks.md), else "float32"."""
     try:
         device = next(model.parameters()).device
@@ -55,7 +59,7 @@ def auto_precision(model: nn.Module) -> str:
     try:
         if is_quantized(model):
             return "float32"
-    except ImportError:                                                 # a torch without torch.ao: stay float32
+    except ImportError:  # a torch without torch.ao: stay float32
         return "float32"
     return "int8" if _int8_targets(model, getattr(model, "int8_min_features", MIN_FEATURES)) else "float32"
 
@@ -67,14 +71,14 @@ def quantize_int8(module: nn.Module, min_features: int = MIN_FEATURES) -> int:
     try:
         from torch.ao.nn.quantized.dynamic import Linear as QLinear
         from torch.ao.quantization import per_channel_dynamic_qconfig
-    except ImportError as err:                                          # pragma: no cover - old/new torch
+    except ImportError as err:  # pragma: no cover - old/new torch
         raise ArwaveError(f"int8 needs torch's quantized kernels, which this torch lacks ({err})") from None
     if "x86" in torch.backends.quantized.supported_engines:
         torch.backends.quantized.engine = "x86"
     count = 0
     targets = _int8_targets(module, min_features)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")                                # torch.ao's deprecation notices
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notices
         for parent, name, child in targets:
             if child.weight.device.type != "cpu":
                 raise ArwaveError("int8 runs on CPU only (use --precision bfloat16 on a GPU)")
@@ -88,6 +92,7 @@ def quantize_int8(module: nn.Module, min_features: int = MIN_FEATURES) -> int:
 
 def is_quantized(module: nn.Module) -> bool:
     from torch.ao.nn.quantized.dynamic import Linear as QLinear
+
     return any(isinstance(m, QLinear) for m in module.modules())
 
 

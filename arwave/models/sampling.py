@@ -7,10 +7,10 @@
 - `sample`: temperature, filtering, then a multinomial draw from a seeded torch.Generator
   (temperature <= 0 means greedy argmax). All randomness comes from the generator passed in.
 """
+
 from __future__ import annotations
 
 import torch
-
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0) -> torch.Tensor:
@@ -21,13 +21,13 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0) -> t
     V = logits.shape[-1]
     logits = logits.clone()
     if 0 < top_k < V:
-        kth = logits.topk(top_k, dim=-1).values[..., -1:]             # the k-th largest
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]  # the k-th largest
         logits.masked_fill_(logits < kth, float("-inf"))
     if 0.0 < top_p < 1.0:
         sorted_logits, order = logits.sort(dim=-1, descending=False)  # ascending
         cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
         drop_sorted = cum <= (1.0 - top_p)
-        drop_sorted[..., -1] = False                                  # always keep the top token
+        drop_sorted[..., -1] = False  # always keep the top token
         drop = drop_sorted.scatter(-1, order, drop_sorted)
         logits.masked_fill_(drop, float("-inf"))
     return logits
@@ -45,15 +45,16 @@ def cfg_ramp(cfg: float, k: int, K: int) -> float:
     return cfg * k / (K - 1) if K > 1 else cfg
 
 
-def sample(logits: torch.Tensor, generator: torch.Generator, temperature: float = 1.0,
-           top_k: int = 0, top_p: float = 0.0) -> torch.Tensor:
+def sample(
+    logits: torch.Tensor, generator: torch.Generator, temperature: float = 1.0, top_k: int = 0, top_p: float = 0.0
+) -> torch.Tensor:
     """Draw one token per row of `logits` (..., V) -> long (...)."""
     if temperature <= 0:
         return logits.argmax(dim=-1)
     shape = logits.shape[:-1]
     flat = filter_logits(logits.float() / temperature, top_k, top_p).reshape(-1, logits.shape[-1])
     probs = flat.softmax(dim=-1)
-    if probs.device.type != generator.device.type:      # a CPU generator drives sampling on any device
+    if probs.device.type != generator.device.type:  # a CPU generator drives sampling on any device
         probs = probs.to(generator.device)
     idx = torch.multinomial(probs, 1, generator=generator)[:, 0]
     return idx.to(logits.device).view(shape)

@@ -14,6 +14,7 @@ buffers instead of concatenating, the rotary cos/sin come from a shared table (`
 `Transformer.set_weight_layout` stores the widening weights in the memory order MKL reads fastest
 for one-row matmuls. None of these changes a result beyond float rounding (tests/test_speed_equivalence.py).
 """
+
 from __future__ import annotations
 
 import math
@@ -35,14 +36,14 @@ class KVCache:
     def __init__(self, max_len: int | None = None, sink: int = 0, stride: int = 1, shift_keys=None):
         self.k: torch.Tensor | None = None
         self.v: torch.Tensor | None = None
-        self.position = 0                # absolute position of the next token
-        self.max_len = max_len           # sliding window: keep at most this many entries
-        self.sink = sink                 # the first `sink` entries ever appended stay in the window
-        self.stride = max(1, stride)     # the window slides by multiples of `stride` entries
-        self._sink: tuple[torch.Tensor, torch.Tensor] | None = None    # pinned k, v as first cached
-        self.shift_keys = shift_keys     # (k, by) -> k moved `by` positions (rotary); None: no positions
+        self.position = 0  # absolute position of the next token
+        self.max_len = max_len  # sliding window: keep at most this many entries
+        self.sink = sink  # the first `sink` entries ever appended stay in the window
+        self.stride = max(1, stride)  # the window slides by multiples of `stride` entries
+        self._sink: tuple[torch.Tensor, torch.Tensor] | None = None  # pinned k, v as first cached
+        self.shift_keys = shift_keys  # (k, by) -> k moved `by` positions (rotary); None: no positions
         self._buffers: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._start = 0                  # k = buffer[:, :, _start:_start + length]
+        self._start = 0  # k = buffer[:, :, _start:_start + length]
         if sink and (max_len is None or max_len < sink + self.stride - 1):
             raise ValueError(f"a window of {max_len} entries cannot pin {sink} and slide by {self.stride}")
 
@@ -65,7 +66,7 @@ class KVCache:
         B, H, _, d = k.shape
         old = self._buffers
         if old is not None and old[0].shape[2] >= n + L and old[0].shape[:2] == (B, H):
-            kb, vb = old                                        # compact in place (regions may overlap)
+            kb, vb = old  # compact in place (regions may overlap)
             if n:
                 kb[:, :, :n] = self.k.clone()
                 vb[:, :, :n] = self.v.clone()
@@ -80,16 +81,22 @@ class KVCache:
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n, L = self.length, k.shape[2]
         buffers = self._buffers
-        if (buffers is None or self._start + n + L > buffers[0].shape[2] or buffers[0].dtype != k.dtype
-                or buffers[0].device != k.device or buffers[0].shape[:2] != k.shape[:2] or buffers[0].shape[3] != k.shape[3]):
+        if (
+            buffers is None
+            or self._start + n + L > buffers[0].shape[2]
+            or buffers[0].dtype != k.dtype
+            or buffers[0].device != k.device
+            or buffers[0].shape[:2] != k.shape[:2]
+            or buffers[0].shape[3] != k.shape[3]
+        ):
             if buffers is not None and (buffers[0].dtype != k.dtype or buffers[0].device != k.device):
                 self._buffers = None
             self._room(k, v)
         kb, vb = self._buffers
         end = self._start + n + L
-        kb[:, :, end - L:end] = k
-        vb[:, :, end - L:end] = v
-        self.k, self.v = kb[:, :, self._start:end], vb[:, :, self._start:end]
+        kb[:, :, end - L : end] = k
+        vb[:, :, end - L : end] = v
+        self.k, self.v = kb[:, :, self._start : end], vb[:, :, self._start : end]
         self.position += L
         return self.k, self.v
 
@@ -102,15 +109,15 @@ class KVCache:
             return
         drop = -(-(self.length - self.max_len) // self.stride) * self.stride
         if self.sink and self._sink is None:
-            self._sink = (self.k[:, :, :self.sink].clone(), self.v[:, :, :self.sink].clone())
+            self._sink = (self.k[:, :, : self.sink].clone(), self.v[:, :, : self.sink].clone())
         self._start += drop
         self.k = self.k[:, :, drop:]
         self.v = self.v[:, :, drop:]
-        if self.sink:                    # the slots before the kept entries now hold the pinned ones
+        if self.sink:  # the slots before the kept entries now hold the pinned ones
             k0, v0 = self._sink
-            by = self.position - self.length          # pinned entries were cached at positions 0..sink-1
-            self.k[:, :, :self.sink] = self.shift_keys(k0, by) if self.shift_keys is not None else k0
-            self.v[:, :, :self.sink] = v0
+            by = self.position - self.length  # pinned entries were cached at positions 0..sink-1
+            self.k[:, :, : self.sink] = self.shift_keys(k0, by) if self.shift_keys is not None else k0
+            self.v[:, :, : self.sink] = v0
 
     def repeat(self, n: int) -> None:
         """Duplicate along the batch (e.g. for classifier-free guidance)."""
@@ -127,11 +134,11 @@ def rotary(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> t
     d = x.shape[-1]
     half = d // 2
     freqs = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
-    angles = positions.to(torch.float32)[:, None] * freqs[None]            # (L, half)
+    angles = positions.to(torch.float32)[:, None] * freqs[None]  # (L, half)
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-    x1, x2 = x[..., :half], x[..., half:2 * half]
+    x1, x2 = x[..., :half], x[..., half : 2 * half]
     rotated = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-    return torch.cat([rotated, x[..., 2 * half:]], dim=-1) if d % 2 else rotated
+    return torch.cat([rotated, x[..., 2 * half :]], dim=-1) if d % 2 else rotated
 
 
 class RotaryTable:
@@ -144,7 +151,7 @@ class RotaryTable:
 
     def __init__(self, dim: int, base: float = 10000.0):
         self.half, self.base = dim // 2, base
-        self.tables: dict = {}                           # (device, dtype) -> (C, S), each (n, 2·half)
+        self.tables: dict = {}  # (device, dtype) -> (C, S), each (n, 2·half)
 
     def get(self, start: int, length: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
         C, S = self.tables.get((device, dtype), (None, None))
@@ -158,15 +165,15 @@ class RotaryTable:
                 cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
                 C, S = torch.cat([cos, cos], -1), torch.cat([-sin, sin], -1)
             self.tables[(device, dtype)] = (C, S)
-        return C[start:start + length], S[start:start + length]
+        return C[start : start + length], S[start : start + length]
 
     def shift(self, x: torch.Tensor, by: int) -> torch.Tensor:
         """Rotate every row of x (..., L, d) by the same `by` positions (keys moved along the sequence:
         rotations compose, so a key rotated at position p becomes the key at position p + by)."""
         C, S = self.get(by, 1, x.device, x.dtype)
         h, d = self.half, x.shape[-1]
-        rotated = x[..., :2 * h] * C + torch.cat([x[..., h:2 * h], x[..., :h]], -1) * S
-        return torch.cat([rotated, x[..., 2 * h:]], dim=-1) if d % 2 else rotated
+        rotated = x[..., : 2 * h] * C + torch.cat([x[..., h : 2 * h], x[..., :h]], -1) * S
+        return torch.cat([rotated, x[..., 2 * h :]], dim=-1) if d % 2 else rotated
 
     def apply(self, x: torch.Tensor, start: int) -> torch.Tensor:
         """rotary(x, arange(start, start + L)) for x (..., L, d)."""
@@ -174,8 +181,8 @@ class RotaryTable:
         C, S = self.get(start, L, x.device, x.dtype)
         h = self.half
         if d % 2:
-            rotated = x[..., :2 * h] * C + torch.cat([x[..., h:2 * h], x[..., :h]], -1) * S
-            return torch.cat([rotated, x[..., 2 * h:]], dim=-1)
+            rotated = x[..., : 2 * h] * C + torch.cat([x[..., h : 2 * h], x[..., :h]], -1) * S
+            return torch.cat([rotated, x[..., 2 * h :]], dim=-1)
         return x * C + torch.cat([x[..., h:], x[..., :h]], -1) * S
 
 
@@ -202,12 +209,14 @@ class Attention(nn.Module):
             # VAR's l2-normalised attention: logits = exp(s_h)·<q/|q|, k/|k|>, s_h learned, ≤ log 100
             self.log_scale = nn.Parameter(torch.full((1, heads, 1, 1), math.log(4.0)))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | str | None = None, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | str | None = None, cache: KVCache | None = None
+    ) -> torch.Tensor:
         B, L, _ = x.shape
         qkv = self.qkv(x).view(B, L, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         start = cache.position if cache is not None else 0
         if self.use_rotary:
-            q, k = rotary_table(self.head_dim).apply(qkv[:2], start)      # q and k in one go
+            q, k = rotary_table(self.head_dim).apply(qkv[:2], start)  # q and k in one go
             v = qkv[2]
         else:
             q, k, v = qkv
@@ -225,8 +234,8 @@ class Attention(nn.Module):
             if past == 0:
                 mask, is_causal = None, True
             elif L == 1:
-                mask = None                                   # one new token sees everything cached
-            else:                                             # new tokens: causal among themselves
+                mask = None  # one new token sees everything cached
+            else:  # new tokens: causal among themselves
                 mask = torch.ones(L, past + L, dtype=torch.bool, device=x.device).tril(diagonal=past)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, scale=scale)
         if cache is not None:
@@ -248,8 +257,15 @@ class Block(nn.Module):
     """Pre-norm block. With `cond_dim`, VAR's AdaLN: LN(x)·(1+scale)+shift and gated residuals,
     (γ1, γ2, scale1, scale2, shift1, shift2) = Linear(SiLU(cond))."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, rotary: bool = True,
-                 qk_norm: bool = False, cond_dim: int | None = None):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        mlp_ratio: float = 4.0,
+        rotary: bool = True,
+        qk_norm: bool = False,
+        cond_dim: int | None = None,
+    ):
         super().__init__()
         self.adaptive = cond_dim is not None
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=not self.adaptive, eps=1e-6)
@@ -281,7 +297,7 @@ class TransformerConfig:
     mlp_ratio: float = 4.0
     rotary: bool = True
     qk_norm: bool = False
-    cond_dim: int | None = None      # AdaLN conditioning width (None: plain pre-norm blocks)
+    cond_dim: int | None = None  # AdaLN conditioning width (None: plain pre-norm blocks)
 
 
 class Transformer(nn.Module):
@@ -297,8 +313,10 @@ class Transformer(nn.Module):
 
     def new_cache(self, max_len: int | None = None, sink: int = 0, stride: int = 1) -> list[KVCache]:
         """One cache per block; `max_len`/`sink`/`stride`: the sliding window of `KVCache`."""
+
         def shift(attn):
             return rotary_table(attn.head_dim).shift if attn.use_rotary and sink else None
+
         return [KVCache(max_len, sink, stride, shift(b.attn)) for b in self.blocks]
 
     def set_weight_layout(self, rows: int) -> None:
@@ -309,7 +327,7 @@ class Transformer(nn.Module):
         contiguous: backbone step of the paper CAM 0.8×), and slower for ≥ 4 rows, where the usual
         (out, in) order is restored. Switching copies those weights once (float32 CPU weights only)."""
         transposed = rows <= 2
-        with torch.inference_mode(False), torch.no_grad():       # plain tensors: training may follow
+        with torch.inference_mode(False), torch.no_grad():  # plain tensors: training may follow
             for m in self.modules():
                 w = m.weight if isinstance(m, nn.Linear) else None
                 if w is None or w.dtype != torch.float32 or w.device.type != "cpu" or w.shape[0] < 2 * w.shape[1]:

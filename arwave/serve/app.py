@@ -28,6 +28,7 @@ name is looked up in that table and never joined onto a path, so "../x", "/etc" 
 nothing. Models without a streaming decoder (the next-token baseline) are generated one training
 window at a time, each window continuing the last, so they stream per window.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -35,10 +36,10 @@ import json
 import logging
 import math
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable, Iterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -50,8 +51,8 @@ from arwave.errors import ArwaveError
 log = logging.getLogger("arwave.serve")
 
 GENERATOR_KINDS = ("cam", "aar", "nexttoken")
-SCAN_DEPTH = 3                 # runs root / group / run: how deep run folders are looked for
-MAX_BODY_BYTES = 4096          # a generate request is a handful of fields
+SCAN_DEPTH = 3  # runs root / group / run: how deep run folders are looked for
+MAX_BODY_BYTES = 4096  # a generate request is a handful of fields
 WAV_HEADER_BYTES = 44
 REQUEST_FIELDS = ("model", "seconds", "seed", "class", "cfg", "k_inf")
 PAGE = Path(__file__).with_name("page.html")
@@ -60,20 +61,25 @@ PAGE = Path(__file__).with_name("page.html")
 @dataclass
 class ServeSettings:
     runs_root: str = "runs"
-    max_seconds: float = 30.0        # longest clip one request may ask for
-    max_concurrent: int = 8          # generations at once; the next request gets 503 "busy"
+    max_seconds: float = 30.0  # longest clip one request may ask for
+    max_concurrent: int = 8  # generations at once; the next request gets 503 "busy"
     default_seconds: float = 4.0
-    model_cache: int = 4             # loaded models kept in memory
+    model_cache: int = 4  # loaded models kept in memory
 
 
 # ---------------------------------------------------------------------------------------------------
 # which models may be served
 
+
 def bundled_names() -> list[str]:
     """Names of the bundled generators whose weights are installed (`arwave models`)."""
     from arwave.pretrained import KNOWN, root
-    return [name for name, known in KNOWN.items()
-            if known.kind in ("cam", "aar", "nexttoken") and (root() / name / "model.safetensors").is_file()]
+
+    return [
+        name
+        for name, known in KNOWN.items()
+        if known.kind in ("cam", "aar", "nexttoken") and (root() / name / "model.safetensors").is_file()
+    ]
 
 
 def _run_kind(folder: Path) -> str | None:
@@ -112,6 +118,7 @@ def run_folders(root: str | Path) -> dict[str, Path]:
                     found[child.relative_to(root).as_posix()] = real
             elif depth > 1:
                 visit(child, depth - 1)
+
     visit(root, SCAN_DEPTH)
     return found
 
@@ -133,6 +140,7 @@ def available_models(runs_root: str | Path) -> list[str]:
 # ---------------------------------------------------------------------------------------------------
 # loaded models, concurrency slots
 
+
 class ModelCache:
     """Loaded models by (name, checkpoint folder), so a run that trained on is reloaded; least recently
     used dropped beyond `size`. Loading is serialised (two first requests load a model once)."""
@@ -145,6 +153,7 @@ class ModelCache:
     def get(self, target: str):
         from arwave.checkpoint import resolve_run
         from arwave.cli.generate import load_generator
+
         key = (target, str(resolve_run(target)[1]) if Path(target).exists() else "")
         with self._lock:
             model = self._models.pop(key, None)
@@ -153,8 +162,9 @@ class ModelCache:
                 prepare = getattr(getattr(getattr(model, "codec", None), "decoder", None), "prepare_inference", None)
                 if prepare is not None:
                     import torch
+
                     with torch.no_grad():
-                        prepare()          # once, here, rather than racing in the first concurrent streams
+                        prepare()  # once, here, rather than racing in the first concurrent streams
             self._models[key] = model
             while len(self._models) > self.size:
                 self._models.pop(next(iter(self._models)))
@@ -184,6 +194,7 @@ class Slots:
 
 # ---------------------------------------------------------------------------------------------------
 # requests
+
 
 class RequestError(Exception):
     def __init__(self, status: int, code: str, message: str):
@@ -217,9 +228,13 @@ def _number(body: dict, key: str, lo: float, hi: float, integer: bool = False, h
     try:
         x = int(value) if integer else float(value)
     except (TypeError, ValueError):
-        raise RequestError(400, "bad_request", f"{key} must be {'an integer' if integer else 'a number'}, got {value!r}") from None
+        raise RequestError(
+            400, "bad_request", f"{key} must be {'an integer' if integer else 'a number'}, got {value!r}"
+        ) from None
     if not math.isfinite(x) or x < lo or x > hi or (hi_open and x >= hi):
-        raise RequestError(400, "bad_request", f"{key} must be in [{lo:g}, {hi:g}{')' if hi_open else ']'}, got {value!r}")
+        raise RequestError(
+            400, "bad_request", f"{key} must be in [{lo:g}, {hi:g}{')' if hi_open else ']'}, got {value!r}"
+        )
     return x
 
 
@@ -229,12 +244,16 @@ def parse_generate(body, settings: ServeSettings, table: dict[str, str]) -> Gene
         raise RequestError(400, "bad_request", "the request body must be a JSON object")
     unknown = sorted(set(body) - set(REQUEST_FIELDS))
     if unknown:
-        raise RequestError(400, "bad_request", f"unknown field(s) {', '.join(unknown)} (known: {', '.join(REQUEST_FIELDS)})")
+        raise RequestError(
+            400, "bad_request", f"unknown field(s) {', '.join(unknown)} (known: {', '.join(REQUEST_FIELDS)})"
+        )
     name = body.get("model")
     if not isinstance(name, str) or not name:
         raise RequestError(400, "bad_request", "model: a model name is required (GET /api/models lists them)")
     if name not in table:
-        raise RequestError(404, "unknown_model", f"unknown model {name[:200]!r} (GET /api/models lists the served ones)")
+        raise RequestError(
+            404, "unknown_model", f"unknown model {name[:200]!r} (GET /api/models lists the served ones)"
+        )
     seconds = _number(body, "seconds", 0.0, settings.max_seconds)
     seconds = settings.default_seconds if seconds is None else seconds
     if seconds <= 0:
@@ -243,9 +262,14 @@ def parse_generate(body, settings: ServeSettings, table: dict[str, str]) -> Gene
     if (label is not None and not isinstance(label, (str, int))) or isinstance(label, bool):
         raise RequestError(400, "bad_request", f"class must be a class name or index, got {label!r}")
     label = None if label in (None, "") else str(label)[:200]
-    return GenerateRequest(model=name, seconds=seconds, seed=_number(body, "seed", 0, 2**31 - 1, integer=True),
-                           class_label=label, cfg=_number(body, "cfg", 0.0, 50.0),
-                           k_inf=_number(body, "k_inf", 0.0, 1.0, hi_open=True))
+    return GenerateRequest(
+        model=name,
+        seconds=seconds,
+        seed=_number(body, "seed", 0, 2**31 - 1, integer=True),
+        class_label=label,
+        cfg=_number(body, "cfg", 0.0, 50.0),
+        k_inf=_number(body, "k_inf", 0.0, 1.0, hi_open=True),
+    )
 
 
 async def read_json_body(request: Request, limit: int = MAX_BODY_BYTES):
@@ -267,16 +291,19 @@ async def read_json_body(request: Request, limit: int = MAX_BODY_BYTES):
 # ---------------------------------------------------------------------------------------------------
 # generation on a thread, chunks to the event loop
 
+
 def audio_chunks(model, seconds: float, seed: int | None, **sampling) -> Iterator:
     """(channels, n) chunks of one clip: the model's own `stream` when it has one; otherwise (the base
     class's one-chunk `stream`) one training window at a time, each continuing the previous window."""
     from arwave.models.generator import AudioGenerator
+
     own_stream = getattr(type(model), "stream", None) is not AudioGenerator.stream
     options = getattr(model, "sampling_options", None)
     if own_stream or (options is not None and "prompt" not in options):
         yield from model.stream(seconds=seconds, seed=seed, **sampling)
         return
     from arwave.cli.eval import training_context_seconds
+
     rate = int(model.sample_rate)
     total = int(round(seconds * rate))
     window = max(1, int(round(training_context_seconds(model) * rate)))
@@ -312,18 +339,22 @@ class Generation:
     def _push(self, kind: str, value) -> None:
         try:
             self.loop.call_soon_threadsafe(self.queue.put_nowait, (kind, value))
-        except RuntimeError:           # the loop is closed: the server is shutting down
+        except RuntimeError:  # the loop is closed: the server is shutting down
             self.stop.set()
 
     def _run(self) -> None:
         from arwave.cli.generate import WavStreamWriter, sampling_kwargs
+
         chunks = None
         try:
             model = self.cache.get(self.target)
             r = self.req
             labels = list(getattr(model, "label_names", []) or [])
             if r.class_label is not None and r.class_label not in labels and not r.class_label.isdigit():
-                raise ArwaveError(f"unknown class {r.class_label!r} (known: {', '.join(labels) or 'none: the model is unconditional'})")
+                raise ArwaveError(
+                    f"unknown class {r.class_label!r} (known: "
+                    f"{', '.join(labels) or 'none: the model is unconditional'})"
+                )
             kwargs = sampling_kwargs(model, SimpleNamespace(class_label=r.class_label, cfg=r.cfg, k_inf=r.k_inf))
             writer = WavStreamWriter(_Sink(lambda b: self._push("data", b)), model.sample_rate, model.channels)
             chunks = audio_chunks(model, r.seconds, r.seed, **kwargs)
@@ -331,7 +362,7 @@ class Generation:
                 if self.stop.is_set():
                     break
                 writer.write(chunk)
-        except Exception as err:       # reported to the client (JSON before the first audio) and logged
+        except Exception as err:  # reported to the client (JSON before the first audio) and logged
             self._push("error", err)
         finally:
             if chunks is not None:
@@ -341,6 +372,7 @@ class Generation:
 
 # ---------------------------------------------------------------------------------------------------
 # the app
+
 
 def create_app(settings: ServeSettings | None = None) -> Starlette:
     settings = settings or ServeSettings()
@@ -354,8 +386,14 @@ def create_app(settings: ServeSettings | None = None) -> Starlette:
         return HTMLResponse(PAGE.read_text(encoding="utf-8"), headers={"Cache-Control": "no-store"})
 
     async def models(request: Request):
-        return JSONResponse({"models": available_models(settings.runs_root), "max_seconds": settings.max_seconds,
-                             "default_seconds": settings.default_seconds, "max_concurrent": slots.limit})
+        return JSONResponse(
+            {
+                "models": available_models(settings.runs_root),
+                "max_seconds": settings.max_seconds,
+                "default_seconds": settings.default_seconds,
+                "max_concurrent": slots.limit,
+            }
+        )
 
     async def model_info(request: Request):
         name = request.path_params["name"]
@@ -368,10 +406,18 @@ def create_app(settings: ServeSettings | None = None) -> Starlette:
             return error_response(400, "bad_model", str(err))
         options = getattr(model, "sampling_options", None)
         options = sorted(options) if options is not None else ["class_label", "cfg"]
-        return JSONResponse({"name": name, "kind": getattr(getattr(model, "config", None), "kind", type(model).__name__),
-                             "sample_rate": int(model.sample_rate), "channels": int(model.channels),
-                             "labels": list(getattr(model, "label_names", []) or []), "options": options,
-                             "max_seconds": settings.max_seconds, "default_seconds": settings.default_seconds})
+        return JSONResponse(
+            {
+                "name": name,
+                "kind": getattr(getattr(model, "config", None), "kind", type(model).__name__),
+                "sample_rate": int(model.sample_rate),
+                "channels": int(model.channels),
+                "labels": list(getattr(model, "label_names", []) or []),
+                "options": options,
+                "max_seconds": settings.max_seconds,
+                "default_seconds": settings.default_seconds,
+            }
+        )
 
     async def status(request: Request):
         return JSONResponse({"running": slots.used, "max_concurrent": slots.limit})
@@ -384,9 +430,14 @@ def create_app(settings: ServeSettings | None = None) -> Starlette:
         except RequestError as err:
             return err.response()
         if not slots.try_acquire():
-            return error_response(503, "busy", f"busy: {slots.limit} generations are running, the limit of this "
-                                  "server; try again in a few seconds", headers={"Retry-After": "5"},
-                                  running=slots.used, max_concurrent=slots.limit)
+            return error_response(
+                503,
+                "busy",
+                f"busy: {slots.limit} generations are running, the limit of this server; try again in a few seconds",
+                headers={"Retry-After": "5"},
+                running=slots.used,
+                max_concurrent=slots.limit,
+            )
         job = Generation(asyncio.get_running_loop(), cache, table[req.model], req)
         released = False
 
@@ -396,10 +447,11 @@ def create_app(settings: ServeSettings | None = None) -> Starlette:
             if not released:
                 released = True
                 slots.release()
+
         try:
             job.thread.start()
             head, received, ended = [], 0, False
-            while received <= WAV_HEADER_BYTES:             # wait for the first audio, or an early error
+            while received <= WAV_HEADER_BYTES:  # wait for the first audio, or an early error
                 kind, value = await job.queue.get()
                 if kind == "error":
                     finish()
@@ -423,7 +475,7 @@ def create_app(settings: ServeSettings | None = None) -> Starlette:
                     return
                 while True:
                     items = [await job.queue.get()]
-                    while not job.queue.empty():                # send all that queued up since the last send
+                    while not job.queue.empty():  # send all that queued up since the last send
                         items.append(job.queue.get_nowait())
                     data = b"".join(v for k, v in items if k == "data")
                     if data:
@@ -436,12 +488,24 @@ def create_app(settings: ServeSettings | None = None) -> Starlette:
             finally:
                 finish()
 
-        return _StreamingWav(body(), finish, media_type="audio/wav",
-                             headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
-                                      "Content-Disposition": f'inline; filename="{_download_name(req)}"'})
+        return _StreamingWav(
+            body(),
+            finish,
+            media_type="audio/wav",
+            headers={
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+                "Content-Disposition": f'inline; filename="{_download_name(req)}"',
+            },
+        )
 
-    routes = [Route("/", page), Route("/api/models", models), Route("/api/models/{name:path}", model_info),
-              Route("/api/status", status), Route("/api/generate", generate, methods=["POST"])]
+    routes = [
+        Route("/", page),
+        Route("/api/models", models),
+        Route("/api/models/{name:path}", model_info),
+        Route("/api/status", status),
+        Route("/api/generate", generate, methods=["POST"]),
+    ]
     app = Starlette(routes=routes)
     app.state.settings, app.state.slots = settings, slots
     return app

@@ -1,6 +1,7 @@
 """Multi-process data parallel through PyTorch's own engine: torchrun sets RANK/WORLD_SIZE, we
 initialise the process group (gloo on CPU, NCCL on GPU) and wrap models in DistributedDataParallel.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,6 +28,7 @@ def pick_device(preference: str, local_rank: int = 0) -> torch.device:
         return torch.device("cpu")
     if not torch.cuda.is_available():
         from arwave.errors import ArwaveError
+
         raise ArwaveError("train.device=cuda but no CUDA device is available")
     return torch.device("cuda", local_rank)
 

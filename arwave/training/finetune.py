@@ -10,6 +10,7 @@ the weights learnt. A class-conditioned model (and the classifier) keeps the sou
 `data.label_names` fixes the label list, so label ids mean the same classes; files whose label is
 not one of them train the "no class" path (the classifier ignores them).
 """
+
 from __future__ import annotations
 
 import copy
@@ -24,13 +25,25 @@ from arwave.config import ConfigError, RunConfig
 from arwave.errors import ArwaveError, ArwaveWarning
 
 # model fields the training task fills from the data or the codec, not chosen by the user
-_FILLED = {"codec_run", "label_names", "num_classes", "latent_scale", "latent_dim", "hop", "scales",
-           "vocab_size", "levels", "embed_dim", "context_frames"}
+_FILLED = {
+    "codec_run",
+    "label_names",
+    "num_classes",
+    "latent_scale",
+    "latent_dim",
+    "hop",
+    "scales",
+    "vocab_size",
+    "levels",
+    "embed_dim",
+    "context_frames",
+}
 
 
 def _source(ref: str | Path) -> tuple[Path, Path, RunConfig]:
     """(run or bundle folder, checkpoint folder, config) of a fine-tune's source."""
     from arwave.checkpoint import read_config, resolve_run
+
     run_dir, ckpt = resolve_run(ref)
     return run_dir, ckpt, read_config(run_dir)
 
@@ -40,10 +53,13 @@ def finetune_config(ref: str | Path, kind: str) -> RunConfig:
     name stays a name), no parent yet (training attaches the codec), the source's codec as
     `model.codec_run`, and the source's classes fixed in `data.label_names`."""
     from arwave import pretrained
+
     run_dir, _, src = _source(ref)
     if src.kind != kind:
-        raise ArwaveError(f"--init-from {ref}: a {src.kind} model, not {kind}; fine-tune it with "
-                          f"`arwave train {src.kind} --init-from {ref}`")
+        raise ArwaveError(
+            f"--init-from {ref}: a {src.kind} model, not {kind}; fine-tune it with "
+            f"`arwave train {src.kind} --init-from {ref}`"
+        )
     cfg = copy.deepcopy(src)
     cfg.init_from = pretrained.run_ref(ref)
     cfg.parent = ""
@@ -59,10 +75,11 @@ def source_codec(run_dir: Path, src: RunConfig) -> str:
     """What `model.codec_run` names for a fine-tune of the AR run/bundle in `run_dir`: a bundle's
     codec bundle by name, or the source run's own codec copy (RUN/codec) by absolute path."""
     from arwave import pretrained
+
     if not src.parent:
         raise ArwaveError(f"{run_dir}: this {src.kind} run has no codec (config parent is empty): it was never trained")
     if pretrained.is_bundle(run_dir):
-        return src.parent                               # a bundle names its codec bundle
+        return src.parent  # a bundle names its codec bundle
     return str((run_dir / src.parent).resolve())
 
 
@@ -73,14 +90,17 @@ def check_codec_kept(cfg: RunConfig) -> None:
     run_dir, _, src = _source(cfg.init_from)
     keep = source_codec(run_dir, src)
     if cfg.model.codec_run != keep:
-        raise ConfigError(f"--init-from {cfg.init_from}: a fine-tune keeps the codec its source was trained on "
-                          f"({keep}); drop --codec / model.codec_run")
+        raise ConfigError(
+            f"--init-from {cfg.init_from}: a fine-tune keeps the codec its source was trained on "
+            f"({keep}); drop --codec / model.codec_run"
+        )
 
 
 def check_source(cfg: RunConfig) -> None:
     """Everything about a fine-tune's source that can fail, checked before any file is written: its
     kind, that the codec is kept, and that its weights fit the model `cfg` describes."""
     from arwave.registry import get_kind
+
     check_codec_kept(cfg)
     init_weights(cfg, get_kind(cfg.kind).build_model(copy.deepcopy(cfg), None))
 
@@ -89,6 +109,7 @@ def init_weights(cfg: RunConfig, model: nn.Module, critic: nn.Module | None = No
     """Load the weights of `cfg.init_from` into `model` (and the source run's critic into `critic`,
     when it kept one). Weights that do not fit are one error naming the model settings that differ."""
     from arwave.checkpoint import CheckpointError, load_weights
+
     run_dir, ckpt, src = _source(cfg.init_from)
     if src.kind != cfg.kind:
         raise ArwaveError(f"init_from {cfg.init_from}: a {src.kind} model, not {cfg.kind}")
@@ -99,8 +120,10 @@ def init_weights(cfg: RunConfig, model: nn.Module, critic: nn.Module | None = No
     except CheckpointError as err:
         changed = model_changes(src, cfg)
         what = ("changed: " + ", ".join(changed)) if changed else str(err).split(": ", 1)[-1]
-        raise ArwaveError(f"--init-from {cfg.init_from}: its weights do not fit this {cfg.kind} model ({what}); "
-                          "a fine-tune keeps the source's architecture: drop those model settings") from None
+        raise ArwaveError(
+            f"--init-from {cfg.init_from}: its weights do not fit this {cfg.kind} model ({what}); "
+            "a fine-tune keeps the source's architecture: drop those model settings"
+        ) from None
     if critic is not None and (ckpt / "critic.safetensors").is_file():
         load_weights(critic, ckpt / "critic.safetensors")
 
@@ -124,14 +147,22 @@ def check_labels(cfg: RunConfig) -> None:
     if not names or not cfg.data.manifest:
         return
     from arwave.data.manifest import read_manifest
+
     key = cfg.data.label_key
-    found = sorted({str(r[key]) for r in read_manifest(Path(cfg.data.manifest).expanduser())
-                    if r.get(key) not in (None, "")})
+    found = sorted(
+        {str(r[key]) for r in read_manifest(Path(cfg.data.manifest).expanduser()) if r.get(key) not in (None, "")}
+    )
     other = [name for name in found if name not in names]
     if cfg.kind == "classifier" and not set(found) & set(names):
-        raise ArwaveError(f"{cfg.data.manifest}: none of its labels ({', '.join(found) or 'none'}) is a class of "
-                          f"{cfg.init_from} ({', '.join(names)}): a fine-tuned classifier keeps its classes")
+        raise ArwaveError(
+            f"{cfg.data.manifest}: none of its labels ({', '.join(found) or 'none'}) is a class of "
+            f"{cfg.init_from} ({', '.join(names)}): a fine-tuned classifier keeps its classes"
+        )
     if other:
-        what = "are ignored" if cfg.kind == "classifier" else "train the model's \"no class\" path"
-        warnings.warn(f"labels {', '.join(other)} of {cfg.data.manifest} are not classes of {cfg.init_from} "
-                      f"({', '.join(names)}): those files {what}", ArwaveWarning, stacklevel=2)
+        what = "are ignored" if cfg.kind == "classifier" else 'train the model\'s "no class" path'
+        warnings.warn(
+            f"labels {', '.join(other)} of {cfg.data.manifest} are not classes of {cfg.init_from} "
+            f"({', '.join(names)}): those files {what}",
+            ArwaveWarning,
+            stacklevel=2,
+        )

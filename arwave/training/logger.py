@@ -1,6 +1,7 @@
 """Training metrics: a long-format CSV (step, split, name, value) that survives changing sets of
 logged names (e.g. adversarial losses that start after warm-up), a PNG of the curves, and TensorBoard
 event files (RUN/tensorboard/: the same scalars, plus audio samples and their spectrograms)."""
+
 from __future__ import annotations
 
 import csv
@@ -49,6 +50,7 @@ class TensorBoard:
 
     def __init__(self, folder: Path, resume_step: int | None = None):
         from torch.utils.tensorboard import SummaryWriter
+
         self.writer = SummaryWriter(str(folder), purge_step=None if resume_step is None else resume_step + 1)
 
     def scalars(self, step: int, split: str, values: dict[str, float]) -> None:
@@ -72,8 +74,9 @@ def spectrogram_image(audio, sample_rate: int, floor_db: float = 80.0):
     import numpy as np
     import torch
     from matplotlib import colormaps
+
     x = torch.as_tensor(audio).float().reshape(-1, audio.shape[-1]).mean(0)
-    n_fft = 1 << max(6, round(math.log2(max(sample_rate, 1) * 0.04)))          # ~40 ms windows
+    n_fft = 1 << max(6, round(math.log2(max(sample_rate, 1) * 0.04)))  # ~40 ms windows
     x = torch.nn.functional.pad(x, (0, max(0, n_fft - x.numel())))
     mag = torch.stft(x, n_fft, hop_length=n_fft // 4, window=torch.hann_window(n_fft), return_complex=True).abs()
     db = 20 * torch.log10(mag.clamp_min(1e-8))
@@ -102,14 +105,18 @@ def read_metrics(path: str | Path) -> list[dict]:
             except ValueError:
                 bad.append(number)
     if bad:
-        warnings.warn(f"{path}: dropped {len(bad)} unreadable line(s) (line {bad[0]}), left by a write that was cut short",
-                      ArwaveWarning, stacklevel=2)
+        warnings.warn(
+            f"{path}: dropped {len(bad)} unreadable line(s) (line {bad[0]}), left by a write that was cut short",
+            ArwaveWarning,
+            stacklevel=2,
+        )
     return rows
 
 
 def plot_metrics(csv_path: str | Path, png_path: str | Path, title: str = "") -> Path | None:
     """One panel per logged name (train and val curves together)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -133,7 +140,7 @@ def plot_metrics(csv_path: str | Path, png_path: str | Path, title: str = "") ->
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)

@@ -14,13 +14,14 @@ batch it equals one step on the A-times-larger batch (same data: see the sampler
 the gradients on the last micro-batch only. Layers that mix a batch's items (BatchNorm) see
 micro-batches, so for them the equality holds only approximately.
 """
+
 from __future__ import annotations
 
 import copy
 import math
 import signal
-import sys
 import statistics
+import sys
 import threading
 import time
 from collections import deque
@@ -154,8 +155,9 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
-          task: Task | None = None) -> Path:
+def train(
+    cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True, task: Task | None = None
+) -> Path:
     """Train `cfg` into `run_dir`; with `resume`, continue from its latest checkpoint.
 
     Run under `torchrun --nproc_per_node=N` for data parallel training; `data.batch_size` is per process.
@@ -184,10 +186,13 @@ def _run(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, task
     if resume and start is None:
         raise ArwaveError(f"{run_dir}: --resume given but the run has no checkpoint yet")
     if not resume and ckpt.latest_checkpoint(run_dir) is not None:
-        raise ArwaveError(f"{run_dir}: already holds a trained run; pass --resume to continue it or choose another --out")
+        raise ArwaveError(
+            f"{run_dir}: already holds a trained run; pass --resume to continue it or choose another --out"
+        )
     fine_tune = bool(cfg.init_from) and start is None
-    if fine_tune:           # before anything is written or encoded: a source that does not fit fails now
+    if fine_tune:  # before anything is written or encoded: a source that does not fit fails now
         from arwave.training import finetune
+
         finetune.check_source(cfg)
         finetune.check_labels(cfg)
     if main:
@@ -215,8 +220,10 @@ def _run(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, task
     if start is not None:
         step = _restore(start, model, critic, optimizer, critic_opt, ema, device)
         if step > tc.max_steps:
-            raise ArwaveError(f"{run_dir}: its checkpoint is at step {step}; train.max_steps={tc.max_steps} would "
-                              "train nothing (give a larger --max-steps)")
+            raise ArwaveError(
+                f"{run_dir}: its checkpoint is at step {step}; train.max_steps={tc.max_steps} would "
+                "train nothing (give a larger --max-steps)"
+            )
     # written only now: after the task filled its fields (label names, codec facts) and, on resume, after the
     # checkpoint loaded, so a failed start never leaves a config.json that no longer matches the weights
     if main:
@@ -243,16 +250,41 @@ def _run(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, task
     if tc.compile:
         ddp_model = torch.compile(ddp_model)
 
-    sampler = ResumableBatchSampler(len(task.train_set), cfg.data.batch_size, tc.seed,
-                                    dist_info.rank, dist_info.world, start_step=step, accumulate=tc.accumulate)
-    loader = DataLoader(task.train_set, batch_sampler=sampler, collate_fn=task.collate,
-                        num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0)
-    log = MetricsLog(run_dir, resume_step=step if start is not None else None,
-                     tensorboard=tc.tensorboard and _tensorboard_available()) if main else None
+    sampler = ResumableBatchSampler(
+        len(task.train_set),
+        cfg.data.batch_size,
+        tc.seed,
+        dist_info.rank,
+        dist_info.world,
+        start_step=step,
+        accumulate=tc.accumulate,
+    )
+    loader = DataLoader(
+        task.train_set,
+        batch_sampler=sampler,
+        collate_fn=task.collate,
+        num_workers=cfg.data.num_workers,
+        persistent_workers=cfg.data.num_workers > 0,
+    )
+    log = (
+        MetricsLog(
+            run_dir,
+            resume_step=step if start is not None else None,
+            tensorboard=tc.tensorboard and _tensorboard_available(),
+        )
+        if main
+        else None
+    )
     # under a wall-clock budget the step count is open-ended: show steps and speed without a total. The bar
     # is for a terminal; progress lines (`Progress`) are what a log file gets
-    bar = tqdm(total=tc.max_steps if tc.minutes <= 0 else None, initial=step, desc=f"train {cfg.kind}", unit="step",
-               disable=not (progress and main and sys.stderr.isatty()), dynamic_ncols=True)
+    bar = tqdm(
+        total=tc.max_steps if tc.minutes <= 0 else None,
+        initial=step,
+        desc=f"train {cfg.kind}",
+        unit="step",
+        disable=not (progress and main and sys.stderr.isatty()),
+        dynamic_ncols=True,
+    )
     lines = Progress(tc, step, time.time()) if progress and main else None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.mixed_precision and device.type == "cuda")
 
@@ -269,7 +301,7 @@ def _run(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, task
 
     t_log, step_log = time.time(), step
     watch = DivergenceWatch()
-    pending = None          # a checkpoint due at this step, written once its weights gave a sane loss
+    pending = None  # a checkpoint due at this step, written once its weights gave a sane loss
     rng_devices = [device] if device.type == "cuda" else []
     acc = tc.accumulate
     batches = iter(loader)
@@ -285,20 +317,20 @@ def _run(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, task
             micro_values, critic_values = [], []
             for micro in range(acc):
                 batch = _to_device(next(batches), device)
-                sync = micro == acc - 1         # DDP all-reduces the summed gradients once, on the last one
+                sync = micro == acc - 1  # DDP all-reduces the summed gradients once, on the last one
                 with _no_sync(ddp_model, sync):
                     with autocast:
                         loss, logs = task.loss(ddp_model, batch, step)
                     problem = watch.check(float(loss.detach()))
                     if distributed.broadcast_flag(problem is not None, device):
                         raise _diverged(cfg, run_dir, step, problem or "on another rank")
-                    if pending == step and micro == 0:     # these weights just gave a sane loss: safe to keep
+                    if pending == step and micro == 0:  # these weights just gave a sane loss: safe to keep
                         with torch.random.fork_rng(devices=rng_devices):
                             save(step)
                         pending = None
                     (loss / acc if acc > 1 else loss).backward()
                 micro_values.append(_logs_to_floats(loss, logs))
-                if critic is not None:              # the adversary sees the same micro-batch right after
+                if critic is not None:  # the adversary sees the same micro-batch right after
                     with _no_sync(ddp_critic, sync):
                         with autocast:
                             out = task.critic_loss(ddp_critic, batch, step)
@@ -434,13 +466,19 @@ def _tensorboard_available() -> bool:
     """TensorBoard event files need the `tensorboard` package (a dependency; warn once if it is gone)."""
     try:
         import tensorboard  # noqa: F401
+
         return True
     except ImportError:
         import warnings
+
         from arwave.errors import ArwaveWarning
-        warnings.warn("the tensorboard package is not installed: no TensorBoard event files (metrics.csv is "
-                      "written as always); `pip install tensorboard` or --set train.tensorboard=false",
-                      ArwaveWarning, stacklevel=3)
+
+        warnings.warn(
+            "the tensorboard package is not installed: no TensorBoard event files (metrics.csv is "
+            "written as always); `pip install tensorboard` or --set train.tensorboard=false",
+            ArwaveWarning,
+            stacklevel=3,
+        )
         return False
 
 
@@ -449,6 +487,7 @@ def write_samples(task: Task, model: nn.Module, run_dir: Path, step: int, tb=Non
     """Ask the task for its samples (eval mode) and write them: RUN/samples/NAME-<step>.wav (a
     "reference" once, as reference.wav) and, with a TensorBoard log, the audio and its spectrogram."""
     from arwave.data.audio import write_audio
+
     was_training = model.training
     model.eval()
     try:
@@ -471,8 +510,11 @@ def write_samples(task: Task, model: nn.Module, run_dir: Path, step: int, tb=Non
 def _diverged(cfg: RunConfig, run_dir: Path, step: int, problem: str) -> ArwaveError:
     """The one line a diverged run stops with: what happened, and what is kept."""
     latest = ckpt.latest_checkpoint(run_dir)
-    kept = (f"the last good checkpoint, {latest}, is kept: lower train.lr (or check the data) and continue with --resume"
-            if latest else "no checkpoint was written: lower train.lr (or check the data) and start again")
+    kept = (
+        f"the last good checkpoint, {latest}, is kept: lower train.lr (or check the data) and continue with --resume"
+        if latest
+        else "no checkpoint was written: lower train.lr (or check the data) and start again"
+    )
     return ArwaveError(f"{cfg.kind}: training diverged at step {step}: {problem}; {kept}")
 
 
@@ -508,9 +550,14 @@ def _save(run_dir, step, model, critic, optimizer, critic_opt, ema, sampler, cfg
         meta["critic_optimizer"] = c_meta
     files["optim"] = optim
     # the data position follows from the step (the DataLoader prefetches ahead of the loop)
-    state = {"step": step, "kind": cfg.kind, "world_size": dist_info.world, "time": time.time(),
-             "data": {"epoch": step // sampler.steps_per_epoch, "batch_in_epoch": step % sampler.steps_per_epoch},
-             **meta}
+    state = {
+        "step": step,
+        "kind": cfg.kind,
+        "world_size": dist_info.world,
+        "time": time.time(),
+        "data": {"epoch": step // sampler.steps_per_epoch, "batch_in_epoch": step % sampler.steps_per_epoch},
+        **meta,
+    }
     ckpt.save_checkpoint(run_dir, step, files, state, keep=cfg.train.keep_checkpoints)
 
 
@@ -525,11 +572,13 @@ def _restore(path: Path, model, critic, optimizer, critic_opt, ema, device) -> i
         ckpt.load_weights(ema.model, path / "ema.safetensors", device)
     optim = ckpt.load_tensors(path / "optim.safetensors", device)
     try:
-        opt_t = {k[len("opt."):]: v for k, v in optim.items() if k.startswith("opt.")}
+        opt_t = {k[len("opt.") :]: v for k, v in optim.items() if k.startswith("opt.")}
         optimizer.load_state_dict(ckpt.unflatten_optimizer(opt_t, state["optimizer"]))
         if critic_opt is not None and "critic_optimizer" in state:
-            c_t = {k[len("critic_opt."):]: v for k, v in optim.items() if k.startswith("critic_opt.")}
+            c_t = {k[len("critic_opt.") :]: v for k, v in optim.items() if k.startswith("critic_opt.")}
             critic_opt.load_state_dict(ckpt.unflatten_optimizer(c_t, state["critic_optimizer"]))
     except (KeyError, ValueError, TypeError, AttributeError, RuntimeError) as err:
-        raise ckpt.CheckpointError(f"{path}: optimiser state does not fit the model ({type(err).__name__}: {err})") from None
+        raise ckpt.CheckpointError(
+            f"{path}: optimiser state does not fit the model ({type(err).__name__}: {err})"
+        ) from None
     return int(state["step"])

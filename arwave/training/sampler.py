@@ -11,9 +11,10 @@ Gradient accumulation (`accumulate` = A): a step's global batch holds world·B·
 every world-th of them and yields its B·A items as A consecutive micro-batches of B, so the union of
 a step's micro-batches over ranks is again the batch one process with batch world·B·A would see.
 """
+
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -21,14 +22,23 @@ from arwave.errors import ArwaveError
 
 
 class ResumableBatchSampler:
-    def __init__(self, num_items: int, batch_size: int, seed: int = 0, rank: int = 0, world: int = 1, start_step: int = 0,
-                 accumulate: int = 1):
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        start_step: int = 0,
+        accumulate: int = 1,
+    ):
         self.global_batch = batch_size * world * accumulate
         if num_items < self.global_batch:
             acc = f" × {accumulate} accumulated" if accumulate > 1 else ""
             raise ArwaveError(
                 f"the training set has {num_items} items, fewer than one batch of {self.global_batch} "
-                f"({batch_size} per process × {world}{acc}); lower data.batch_size or add data")
+                f"({batch_size} per process × {world}{acc}); lower data.batch_size or add data"
+            )
         self.accumulate = accumulate
         self.num_items, self.batch_size = num_items, batch_size
         self.seed, self.rank, self.world = seed, rank, world
@@ -51,5 +61,5 @@ class ResumableBatchSampler:
                 positions = range(start + self.rank, start + self.global_batch, self.world)
                 items = [(int(perm[p]), (self.seed * 1_000_003 + epoch) * 1_000_003 + p) for p in positions]
                 for m in range(self.accumulate):
-                    yield items[m * self.batch_size:(m + 1) * self.batch_size]
+                    yield items[m * self.batch_size : (m + 1) * self.batch_size]
                 self.step += 1

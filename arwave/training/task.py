@@ -3,9 +3,11 @@
 A task owns the model (and optionally an adversary), the datasets, and the loss. The loop owns
 everything else: devices, DDP, optimisers, schedules, EMA, clipping, logging, checkpoints, resume.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn

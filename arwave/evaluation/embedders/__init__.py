@@ -15,6 +15,7 @@ Names understood by `get_embedder`:
     classifier:RUN_DIR       an arwave classifier run (`arwave train classifier`), like Inception for FID
     vggish / panns / clap    adapters that need `weights=PATH` (a local weight file of the user)
 """
+
 from __future__ import annotations
 
 import os
@@ -46,14 +47,17 @@ def pick_device(device: str | torch.device | None) -> torch.device:
 # ---------------------------------------------------------------------------------------------------
 # clips: a (B, C, N) tensor or a list of (C, N) / (N,) tensors of any lengths
 
+
 def as_clips(wave) -> list[torch.Tensor]:
     """Split the input into a list of (C, N) float tensors (a 2-D tensor is ambiguous and refused)."""
     if isinstance(wave, np.ndarray):
         wave = torch.from_numpy(wave)
     if torch.is_tensor(wave):
         if wave.dim() != 3:
-            raise EmbedderError(f"expected audio of shape (batch, channels, samples) or a list of (channels, samples) "
-                                f"clips, got a tensor of shape {tuple(wave.shape)}")
+            raise EmbedderError(
+                f"expected audio of shape (batch, channels, samples) or a list of (channels, samples) "
+                f"clips, got a tensor of shape {tuple(wave.shape)}"
+            )
         return [w.float() for w in wave]
     clips = []
     for i, w in enumerate(wave):
@@ -73,16 +77,20 @@ def mono_at_rate(clip: torch.Tensor, sample_rate: int, target_rate: int) -> torc
         raise EmbedderError("audio holds NaN or inf values")
     if int(sample_rate) != int(target_rate):
         import soxr
-        x = torch.from_numpy(np.ascontiguousarray(soxr.resample(x.numpy(), int(sample_rate), int(target_rate), quality="HQ")))
+
+        x = torch.from_numpy(
+            np.ascontiguousarray(soxr.resample(x.numpy(), int(sample_rate), int(target_rate), quality="HQ"))
+        )
     return x.float()
 
 
 # ---------------------------------------------------------------------------------------------------
 # mel filterbank (librosa's formulas, written out so that librosa is not needed)
 
+
 def hz_to_mel(f: np.ndarray | float, htk: bool) -> np.ndarray:
     f = np.asarray(f, dtype=np.float64)
-    if htk:                                   # mel = 2595 log10(1 + f / 700)
+    if htk:  # mel = 2595 log10(1 + f / 700)
         return 2595.0 * np.log10(1.0 + f / 700.0)
     # Slaney (Auditory Toolbox): linear below 1 kHz (3 mel per 200 Hz), logarithmic above
     f_sp, min_log_hz = 200.0 / 3, 1000.0
@@ -99,8 +107,15 @@ def mel_to_hz(m: np.ndarray | float, htk: bool) -> np.ndarray:
     return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
 
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None,
-                   htk: bool = False, norm: str | float | None = "slaney") -> torch.Tensor:
+def mel_filterbank(
+    sample_rate: int,
+    n_fft: int,
+    n_mels: int,
+    fmin: float = 0.0,
+    fmax: float | None = None,
+    htk: bool = False,
+    norm: str | float | None = "slaney",
+) -> torch.Tensor:
     """(n_mels, n_fft // 2 + 1) triangular filters, as `librosa.filters.mel`.
 
     Triangles are linear in Hz between n_mels + 2 mel-spaced edge frequencies. norm="slaney" scales
@@ -127,11 +142,12 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
 # ---------------------------------------------------------------------------------------------------
 # the interface
 
+
 @dataclass
 class Features:
-    frames: torch.Tensor              # (F, dim) float32: frame embeddings of every clip, clip after clip
-    clip_index: torch.Tensor          # (F,) long: the clip each frame belongs to
-    posteriors: torch.Tensor | None   # (B, K) clip-level class probabilities (mean over the clip's frames)
+    frames: torch.Tensor  # (F, dim) float32: frame embeddings of every clip, clip after clip
+    clip_index: torch.Tensor  # (F,) long: the clip each frame belongs to
+    posteriors: torch.Tensor | None  # (B, K) clip-level class probabilities (mean over the clip's frames)
 
 
 def frames_to_clips(frames: torch.Tensor, clip_index: torch.Tensor, num_clips: int) -> torch.Tensor:
@@ -175,8 +191,11 @@ class Embedder:
                 raise EmbedderError(f"clip {i} of {len(clips)}: {err}") from None
         outs = self._run(mono)
         frames = torch.cat([f for f, _ in outs]).float().cpu() if outs else torch.zeros(0, self.dim)
-        clip_index = torch.cat([torch.full((len(f),), i, dtype=torch.long) for i, (f, _) in enumerate(outs)]) \
-            if outs else torch.zeros(0, dtype=torch.long)
+        clip_index = (
+            torch.cat([torch.full((len(f),), i, dtype=torch.long) for i, (f, _) in enumerate(outs)])
+            if outs
+            else torch.zeros(0, dtype=torch.long)
+        )
         post = None
         if self.has_posteriors and outs:
             post = torch.stack([p.float().mean(0) for _, p in outs]).cpu()
@@ -207,7 +226,7 @@ class Embedder:
 EMBEDDER_NAMES = ("aisfx", "classifier:RUN_DIR", "vggish", "panns", "clap")
 
 
-def get_embedder(name: "str | Embedder", device: str | torch.device | None = "cpu", **kw) -> Embedder:
+def get_embedder(name: str | Embedder, device: str | torch.device | None = "cpu", **kw) -> Embedder:
     """Build an embedder by name (see the module docstring). An Embedder instance is returned as is.
 
     `classifier:RUN_DIR` or `classifier` with `run=RUN_DIR`; adapters take `weights=PATH`.
@@ -217,20 +236,36 @@ def get_embedder(name: "str | Embedder", device: str | torch.device | None = "cp
     base, _, arg = str(name).partition(":")
     if base == "aisfx":
         from arwave.evaluation.embedders.aisfx import AisfxEmbedder
+
         return AisfxEmbedder(device=device, **kw)
     if base == "classifier":
         from arwave.evaluation.embedders.classifier import ClassifierEmbedder
+
         run = arg or kw.pop("run", None)
         if not run:
-            raise EmbedderError("embedder 'classifier' needs a run folder: use 'classifier:RUN_DIR' "
-                                "(a run trained with `arwave train classifier`)")
+            raise EmbedderError(
+                "embedder 'classifier' needs a run folder: use 'classifier:RUN_DIR' "
+                "(a run trained with `arwave train classifier`)"
+            )
         return ClassifierEmbedder(run, device=device, **kw)
     if base in ("vggish", "panns", "clap"):
         from arwave.evaluation.embedders import adapters
+
         weights = arg or kw.pop("weights", None)
         return adapters.build(base, weights, device=device, **kw)
     raise EmbedderError(f"unknown embedder {name!r} (known: {', '.join(EMBEDDER_NAMES)})")
 
 
-__all__ = ["Embedder", "Features", "EmbedderError", "get_embedder", "EMBEDDER_NAMES", "mel_filterbank",
-           "as_clips", "mono_at_rate", "frames_to_clips", "cache_root", "pick_device"]
+__all__ = [
+    "Embedder",
+    "Features",
+    "EmbedderError",
+    "get_embedder",
+    "EMBEDDER_NAMES",
+    "mel_filterbank",
+    "as_clips",
+    "mono_at_rate",
+    "frames_to_clips",
+    "cache_root",
+    "pick_device",
+]

@@ -21,6 +21,7 @@ of the reference code so that its state dict loads.
 Weight files: `.safetensors`, or a torch file that `torch.load(weights_only=True)` can read (a plain
 state dict, possibly under a "model" key). A file that needs arbitrary unpickling is refused.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,13 +48,16 @@ def load_state(path: str | Path, kind: str) -> dict[str, torch.Tensor]:
         raise EmbedderError(f"{path}: no such weight file (embedder {kind!r} needs {WEIGHT_FILES[kind]})")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
+
         state = load_file(str(path))
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:
-            raise EmbedderError(f"{path}: cannot be read without unpickling code ({str(err).splitlines()[0][:120]}); "
-                                "convert it once to .safetensors with a trusted torch.load") from None
+            raise EmbedderError(
+                f"{path}: cannot be read without unpickling code ({str(err).splitlines()[0][:120]}); "
+                "convert it once to .safetensors with a trusted torch.load"
+            ) from None
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -67,8 +71,10 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], path, ignore_pr
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     unexpected = [k for k in unexpected if not k.startswith(ignore_prefixes)]
     if missing or unexpected:
-        raise EmbedderError(f"{path}: weights do not match the {type(module).__name__} network "
-                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise EmbedderError(
+            f"{path}: weights do not match the {type(module).__name__} network "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
 
 
 def file_digest(path: str | Path) -> str:
@@ -82,15 +88,18 @@ def file_digest(path: str | Path) -> str:
 # ---------------------------------------------------------------------------------------------------
 # VGGish
 
-def vggish_mel_matrix(n_spec: int = 257, sample_rate: int = 16000, n_mels: int = 64, lo: float = 125.0,
-                      hi: float = 7500.0) -> torch.Tensor:
+
+def vggish_mel_matrix(
+    n_spec: int = 257, sample_rate: int = 16000, n_mels: int = 64, lo: float = 125.0, hi: float = 7500.0
+) -> torch.Tensor:
     """(n_spec, n_mels) weights of VGGish's mel_features: triangles linear in HTK mel (1127 ln(1 + f/700))."""
     mel = lambda f: 1127.0 * np.log1p(np.asarray(f, dtype=np.float64) / 700.0)
     bins_mel = mel(np.linspace(0.0, sample_rate / 2, n_spec))
     edges = np.linspace(mel(lo), mel(hi), n_mels + 2)
     lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
-    w = np.maximum(0.0, np.minimum((bins_mel[:, None] - lower) / (center - lower),
-                                   (upper - bins_mel[:, None]) / (upper - center)))
+    w = np.maximum(
+        0.0, np.minimum((bins_mel[:, None] - lower) / (center - lower), (upper - bins_mel[:, None]) / (upper - center))
+    )
     w[0, :] = 0.0
     return torch.from_numpy(w.astype(np.float32))
 
@@ -108,13 +117,14 @@ class VGGishNet(nn.Module):
                 layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU()]
                 cin = v
         self.features = nn.Sequential(*layers)
-        self.embeddings = nn.Sequential(nn.Linear(512 * 4 * 6, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(),
-                                        nn.Linear(4096, 128), nn.ReLU())
+        self.embeddings = nn.Sequential(
+            nn.Linear(512 * 4 * 6, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 128), nn.ReLU()
+        )
 
     def forward(self, examples: torch.Tensor) -> torch.Tensor:
         """(B, 96, 64) log-mel examples -> (B, 128), the last linear layer without its ReLU."""
-        x = self.features(examples[:, None])                 # (B, 512, 6, 4)
-        x = x.permute(0, 2, 3, 1).flatten(1)                   # TF's (H, W, C) flattening order
+        x = self.features(examples[:, None])  # (B, 512, 6, 4)
+        x = x.permute(0, 2, 3, 1).flatten(1)  # TF's (H, W, C) flattening order
         return self.embeddings[:-1](x)
 
 
@@ -136,9 +146,9 @@ class VGGishEmbedder(Embedder):
     def examples(self, x: torch.Tensor) -> torch.Tensor:
         """(N,) at 16 kHz -> (num_examples, 96, 64); a clip shorter than 0.96 s is padded with silence."""
         x = F.pad(x, (0, max(0, 400 - x.shape[-1])))
-        frames = x.unfold(0, 400, 160) * self.window              # no centring, as mel_features.frame
-        mag = torch.fft.rfft(frames, n=512).abs()                 # (T, 257)
-        logmel = torch.log(mag @ self.mel + 0.01)                 # (T, 64)
+        frames = x.unfold(0, 400, 160) * self.window  # no centring, as mel_features.frame
+        mag = torch.fft.rfft(frames, n=512).abs()  # (T, 257)
+        logmel = torch.log(mag @ self.mel + 0.01)  # (T, 64)
         if logmel.shape[0] < 96:
             logmel = F.pad(logmel, (0, 0, 0, 96 - logmel.shape[0]), value=float(np.log(0.01)))
         return logmel.unfold(0, 96, 96).transpose(1, 2)
@@ -152,6 +162,7 @@ class VGGishEmbedder(Embedder):
 
 # ---------------------------------------------------------------------------------------------------
 # CNN14 (PANNs) and Microsoft CLAP 2022
+
 
 class ConvBlock(nn.Module):
     def __init__(self, cin: int, cout: int):
@@ -169,12 +180,23 @@ class ConvBlock(nn.Module):
 class Cnn14(nn.Module):
     """PANNs CNN14 (eval mode): log-mel -> 6 conv blocks -> mean+max pooling -> fc1 (embedding) -> logits."""
 
-    def __init__(self, sample_rate: int, n_fft: int = 1024, hop: int = 320, n_mels: int = 64, fmin: float = 50.0,
-                 fmax: float = 14000.0, classes: int = 527, out_emb: int = 2048):
+    def __init__(
+        self,
+        sample_rate: int,
+        n_fft: int = 1024,
+        hop: int = 320,
+        n_mels: int = 64,
+        fmin: float = 50.0,
+        fmax: float = 14000.0,
+        classes: int = 527,
+        out_emb: int = 2048,
+    ):
         super().__init__()
         self.n_fft, self.hop = n_fft, hop
         self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
-        self.register_buffer("melW", mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax).T.contiguous(), persistent=False)
+        self.register_buffer(
+            "melW", mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax).T.contiguous(), persistent=False
+        )
         self.bn0 = nn.BatchNorm2d(n_mels)
         widths = [1, 64, 128, 256, 512, 1024, 2048]
         for i in range(6):
@@ -184,8 +206,10 @@ class Cnn14(nn.Module):
 
     def logmel(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N) -> (B, 1, frames, n_mels): 10 log10(max(mel power, 1e-10))."""
-        spec = torch.stft(x, self.n_fft, self.hop, window=self.window, center=True, pad_mode="reflect", return_complex=True)
-        power = (spec.real ** 2 + spec.imag ** 2).transpose(1, 2)      # (B, frames, bins)
+        spec = torch.stft(
+            x, self.n_fft, self.hop, window=self.window, center=True, pad_mode="reflect", return_complex=True
+        )
+        power = (spec.real**2 + spec.imag**2).transpose(1, 2)  # (B, frames, bins)
         return (10.0 * torch.log10((power @ self.melW).clamp_min(1e-10)))[:, None]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,7 +224,7 @@ class Cnn14(nn.Module):
 
 
 def _load_cnn14(net: Cnn14, state: dict, path, prefix: str = "") -> None:
-    sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     mel = sub.pop("logmel_extractor.melW", None)
     if mel is not None:
         if mel.shape != net.melW.shape:
@@ -281,8 +305,11 @@ class ClapEmbedder(Embedder):
         if not any(k.startswith(prefix) for k in state):
             raise EmbedderError(f"{weights}: no 'audio_encoder.*' weights: not a Microsoft CLAP 2022 checkpoint")
         _load_cnn14(self.net.base, state, weights, prefix + "base.")
-        load_into(self.net.projection, {k[len(prefix + "projection."):]: v for k, v in state.items()
-                                        if k.startswith(prefix + "projection.")}, weights)
+        load_into(
+            self.net.projection,
+            {k[len(prefix + "projection.") :]: v for k, v in state.items() if k.startswith(prefix + "projection.")},
+            weights,
+        )
         self.net.eval().to(self.device)
         self.cache_key = f"clap-{file_digest(weights)}"
 
@@ -297,6 +324,8 @@ ADAPTERS = {"vggish": VGGishEmbedder, "panns": PannsEmbedder, "clap": ClapEmbedd
 
 def build(name: str, weights: str | Path | None, device="cpu", **kw) -> Embedder:
     if not weights:
-        raise EmbedderError(f"embedder {name!r} needs a local weight file: pass weights=PATH "
-                            f"(CLI: --embedder {name}:PATH) with {WEIGHT_FILES[name]}; arwave never downloads weights")
+        raise EmbedderError(
+            f"embedder {name!r} needs a local weight file: pass weights=PATH "
+            f"(CLI: --embedder {name}:PATH) with {WEIGHT_FILES[name]}; arwave never downloads weights"
+        )
     return ADAPTERS[name](weights, device=device, **kw)

@@ -18,6 +18,7 @@ The checkpoint is a pickle. It is converted once (`torch.load(weights_only=True)
 types allow-listed, so no code is run) to `$ARWAVE_CACHE/embedders/aisfx.safetensors`; after that only
 the safetensors file is read.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,14 +36,15 @@ SAMPLE_RATE = 44100
 N_FFT = 2048
 HOP = 1024
 N_MELS = 96
-LOG_MAX = 9.457798957824707          # aisfx.preprocessing.spectrogram_normalize, spec_norm='original'
-BLOCK_FRAMES = 100                   # aisfx.inference.EMB_BLOCK_LENGTH (2.32 s)
-BLOCK_HOP_FRAMES = 50                # emb_hop_size = 0.5 (the package's and the paper's default)
+LOG_MAX = 9.457798957824707  # aisfx.preprocessing.spectrogram_normalize, spec_norm='original'
+BLOCK_FRAMES = 100  # aisfx.inference.EMB_BLOCK_LENGTH (2.32 s)
+BLOCK_HOP_FRAMES = 50  # emb_hop_size = 0.5 (the package's and the paper's default)
 POSTERIOR_HEAD = "ucsMixed"
 
 
 # ---------------------------------------------------------------------------------------------------
 # network (parameter names follow aisfx.models.cnn2d so that its state dict loads unchanged)
+
 
 class ConvBlock(nn.Module):
     def __init__(self, cin: int, cout: int):
@@ -85,9 +87,18 @@ class AisfxNet(nn.Module):
         self.embedding_net = EmbeddingNet()
         d = self.embedding_net.dim
         order = sorted(self.heads, key=lambda k: self.heads[k][0])
-        self.fc = nn.ModuleList([
-            nn.Sequential(nn.Linear(d, d // 2), nn.ReLU(), nn.Linear(d // 2, d // 4), nn.ReLU(),
-                          nn.Linear(d // 4, self.heads[k][1])) for k in order])
+        self.fc = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.Linear(d, d // 2),
+                    nn.ReLU(),
+                    nn.Linear(d // 2, d // 4),
+                    nn.ReLU(),
+                    nn.Linear(d // 4, self.heads[k][1]),
+                )
+                for k in order
+            ]
+        )
 
     def forward(self, spec: torch.Tensor, head: str = POSTERIOR_HEAD) -> tuple[torch.Tensor, torch.Tensor]:
         emb = self.embedding_net(spec)
@@ -97,20 +108,22 @@ class AisfxNet(nn.Module):
 # ---------------------------------------------------------------------------------------------------
 # features
 
+
 class AisfxFeatures(nn.Module):
     """Waveform (N,) at 44.1 kHz -> normalised log-mel (frames, 96), frames = 1 + N // 1024."""
 
     def __init__(self):
         super().__init__()
         self.register_buffer("window", torch.hann_window(N_FFT, periodic=True), persistent=False)
-        self.register_buffer("mel", mel_filterbank(SAMPLE_RATE, N_FFT, N_MELS, 0.0, SAMPLE_RATE / 2, htk=True, norm=1),
-                             persistent=False)
+        self.register_buffer(
+            "mel", mel_filterbank(SAMPLE_RATE, N_FFT, N_MELS, 0.0, SAMPLE_RATE / 2, htk=True, norm=1), persistent=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         peak = x.abs().max()
         x = x / peak if peak > 0 else x
         spec = torch.stft(x, N_FFT, HOP, window=self.window, center=True, pad_mode="constant", return_complex=True)
-        power = spec.real ** 2 + spec.imag ** 2                       # (1025, frames)
+        power = spec.real**2 + spec.imag**2  # (1025, frames)
         return (torch.log10(self.mel @ power * 1e4 + 1.0) / LOG_MAX).T
 
 
@@ -126,12 +139,15 @@ def blocks_of(spec: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------------
 # weights: one-time conversion of the wheel's pickle to safetensors
 
+
 def wheel_checkpoint() -> Path:
     spec = importlib.util.find_spec("aisfx")
     if spec is None or not spec.submodule_search_locations:
-        raise EmbedderError("embedder 'aisfx' needs the aisfx package (its wheel holds the weights): "
-                            "pip install --no-deps aisfx==0.1.2, or place a converted file at "
-                            f"{converted_path()}")
+        raise EmbedderError(
+            "embedder 'aisfx' needs the aisfx package (its wheel holds the weights): "
+            "pip install --no-deps aisfx==0.1.2, or place a converted file at "
+            f"{converted_path()}"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "models" / "checkpoint.pth"
     if not path.is_file():
         raise EmbedderError(f"{path}: aisfx checkpoint missing from the installed aisfx package")
@@ -145,7 +161,9 @@ def converted_path() -> Path:
 def convert_checkpoint(src: str | Path | None = None, dst: str | Path | None = None) -> Path:
     """Read the wheel's checkpoint without running pickled code and write safetensors (atomic)."""
     import numpy as np
+
     from arwave.checkpoint import save_tensors
+
     src = Path(src) if src else wheel_checkpoint()
     dst = Path(dst) if dst else converted_path()
     # The pickle holds (state_dict, {name: (numpy int64 index, num_classes)}): allow just numpy scalars.
@@ -153,8 +171,12 @@ def convert_checkpoint(src: str | Path | None = None, dst: str | Path | None = N
         from numpy._core.multiarray import scalar
     except ImportError:  # numpy < 2
         from numpy.core.multiarray import scalar
-    allowed = [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"),
-               np.dtype, type(np.dtype("int64"))]
+    allowed = [
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+        np.dtype,
+        type(np.dtype("int64")),
+    ]
     try:
         with torch.serialization.safe_globals(allowed):
             weights, heads = torch.load(src, map_location="cpu", weights_only=True)
@@ -171,6 +193,7 @@ def load_network(path: str | Path | None = None) -> tuple[AisfxNet, str]:
     """AisfxNet with the converted weights (converting on first use); returns (net, weights sha256 prefix)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
+
     path = Path(path) if path else converted_path()
     if not path.is_file():
         convert_checkpoint(dst=path)
@@ -185,20 +208,28 @@ def load_network(path: str | Path | None = None) -> tuple[AisfxNet, str]:
     missing, unexpected = net.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
-        raise EmbedderError(f"{path}: weights do not match the aisfx network (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise EmbedderError(
+            f"{path}: weights do not match the aisfx network (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return net.eval(), meta.get("source_sha256", "")[:12]
 
 
 # ---------------------------------------------------------------------------------------------------
 # the embedder
 
+
 class AisfxEmbedder(Embedder):
     name = "aisfx"
     sample_rate = SAMPLE_RATE
     dim = 512
 
-    def __init__(self, device: str | torch.device | None = "cpu", weights: str | Path | None = None,
-                 head: str = POSTERIOR_HEAD, batch_size: int = 32):
+    def __init__(
+        self,
+        device: str | torch.device | None = "cpu",
+        weights: str | Path | None = None,
+        head: str = POSTERIOR_HEAD,
+        batch_size: int = 32,
+    ):
         self.device = pick_device(device)
         self.net, digest = load_network(weights)
         if head not in self.net.heads:
@@ -221,7 +252,7 @@ class AisfxEmbedder(Embedder):
         stacked = torch.cat(blocks)
         embs, probs = [], []
         for i in range(0, len(stacked), self.batch_size):
-            e, logits = self.net(stacked[i:i + self.batch_size], self.head)
+            e, logits = self.net(stacked[i : i + self.batch_size], self.head)
             embs.append(e.cpu())
             probs.append(logits.softmax(-1).cpu())
         embs, probs = torch.cat(embs).split(sizes), torch.cat(probs).split(sizes)

@@ -1,6 +1,7 @@
 """A trained arwave classifier run (`arwave train classifier`) as an embedder: block embeddings are its
 penultimate features (like Inception features for FID), posteriors its softmax over the corpus labels.
 Blocks = the run's training segment with a 50 % hop (see `arwave.evaluation.classifier`)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,12 +17,14 @@ class ClassifierEmbedder(Embedder):
         import arwave
         from arwave.checkpoint import resolve_run
         from arwave.evaluation.classifier import AudioClassifier
+
         device = pick_device(device)
         run_dir, ckpt = resolve_run(run)
         model = arwave.load(run, device=device)
         if not isinstance(model, AudioClassifier):
-            raise EmbedderError(f"{run}: embedder 'classifier' needs a classifier run, this one is a "
-                                f"{model.config.kind!r} run")
+            raise EmbedderError(
+                f"{run}: embedder 'classifier' needs a classifier run, this one is a {model.config.kind!r} run"
+            )
         self.model = model
         self.name = f"classifier:{Path(run_dir).name}"
         self.sample_rate = model.sample_rate
@@ -29,7 +32,9 @@ class ClassifierEmbedder(Embedder):
         self.class_names = list(model.label_names)
         self.batch_size = batch_size
         weights = sorted(ckpt.glob("*.safetensors"))
-        ident = f"{Path(run_dir).resolve()}|{ckpt.name}|" + "|".join(f"{w.name}:{w.stat().st_size}:{w.stat().st_mtime_ns}" for w in weights)
+        ident = f"{Path(run_dir).resolve()}|{ckpt.name}|" + "|".join(
+            f"{w.name}:{w.stat().st_size}:{w.stat().st_mtime_ns}" for w in weights
+        )
         self.cache_key = f"classifier-{Path(run_dir).name}-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
 
     def _run(self, clips):

@@ -5,6 +5,7 @@ The codec is attached, not owned: it is neither in `parameters()` nor in `state_
 weights are the AR model's alone; `RUN/codec/` holds the codec run), it stays in eval mode (its EMA
 codebooks must never update) and it moves with `.to(...)`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -52,10 +53,11 @@ class CodecGenerator(AudioGenerator):
             m._apply(fn, recurse)
         return self
 
-    def set_precision(self, precision: str = "float32") -> "CodecGenerator":
+    def set_precision(self, precision: str = "float32") -> CodecGenerator:
         """Weights in float32 or int8 (dynamically quantized Linear layers, CPU only:
         arwave/models/quantize.py); the codec, embeddings and sampling stay float32."""
         from arwave.models.quantize import set_precision
+
         set_precision(self, precision, allowed=("float32", "int8"))
         return self
 
@@ -88,8 +90,13 @@ class CodecGenerator(AudioGenerator):
 
 def parse_labels(class_label, num: int, names: list[str], num_classes: int) -> torch.Tensor:
     """A class name, an id, or a list of either (one per sample) -> (num,) long."""
-    items = class_label if isinstance(class_label, (list, tuple)) else \
-        class_label.tolist() if torch.is_tensor(class_label) and class_label.dim() > 0 else [class_label] * num
+    items = (
+        class_label
+        if isinstance(class_label, (list, tuple))
+        else class_label.tolist()
+        if torch.is_tensor(class_label) and class_label.dim() > 0
+        else [class_label] * num
+    )
     if len(items) != num:
         raise ArwaveError(f"got {len(items)} class labels for {num} samples")
     out = []
@@ -107,7 +114,6 @@ def parse_labels(class_label, num: int, names: list[str], num_classes: int) -> t
     return torch.tensor(out, dtype=torch.long)
 
 
-
 def decode_latent(codec: nn.Module, z_hat: torch.Tensor) -> torch.Tensor:
     """Quantized latents ẑ (B, C, F) -> audio (B, channels, F·hop) through the codec's decoder."""
     return codec.decode_latents(z_hat)
@@ -123,7 +129,9 @@ def encode_prompt_latent(codec: nn.Module, prompt: torch.Tensor, num: int, frame
     if prompt.dim() == 2:
         prompt = prompt[None].expand(num, -1, -1)
     if prompt.dim() != 3 or prompt.shape[0] != num:
-        raise ArwaveError(f"prompt must be (channels, samples) or ({num}, channels, samples), got {tuple(prompt.shape)}")
+        raise ArwaveError(
+            f"prompt must be (channels, samples) or ({num}, channels, samples), got {tuple(prompt.shape)}"
+        )
     if prompt.shape[1] != codec.channels:
         raise ArwaveError(f"prompt has {prompt.shape[1]} channels, the codec expects {codec.channels}")
     hop = int(codec.hop)
@@ -131,5 +139,5 @@ def encode_prompt_latent(codec: nn.Module, prompt: torch.Tensor, num: int, frame
     if n < 1:
         raise ArwaveError(f"prompt is shorter than one latent frame ({hop} samples)")
     span = max(n, int(codec.window_frames)) if codec.kind == "msrq" else n
-    x = F.pad(prompt[..., prompt.shape[-1] - n * hop:], ((span - n) * hop, 0))
+    x = F.pad(prompt[..., prompt.shape[-1] - n * hop :], ((span - n) * hop, 0))
     return codec.encode_latents(x).float()[..., -n:]

@@ -9,6 +9,7 @@
 Training drops the condition to null with probability `cond_drop` (classifier-free guidance).
 Labels < 0 (files without a label) always map to null.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,20 +29,28 @@ class ConditionEmbedding(nn.Module):
             raise ArwaveError(f"cond={kind!r}: expected one of {', '.join(COND_KINDS)}")
         self.kind, self.width, self.embed_dim = kind, width, embed_dim
         if kind == "embedding":
-            self.mlp = nn.Sequential(nn.Linear(embed_dim, width, bias=False), nn.GELU(approximate="tanh"),
-                                     nn.Linear(width, width, bias=False))
+            self.mlp = nn.Sequential(
+                nn.Linear(embed_dim, width, bias=False),
+                nn.GELU(approximate="tanh"),
+                nn.Linear(width, width, bias=False),
+            )
             g = torch.Generator().manual_seed(0)
             self.register_buffer("null_vector", torch.randn(embed_dim, generator=g) / math.sqrt(embed_dim))
         else:
             self.num_classes = num_classes if kind == "class" else 0
-            self.table = nn.Embedding(self.num_classes + 1, width)      # last row: null condition
+            self.table = nn.Embedding(self.num_classes + 1, width)  # last row: null condition
 
     @property
     def conditional(self) -> bool:
         return self.kind != "none"
 
-    def forward(self, batch: int, labels: torch.Tensor | None = None, embeddings: torch.Tensor | None = None,
-                drop: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        batch: int,
+        labels: torch.Tensor | None = None,
+        embeddings: torch.Tensor | None = None,
+        drop: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """(batch, width) condition vectors; `drop` (batch,) bool replaces the condition by null."""
         if self.kind == "embedding":
             null = self.null_vector.expand(batch, -1)

@@ -7,6 +7,7 @@ the cheap form of random crops). At training start the codec run is copied into 
 (config + latest weights) and `parent = "codec"`, so `arwave.load(RUN)` alone rebuilds the model
 with its codec attached.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,8 @@ from torch.utils.data import Dataset
 from arwave.config import ConfigError, RunConfig, TrainConfig
 from arwave.errors import ArwaveError
 from arwave.models.aar.condition import COND_KINDS
-from arwave.models.codec_parent import attach_codec_run, codec_data_config, load_parent_codec
 from arwave.models.aar.model import AAR, AARConfig
+from arwave.models.codec_parent import attach_codec_run, codec_data_config, load_parent_codec
 from arwave.registry import Kind, register
 from arwave.training.task import Task
 
@@ -48,10 +49,17 @@ def clip_conditions(cfg: RunConfig, files, split: str, cache_dir: Path) -> list[
     else:
         from arwave.data.encoded import encode_files
         from arwave.evaluation.embedders import get_embedder
+
         embedder = get_embedder(m.embedder)
-        out = encode_files(files.file_paths, lambda a: embedder.embed_clips([a], files.sample_rate)[0], cache_dir,
-                           f"{cfg.kind}-embedding-{split}", files.sample_rate, files.channels,
-                           extra={"embedder": getattr(embedder, "cache_key", m.embedder)})
+        out = encode_files(
+            files.file_paths,
+            lambda a: embedder.embed_clips([a], files.sample_rate)[0],
+            cache_dir,
+            f"{cfg.kind}-embedding-{split}",
+            files.sample_rate,
+            files.channels,
+            extra={"embedder": getattr(embedder, "cache_key", m.embedder)},
+        )
     if out:
         m.embed_dim = int(out[0].numel())
     return out
@@ -77,6 +85,7 @@ class TokenItems(Dataset):
 
 # ---------------------------------------------------------------------------------------------------
 # model and task
+
 
 def check_config(m: AARConfig) -> None:
     if m.cond not in COND_KINDS:
@@ -107,8 +116,8 @@ def msrq_window_codes(codec: nn.Module, audio: torch.Tensor, stride: float, batc
     starts = list(range(0, audio.shape[-1] - window + 1, step))
     out = []
     for i in range(0, len(starts), batch):
-        x = torch.stack([audio[:, s:s + window] for s in starts[i:i + batch]]).to(device)
-        codes = codec.encode(x, chunk_frames=0)                         # K × (b, 1, s_k)
+        x = torch.stack([audio[:, s : s + window] for s in starts[i : i + batch]]).to(device)
+        codes = codec.encode(x, chunk_frames=0)  # K × (b, 1, s_k)
         out.append(torch.cat([c[:, 0] for c in codes], dim=1).cpu())
     return torch.cat(out)
 
@@ -133,12 +142,20 @@ class AARTask(Task):
             if not files.file_paths:
                 sets[split] = None
                 continue
-            per_file = encode_files(files.file_paths, lambda a: msrq_window_codes(codec, a, m.window_stride),
-                                    cache_dir, f"aar-codes-{split}", files.sample_rate, files.channels,
-                                    extra={**key, "stride": m.window_stride})
+            per_file = encode_files(
+                files.file_paths,
+                lambda a: msrq_window_codes(codec, a, m.window_stride),
+                cache_dir,
+                f"aar-codes-{split}",
+                files.sample_rate,
+                files.channels,
+                extra={**key, "stride": m.window_stride},
+            )
             if len(per_file) != len(files.file_paths):
-                raise ArwaveError(f"aar: {len(files.file_paths) - len(per_file)} file(s) of split {split!r} could not "
-                                  "be read; re-run `arwave data prepare` so the labels line up")
+                raise ArwaveError(
+                    f"aar: {len(files.file_paths) - len(per_file)} file(s) of split {split!r} could not "
+                    "be read; re-run `arwave data prepare` so the labels line up"
+                )
             conds = clip_conditions(cfg, files, split, cache_dir)
             counts = [len(c) for c in per_file]
             labels = torch.tensor([lab for lab, n in zip(files.labels, counts) for _ in range(n)], dtype=torch.long)
@@ -153,15 +170,23 @@ class AARTask(Task):
 
     def loss(self, model, batch, step):
         codes = batch["codes"]
-        logits = model(codes, labels=batch.get("label"), embeddings=batch.get("embedding"),
-                       cond_drop=self.cfg.model.cond_drop if step >= 0 else 0.0)
+        logits = model(
+            codes,
+            labels=batch.get("label"),
+            embeddings=batch.get("embedding"),
+            cond_drop=self.cfg.model.cond_drop if step >= 0 else 0.0,
+        )
         ce = F.cross_entropy(logits.float().flatten(0, 1), codes.flatten(), reduction="none").view(codes.shape)
         with torch.no_grad():
             acc = (logits.argmax(-1) == codes).float().mean()
             first = self.cfg.model.scales[0]
-            half = sum(self.cfg.model.scales[:len(self.cfg.model.scales) // 2])
-        return ce.mean(), {"acc": acc, "ce_coarse": ce[:, :half].mean().detach(),
-                           "ce_fine": ce[:, half:].mean().detach(), "ce_first": ce[:, :first].mean().detach()}
+            half = sum(self.cfg.model.scales[: len(self.cfg.model.scales) // 2])
+        return ce.mean(), {
+            "acc": acc,
+            "ce_coarse": ce[:, :half].mean().detach(),
+            "ce_fine": ce[:, half:].mean().detach(),
+            "ce_first": ce[:, :first].mean().detach(),
+        }
 
     def samples(self, model, step: int) -> dict:
         """One window sampled with the default settings (first class): RUN/samples/sample-<step>.wav."""
@@ -173,6 +198,7 @@ class AARTask(Task):
 # ---------------------------------------------------------------------------------------------------
 # presets (the codec preset of the same name gives the tokens: `arwave train codec --preset NAME`)
 
+
 def _run(name: str, model: AARConfig, train: TrainConfig, batch: int) -> RunConfig:
     data = codec_data_config(name, batch)
     return RunConfig(kind="aar", preset=name, model=model, data=data, train=train)
@@ -180,34 +206,71 @@ def _run(name: str, model: AARConfig, train: TrainConfig, batch: int) -> RunConf
 
 def preset_tiny() -> RunConfig:
     """Tests: seconds on CPU (tiny msrq codec: 25 frames, 6 scales, 64 codes)."""
-    return _run("tiny", AARConfig(width=32, depth=2, heads=2),
-                TrainConfig(max_steps=4, lr=1e-3, warmup_steps=1, log_every=2, val_every=4, val_batches=1,
-                            ckpt_every=4, grad_clip=2.0), batch=4)
+    return _run(
+        "tiny",
+        AARConfig(width=32, depth=2, heads=2),
+        TrainConfig(
+            max_steps=4, lr=1e-3, warmup_steps=1, log_every=2, val_every=4, val_batches=1, ckpt_every=4, grad_clip=2.0
+        ),
+        batch=4,
+    )
 
 
 def preset_small() -> RunConfig:
     """The demo: 4 × 256 (5M parameters) on the small msrq codec (1 s = 75 frames, 16 scales, 455 tokens);
     about 2 s per step of 8 windows on one busy CPU core, so the 10-minute budget is ~300-500 steps."""
-    return _run("small", AARConfig(width=256, depth=4, heads=4),
-                TrainConfig(max_steps=3000, minutes=10.0, lr=5e-4, betas=(0.9, 0.95), weight_decay=0.05,
-                            warmup_steps=50, lr_min_ratio=0.05, grad_clip=2.0, log_every=20, val_every=250, val_batches=4,
-                            ckpt_every=500), batch=8)
+    return _run(
+        "small",
+        AARConfig(width=256, depth=4, heads=4),
+        TrainConfig(
+            max_steps=3000,
+            minutes=10.0,
+            lr=5e-4,
+            betas=(0.9, 0.95),
+            weight_decay=0.05,
+            warmup_steps=50,
+            lr_min_ratio=0.05,
+            grad_clip=2.0,
+            log_every=20,
+            val_every=250,
+            val_batches=4,
+            ckpt_every=500,
+        ),
+        batch=8,
+    )
 
 
 def preset_paper() -> RunConfig:
     """AAR-d16 (VAR d16: 16 layers × 1024, 16 heads, ≈ 300M parameters) on SAT's 455 tokens per second;
     AdamW (0.9, 0.95), lr 1e-4, wd 0.05, clip 2, bf16 (research/aar.md §2.6)."""
-    return _run("paper", AARConfig(width=1024, depth=16, heads=16),
-                TrainConfig(max_steps=400_000, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05, warmup_steps=2000,
-                            lr_min_ratio=0.01, grad_clip=2.0, log_every=100, val_every=5000, val_batches=16,
-                            ckpt_every=5000, mixed_precision=True), batch=64)
+    return _run(
+        "paper",
+        AARConfig(width=1024, depth=16, heads=16),
+        TrainConfig(
+            max_steps=400_000,
+            lr=1e-4,
+            betas=(0.9, 0.95),
+            weight_decay=0.05,
+            warmup_steps=2000,
+            lr_min_ratio=0.01,
+            grad_clip=2.0,
+            log_every=100,
+            val_every=5000,
+            val_batches=16,
+            ckpt_every=5000,
+            mixed_precision=True,
+        ),
+        batch=64,
+    )
 
 
-register(Kind(
-    name="aar",
-    config_cls=AARConfig,
-    presets={"tiny": preset_tiny, "small": preset_small, "paper": preset_paper},
-    build_model=build_model,
-    build_task=AARTask,
-    description="AAR: next-scale prediction (VAR-style) over the token maps of an msrq (SAT) codec",
-))
+register(
+    Kind(
+        name="aar",
+        config_cls=AARConfig,
+        presets={"tiny": preset_tiny, "small": preset_small, "paper": preset_paper},
+        build_model=build_model,
+        build_task=AARTask,
+        description="AAR: next-scale prediction (VAR-style) over the token maps of an msrq (SAT) codec",
+    )
+)

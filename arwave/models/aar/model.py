@@ -15,11 +15,13 @@ sees exactly what the mask allows. The blocks are the shared Transformer with VA
 The codec (its encoder, MSRQ and decoder) is attached, not owned: it is neither in `parameters()`
 nor in `state_dict()`, stays in eval mode, and moves with `.to(...)`.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar, Iterator
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
@@ -27,8 +29,8 @@ import torch.nn.functional as F
 
 from arwave.config import OneOf, Range, above, at_least, between
 from arwave.errors import ArwaveError
-from arwave.models.aar.condition import COND_KINDS, ConditionEmbedding
 from arwave.models.aar.base import CodecGenerator, decode_latent, encode_prompt_latent
+from arwave.models.aar.condition import COND_KINDS, ConditionEmbedding
 from arwave.models.generator import make_generator
 from arwave.models.sampling import cfg_ramp, guided_logits, sample
 from arwave.models.transformer import Transformer, TransformerConfig
@@ -36,44 +38,53 @@ from arwave.models.transformer import Transformer, TransformerConfig
 
 @dataclass
 class AARConfig:
-    codec_run: str = ""              # msrq codec run folder (required to train; copied into RUN/codec)
+    codec_run: str = ""  # msrq codec run folder (required to train; copied into RUN/codec)
     width: int = 256
     depth: int = 4
     heads: int = 4
     mlp_ratio: float = 4.0
-    cond: str = "class"              # class | embedding | none
-    cond_drop: float = 0.1           # probability of training with the null condition (for CFG)
-    embed_dim: int = 512             # size of the condition embedding (cond = "embedding")
-    embedder: str = ""               # arwave.evaluation.embedders name that made the embeddings
+    cond: str = "class"  # class | embedding | none
+    cond_drop: float = 0.1  # probability of training with the null condition (for CFG)
+    embed_dim: int = 512  # size of the condition embedding (cond = "embedding")
+    embedder: str = ""  # arwave.evaluation.embedders name that made the embeddings
     # filled when the task is built, so the model can be rebuilt from the config alone
     num_classes: int = 0
     label_names: list[str] = field(default_factory=list)
-    scales: list[int] = field(default_factory=list)   # s_1..s_K of the codec's MSRQ
-    latent_dim: int = 0              # C, the MSRQ dimension
-    vocab_size: int = 0              # V, codebook size
+    scales: list[int] = field(default_factory=list)  # s_1..s_K of the codec's MSRQ
+    latent_dim: int = 0  # C, the MSRQ dimension
+    vocab_size: int = 0  # V, codebook size
     # training data: windows start every `window_stride` windows (0.5 = half-window shifted copies)
     window_stride: float = 0.5
     # VAR's initialisation (research/aar.md §2.5)
-    init_adaln: float = 0.5          # AdaLN scale/shift rows ×
-    init_adaln_gamma: float = 1e-3   # AdaLN gate (γ) rows ×
-    init_head: float = 0.02          # head weight ×
+    init_adaln: float = 0.5  # AdaLN scale/shift rows ×
+    init_adaln_gamma: float = 1e-3  # AdaLN gate (γ) rows ×
+    init_head: float = 0.02  # head weight ×
     # sampling defaults (override per call)
-    cfg: float = 3.0                 # guidance at the last scale (t_k = cfg·k/(K−1))
-    top_k: int = 0                   # 0 = off
-    top_p: float = 0.95              # 0 or 1 = off
+    cfg: float = 3.0  # guidance at the last scale (t_k = cfg·k/(K−1))
+    top_k: int = 0  # 0 = off
+    top_p: float = 0.95  # 0 or 1 = off
     temperature: float = 1.0
-    overlap: float = 0.5             # long audio: fraction of a window shared with the previous one
+    overlap: float = 0.5  # long audio: fraction of a window shared with the previous one
 
     LIMITS: ClassVar[dict] = {
-        "width": at_least(1), "depth": at_least(1), "heads": at_least(1), "mlp_ratio": above(0), "cond": OneOf(COND_KINDS),
-        "cond_drop": between(0, 1, hi_open=True), "embed_dim": at_least(1), "window_stride": Range(0, 1, lo_open=True),
-        "top_p": between(0, 1), "overlap": between(0, 1, hi_open=True)}
+        "width": at_least(1),
+        "depth": at_least(1),
+        "heads": at_least(1),
+        "mlp_ratio": above(0),
+        "cond": OneOf(COND_KINDS),
+        "cond_drop": between(0, 1, hi_open=True),
+        "embed_dim": at_least(1),
+        "window_stride": Range(0, 1, lo_open=True),
+        "top_p": between(0, 1),
+        "overlap": between(0, 1, hi_open=True),
+    }
 
 
 @dataclass
 class Window:
     """One sampled window: codes (B, L) (scales concatenated), latent ẑ (B, C, T), and how many of
     its first frames repeat known audio (the prompt or the previous window) rather than new audio."""
+
     codes: torch.Tensor
     latent: torch.Tensor
     known: int
@@ -130,8 +141,9 @@ class AAR(CodecGenerator):
     `codec`: the msrq Codec (for audio in/out); `quantizer`: its MultiScaleResidualVQ (taken from the
     codec when not given; enough for token-level work such as tests and benchmarks)."""
 
-    sampling_options = frozenset({"class_label", "embedding", "cfg", "top_k", "top_p", "temperature",
-                                  "prompt", "overlap"})
+    sampling_options = frozenset(
+        {"class_label", "embedding", "cfg", "top_k", "top_p", "temperature", "prompt", "overlap"}
+    )
     # int8: a step carries a whole scale (up to 2·T rows with guidance), where int8 matmuls win at every
     # layer size; quantize all but the smallest layers (arwave/models/quantize.py)
     int8_min_features = 128 * 128
@@ -143,8 +155,10 @@ class AAR(CodecGenerator):
         if quantizer is not None:
             fill_from_quantizer(cfg, quantizer)
         if not cfg.scales or not cfg.latent_dim or not cfg.vocab_size:
-            raise ArwaveError("aar: scales/latent_dim/vocab_size are unknown: build the model with its codec "
-                              "(or a MultiScaleResidualVQ), or from a trained run's config")
+            raise ArwaveError(
+                "aar: scales/latent_dim/vocab_size are unknown: build the model with its codec "
+                "(or a MultiScaleResidualVQ), or from a trained run's config"
+            )
         self.cfg = cfg
         self.attach(codec, quantizer)
         self.scales = [int(s) for s in cfg.scales]
@@ -156,9 +170,17 @@ class AAR(CodecGenerator):
         self.pos_start = nn.Parameter(torch.empty(1, self.scales[0], D))
         self.pos_embed = nn.Parameter(torch.empty(1, L, D))
         self.lvl_embed = nn.Embedding(K, D)
-        self.transformer = Transformer(TransformerConfig(width=D, depth=cfg.depth, heads=cfg.heads,
-                                                         mlp_ratio=cfg.mlp_ratio, rotary=False, qk_norm=True,
-                                                         cond_dim=D))
+        self.transformer = Transformer(
+            TransformerConfig(
+                width=D,
+                depth=cfg.depth,
+                heads=cfg.heads,
+                mlp_ratio=cfg.mlp_ratio,
+                rotary=False,
+                qk_norm=True,
+                cond_dim=D,
+            )
+        )
         self.head = AdaLNHead(D, V)
         self.register_buffer("scale_ids", scale_ids(self.scales), persistent=False)
         self.register_buffer("mask", block_causal_mask(self.scales), persistent=False)
@@ -185,9 +207,9 @@ class AAR(CodecGenerator):
             for block in self.transformer.blocks:
                 block.attn.proj.weight.div_(math.sqrt(2 * cfg.depth))
                 block.mlp.fc2.weight.div_(math.sqrt(2 * cfg.depth))
-                w = block.ada[-1].weight                  # rows: γ1, γ2, scale1, scale2, shift1, shift2
-                w[2 * D:].mul_(cfg.init_adaln)
-                w[:2 * D].mul_(cfg.init_adaln_gamma)
+                w = block.ada[-1].weight  # rows: γ1, γ2, scale1, scale2, shift1, shift2
+                w[2 * D :].mul_(cfg.init_adaln)
+                w[: 2 * D].mul_(cfg.init_adaln_gamma)
 
     # -- teacher forcing -----------------------------------------------------------------------------
     def split(self, codes: torch.Tensor) -> list[torch.Tensor]:
@@ -204,24 +226,38 @@ class AAR(CodecGenerator):
         """(1, L, width): learned absolute position + level embedding of each token."""
         return self.pos_embed + self.lvl_embed(self.scale_ids)[None]
 
-    def forward(self, codes: torch.Tensor, labels: torch.Tensor | None = None,
-                embeddings: torch.Tensor | None = None, cond_drop: float = 0.0) -> torch.Tensor:
+    def forward(
+        self,
+        codes: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        embeddings: torch.Tensor | None = None,
+        cond_drop: float = 0.0,
+    ) -> torch.Tensor:
         """Teacher-forced logits (B, L, V) for codes (B, L); the condition is dropped to null with
         probability `cond_drop` per sample."""
         B = codes.shape[0]
         drop = self.condition.random_drop(B, cond_drop, codes.device)
         cond = self.condition(B, labels, embeddings, drop)
-        sos = cond[:, None, :] + self.pos_start                          # (B, s_1, width)
+        sos = cond[:, None, :] + self.pos_start  # (B, s_1, width)
         x = torch.cat([sos, self.word_embed(self.teacher_inputs(codes))], dim=1) + self.pos_level()
         h = self.transformer(x, cond, mask=self.mask)
         return self.head(h, cond)
 
     # -- sampling ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample_window(self, cond: torch.Tensor, null: torch.Tensor | None, generator: torch.Generator,
-                      cfg: float = 0.0, top_k: int = 0, top_p: float = 0.0, temperature: float = 1.0,
-                      given: torch.Tensor | None = None, keep: torch.Tensor | None = None,
-                      return_logits: bool = False):
+    def sample_window(
+        self,
+        cond: torch.Tensor,
+        null: torch.Tensor | None,
+        generator: torch.Generator,
+        cfg: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 0.0,
+        temperature: float = 1.0,
+        given: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
+        return_logits: bool = False,
+    ):
         """One window: K forward passes, one per scale, with a KV cache.
 
         cond (B, width) condition vectors; null (B, width) the null condition for guidance, or None
@@ -236,11 +272,11 @@ class AAR(CodecGenerator):
         caches = self.transformer.new_cache()
         # the condition is fixed for the window: every AdaLN projection once, not once per scale
         mods, head_mod = self.transformer.modulations(c), self.head.modulation(c)
-        x = (c[:, None, :] + self.pos_start) + pos[:, :self.scales[0]]
+        x = (c[:, None, :] + self.pos_start) + pos[:, : self.scales[0]]
         z_hat, codes, all_logits, start = None, [], [], 0
         for k, s in enumerate(self.scales):
             h = self.transformer(x, c, caches=caches, mods=mods)
-            logits = self.head(h, c, mod=head_mod).float()               # (B', s_k, V)
+            logits = self.head(h, c, mod=head_mod).float()  # (B', s_k, V)
             if guided:
                 logits = guided_logits(logits[:B], logits[B:], cfg_ramp(cfg, k, self.K))
             idx = sample(logits, generator, temperature, top_k, top_p)
@@ -253,8 +289,8 @@ class AAR(CodecGenerator):
             z_hat = self.quantizer.add_scale(z_hat, k, idx)
             start += s
             if k + 1 < self.K:
-                nxt = self.quantizer.next_input(z_hat, k).transpose(1, 2).to(x.dtype)   # (B, s_{k+1}, C)
-                x = self.word_embed(nxt) + pos[:, start:start + self.scales[k + 1]]
+                nxt = self.quantizer.next_input(z_hat, k).transpose(1, 2).to(x.dtype)  # (B, s_{k+1}, C)
+                x = self.word_embed(nxt) + pos[:, start : start + self.scales[k + 1]]
                 if guided:
                     x = torch.cat([x, x])
         out = (torch.cat(codes, dim=1), z_hat.float())
@@ -263,15 +299,30 @@ class AAR(CodecGenerator):
     def _defaults(self, cfg, top_k, top_p, temperature, overlap):
         c = self.cfg
         pick = lambda v, d: d if v is None else v
-        return (float(pick(cfg, c.cfg)), int(pick(top_k, c.top_k)), float(pick(top_p, c.top_p)),
-                float(pick(temperature, c.temperature)), float(pick(overlap, c.overlap)))
+        return (
+            float(pick(cfg, c.cfg)),
+            int(pick(top_k, c.top_k)),
+            float(pick(top_p, c.top_p)),
+            float(pick(temperature, c.temperature)),
+            float(pick(overlap, c.overlap)),
+        )
 
     @torch.no_grad()
-    def iter_windows(self, num: int = 1, frames: int | None = None, seed: int | None = None,
-                     generator: torch.Generator | None = None, class_label=None, embedding=None,
-                     cfg: float | None = None, top_k: int | None = None, top_p: float | None = None,
-                     temperature: float | None = None, overlap: float | None = None,
-                     prompt_latent: torch.Tensor | None = None) -> Iterator[Window]:
+    def iter_windows(
+        self,
+        num: int = 1,
+        frames: int | None = None,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        class_label=None,
+        embedding=None,
+        cfg: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        temperature: float | None = None,
+        overlap: float | None = None,
+        prompt_latent: torch.Tensor | None = None,
+    ) -> Iterator[Window]:
         """Windows of tokens, one at a time, until they hold at least `frames` new latent frames.
 
         Window after window: each new window keeps its first `round(overlap·T)` frames from the end of
@@ -290,7 +341,7 @@ class AAR(CodecGenerator):
         null = self.condition.null(num) if conditional and cfg != 0 else None
         tail = None
         if prompt_latent is not None:
-            n = min(ov if ov > 0 else T // 2, prompt_latent.shape[-1], T - 1)     # a prompt always counts
+            n = min(ov if ov > 0 else T // 2, prompt_latent.shape[-1], T - 1)  # a prompt always counts
             tail = prompt_latent[..., -n:].to(cond.device).float()
         produced = 0
         while produced < frames:
@@ -304,7 +355,7 @@ class AAR(CodecGenerator):
             codes, z_hat = self.sample_window(cond, null, generator, cfg, top_k, top_p, temperature, given, keep)
             produced += T - known
             yield Window(codes, z_hat, known)
-            tail = z_hat[..., T - ov:] if ov > 0 else None
+            tail = z_hat[..., T - ov :] if ov > 0 else None
 
     def sample_tokens(self, num: int = 1, frames: int | None = None, seed: int | None = None, **kw) -> list[Window]:
         """All windows of `iter_windows` (same arguments): tokens and latents, no audio."""
@@ -334,8 +385,15 @@ class AAR(CodecGenerator):
         return samples, math.ceil(samples / int(self.codec.hop)), prompt_latent
 
     @torch.no_grad()
-    def generate(self, seconds: float, num: int = 1, seed: int | None = None, prompt: torch.Tensor | None = None,
-                 overlap: float | None = None, **sampling) -> torch.Tensor:
+    def generate(
+        self,
+        seconds: float,
+        num: int = 1,
+        seed: int | None = None,
+        prompt: torch.Tensor | None = None,
+        overlap: float | None = None,
+        **sampling,
+    ) -> torch.Tensor:
         """(num, channels, round(seconds·sample_rate)) audio. `sampling`: class_label (name or id),
         embedding, cfg, top_k, top_p, temperature. With `prompt` (C, N) or (num, C, N) at the model's
         rate the audio continues the prompt (the prompt itself is not included)."""
@@ -344,8 +402,14 @@ class AAR(CodecGenerator):
         return self.decode_windows(windows, overlap)[..., :samples].float()
 
     @torch.no_grad()
-    def stream(self, seconds: float, seed: int | None = None, prompt: torch.Tensor | None = None,
-               overlap: float | None = None, **sampling) -> Iterator[torch.Tensor]:
+    def stream(
+        self,
+        seconds: float,
+        seed: int | None = None,
+        prompt: torch.Tensor | None = None,
+        overlap: float | None = None,
+        **sampling,
+    ) -> Iterator[torch.Tensor]:
         """Yield (channels, n) audio chunks of one clip as windows are sampled and decoded; the chunks
         concatenate to exactly `generate(seconds, 1, seed, ...)[0]`."""
         samples, frames, prompt_latent = self._prepare(seconds, 1, prompt)
@@ -378,13 +442,13 @@ class WindowStitcher:
         out = audio[..., known:]
         if overlap:
             fade = torch.linspace(0.0, 1.0, overlap + 2, device=audio.device, dtype=audio.dtype)[1:-1]
-            mixed = self.tail[..., m - overlap:] * (1 - fade) + audio[..., known - overlap:known] * fade
-            out = torch.cat([self.tail[..., :m - overlap], mixed, out], dim=-1)
+            mixed = self.tail[..., m - overlap :] * (1 - fade) + audio[..., known - overlap : known] * fade
+            out = torch.cat([self.tail[..., : m - overlap], mixed, out], dim=-1)
         elif self.tail is not None:
             out = torch.cat([self.tail, out], dim=-1)
         keep = min(self.hold, out.shape[-1])
-        self.tail = out[..., out.shape[-1] - keep:]
-        return out[..., :out.shape[-1] - keep]
+        self.tail = out[..., out.shape[-1] - keep :]
+        return out[..., : out.shape[-1] - keep]
 
     def flush(self) -> torch.Tensor:
         tail, self.tail = self.tail, None
@@ -394,11 +458,14 @@ class WindowStitcher:
 # ---------------------------------------------------------------------------------------------------
 # helpers shared with the next-token baseline and the benchmark
 
+
 def codec_msrq(codec: nn.Module) -> nn.Module:
     """The MultiScaleResidualVQ inside an msrq codec."""
     if getattr(codec, "kind", None) != "msrq":
-        raise ArwaveError(f"aar needs a codec with the msrq bottleneck, this one has {getattr(codec, 'kind', '?')!r} "
-                          "(train one with `arwave train codec --preset small`)")
+        raise ArwaveError(
+            f"aar needs a codec with the msrq bottleneck, this one has {getattr(codec, 'kind', '?')!r} "
+            "(train one with `arwave train codec --preset small`)"
+        )
     return codec.msrq
 
 
@@ -407,6 +474,8 @@ def fill_from_quantizer(cfg: AARConfig, quantizer: nn.Module) -> None:
     scales = [int(s) for s in quantizer.scales]
     V, C = quantizer.codebook(0).shape
     if cfg.scales and (list(cfg.scales) != scales or cfg.latent_dim != C or cfg.vocab_size != V):
-        raise ArwaveError(f"aar: the codec's MSRQ (scales {scales}, dim {C}, {V} codes) does not match the "
-                          f"model config (scales {list(cfg.scales)}, dim {cfg.latent_dim}, {cfg.vocab_size} codes)")
+        raise ArwaveError(
+            f"aar: the codec's MSRQ (scales {scales}, dim {C}, {V} codes) does not match the "
+            f"model config (scales {list(cfg.scales)}, dim {cfg.latent_dim}, {cfg.vocab_size} codes)"
+        )
     cfg.scales, cfg.latent_dim, cfg.vocab_size = scales, int(C), int(V)

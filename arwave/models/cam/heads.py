@@ -18,6 +18,7 @@ One interface, three heads (config `head`):
 Classifier-free guidance (rf, ddpm): the prediction for the conditional state z and the unconditional
 state z_uncond are mixed as (1 + cfg)·cond − cfg·uncond (velocity for rf, ε for ddpm).
 """
+
 from __future__ import annotations
 
 import math
@@ -34,6 +35,7 @@ HEADS = ("rf", "gmm", "ddpm")
 
 # ---------------------------------------------------------------------------------------------------
 # the denoiser network shared by rf and ddpm (MAR's SimpleMLPAdaLN)
+
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale) + shift
@@ -107,7 +109,7 @@ class AdaLNMLP(nn.Module):
         c = self.cond(z)
         if z_uncond is not None:
             c = torch.cat([c, self.cond(z_uncond)])
-        mods = self.modulations(self.time(t)[:, None, :] + c[None])          # each (S, N', ·)
+        mods = self.modulations(self.time(t)[:, None, :] + c[None])  # each (S, N', ·)
         return [[m[i] for m in mods] for i in range(t.shape[0])]
 
     def step_modulations_batched(self, t: torch.Tensor, z: torch.Tensor, z_uncond: torch.Tensor | None = None):
@@ -149,7 +151,7 @@ class StepPlan:
     def __init__(self, net: AdaLNMLP, t: torch.Tensor, z: torch.Tensor, z_uncond: torch.Tensor | None = None):
         W = net.input_proj.out_features
         self.dtype = weight_dtype(net.input_proj)
-        mods = net.step_modulations_batched(t, z, z_uncond)             # each (S, N', k·W)
+        mods = net.step_modulations_batched(t, z, z_uncond)  # each (S, N', k·W)
         self.blocks = []
         for block, m in zip(net.blocks, mods[:-1]):
             shift, scale, gate = m.split(W, dim=-1)
@@ -181,9 +183,18 @@ class StepPlan:
 # ---------------------------------------------------------------------------------------------------
 # rectified flow
 
+
 class RectifiedFlowHead(nn.Module):
-    def __init__(self, dim: int, cond_dim: int, width: int, depth: int, batch_mul: int = 4,
-                 time_sampling: str = "logit_normal", steps: int = 8):
+    def __init__(
+        self,
+        dim: int,
+        cond_dim: int,
+        width: int,
+        depth: int,
+        batch_mul: int = 4,
+        time_sampling: str = "logit_normal",
+        steps: int = 8,
+    ):
         super().__init__()
         if time_sampling not in ("uniform", "logit_normal"):
             raise ValueError(f"rf_time must be 'uniform' or 'logit_normal', got {time_sampling!r}")
@@ -193,7 +204,7 @@ class RectifiedFlowHead(nn.Module):
     def sample_sigma(self, n: int, device, generator=None) -> torch.Tensor:
         if self.time_sampling == "uniform":
             return torch.rand(n, device=device, generator=generator)
-        return torch.sigmoid(torch.randn(n, device=device, generator=generator))   # logit-normal(0, 1)
+        return torch.sigmoid(torch.randn(n, device=device, generator=generator))  # logit-normal(0, 1)
 
     def loss(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         # each z_t is reused for `batch_mul` independent (σ, n) draws (MAR's diffusion_batch_mul)
@@ -204,27 +215,30 @@ class RectifiedFlowHead(nn.Module):
         v = self.net(x_sigma, sigma * 1000, z)
         return F.mse_loss(v.float(), (n - x).float())
 
-    def sample(self, z, generator=None, temperature: float = 1.0, steps: int | None = None,
-               z_uncond=None, cfg: float = 0.0) -> torch.Tensor:
+    def sample(
+        self, z, generator=None, temperature: float = 1.0, steps: int | None = None, z_uncond=None, cfg: float = 0.0
+    ) -> torch.Tensor:
         steps = int(steps or self.steps)
         guided = z_uncond is not None and cfg != 0
-        x = temperature * torch.randn(z.shape[0], self.dim, device=z.device, generator=generator)   # float32 state
+        x = temperature * torch.randn(z.shape[0], self.dim, device=z.device, generator=generator)  # float32 state
         sigmas = torch.linspace(1.0, 0.0, steps + 1, device=z.device)
         plan = StepPlan(self.net, sigmas[:-1] * 1000, z, z_uncond if guided else None)
         for i, dsigma in enumerate((sigmas[1:] - sigmas[:-1]).tolist()):
-            x = x.add_(plan.guided(x, i, cfg if guided else 0.0), alpha=dsigma)      # Euler, dσ < 0
+            x = x.add_(plan.guided(x, i, cfg if guided else 0.0), alpha=dsigma)  # Euler, dσ < 0
         return x
 
 
 # ---------------------------------------------------------------------------------------------------
 # DDPM (ε-prediction, cosine schedule, respaced sampling)
 
+
 def cosine_alphas_cumprod(num_steps: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
     """ᾱ_t for t = 0..T−1 (Nichol & Dhariwal): f(u) = cos²((u + s)/(1 + s)·π/2),
     β_t = min(1 − f((t+1)/T)/f(t/T), max_beta), ᾱ_t = Π_{i≤t}(1 − β_i). In float64."""
     f = lambda u: math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
-    betas = torch.tensor([min(1 - f((t + 1) / num_steps) / f(t / num_steps), max_beta) for t in range(num_steps)],
-                         dtype=torch.float64)
+    betas = torch.tensor(
+        [min(1 - f((t + 1) / num_steps) / f(t / num_steps), max_beta) for t in range(num_steps)], dtype=torch.float64
+    )
     return torch.cumprod(1 - betas, dim=0)
 
 
@@ -240,8 +254,17 @@ def respace(alphas_cumprod: torch.Tensor, steps: int) -> tuple[torch.Tensor, tor
 
 
 class DDPMHead(nn.Module):
-    def __init__(self, dim: int, cond_dim: int, width: int, depth: int, batch_mul: int = 4,
-                 train_steps: int = 1000, steps: int = 25, clip: float = 6.0):
+    def __init__(
+        self,
+        dim: int,
+        cond_dim: int,
+        width: int,
+        depth: int,
+        batch_mul: int = 4,
+        train_steps: int = 1000,
+        steps: int = 25,
+        clip: float = 6.0,
+    ):
         super().__init__()
         self.dim, self.batch_mul, self.train_steps, self.steps, self.clip = dim, batch_mul, train_steps, steps, clip
         self.net = AdaLNMLP(dim, cond_dim, width, depth)
@@ -252,11 +275,12 @@ class DDPMHead(nn.Module):
         t = torch.randint(0, self.train_steps, (x.shape[0],), device=x.device)
         ab = self.alphas_cumprod[t][:, None].to(x.dtype)
         eps = torch.randn_like(x)
-        x_t = ab.sqrt() * x + (1 - ab).sqrt() * eps                   # q(x_t | x_0)
+        x_t = ab.sqrt() * x + (1 - ab).sqrt() * eps  # q(x_t | x_0)
         return F.mse_loss(self.net(x_t, t.to(x.dtype), z).float(), eps.float())
 
-    def sample(self, z, generator=None, temperature: float = 1.0, steps: int | None = None,
-               z_uncond=None, cfg: float = 0.0) -> torch.Tensor:
+    def sample(
+        self, z, generator=None, temperature: float = 1.0, steps: int | None = None, z_uncond=None, cfg: float = 0.0
+    ) -> torch.Tensor:
         ts, betas = respace(self.alphas_cumprod.double().cpu(), int(steps or self.steps))
         ab = self.alphas_cumprod.double().cpu()[ts]
         ab_prev = torch.cat([ab.new_ones(1), ab[:-1]])
@@ -264,9 +288,9 @@ class DDPMHead(nn.Module):
         c0 = betas * ab_prev.sqrt() / (1 - ab)
         ct = (1 - ab_prev) * (1 - betas).sqrt() / (1 - ab)
         std = (betas * (1 - ab_prev) / (1 - ab)).sqrt()
-        coeffs = torch.stack([ab.sqrt(), (1 - ab).sqrt(), c0, ct, std], 1).tolist()   # python floats
+        coeffs = torch.stack([ab.sqrt(), (1 - ab).sqrt(), c0, ct, std], 1).tolist()  # python floats
         guided = z_uncond is not None and cfg != 0
-        x = torch.randn(z.shape[0], self.dim, device=z.device, generator=generator)                 # float32 state
+        x = torch.randn(z.shape[0], self.dim, device=z.device, generator=generator)  # float32 state
         plan = StepPlan(self.net, ts.to(device=z.device, dtype=torch.float32), z, z_uncond if guided else None)
         for i in reversed(range(len(ts))):
             sa, s1a, k0, kt, sd = coeffs[i]
@@ -285,6 +309,7 @@ class DDPMHead(nn.Module):
 # ---------------------------------------------------------------------------------------------------
 # Gaussian mixture (GIVT)
 
+
 def squareplus(x: torch.Tensor) -> torch.Tensor:
     """(x + √(x² + 4))/2: a smooth positive map, ≈ x for large x, ≈ 1/|x| for very negative x.
     For x < 0 the equal form 2/(√(x² + 4) − x) avoids cancellation."""
@@ -300,7 +325,8 @@ class ResMLP(nn.Module):
         self.proj = nn.Linear(cond_dim, width)
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
-            for _ in range(depth))
+            for _ in range(depth)
+        )
         self.norm = nn.LayerNorm(width)
 
     def forward(self, z):
@@ -327,7 +353,7 @@ class GMMHead(nn.Module):
         """logits (N, k), means (N, k, D), scales (N, k, D)."""
         out = self.out(self.trunk(z)).float()
         k, D = self.modes, self.dim
-        logits, means, raw = out[:, :k], out[:, k:k + k * D], out[:, k + k * D:]
+        logits, means, raw = out[:, :k], out[:, k : k + k * D], out[:, k + k * D :]
         return logits, means.view(-1, k, D), squareplus(raw.view(-1, k, D)).clamp_min(1e-6)
 
     @staticmethod
@@ -344,12 +370,13 @@ class GMMHead(nn.Module):
         """Mean NLL per dimension (nats), so its size does not grow with D."""
         return self.nll(z, x).mean() / self.dim
 
-    def sample(self, z, generator=None, temperature: float = 1.0, steps: int | None = None,
-               z_uncond=None, cfg: float = 0.0) -> torch.Tensor:
+    def sample(
+        self, z, generator=None, temperature: float = 1.0, steps: int | None = None, z_uncond=None, cfg: float = 0.0
+    ) -> torch.Tensor:
         if cfg:
             raise ValueError("the gmm head has no classifier-free guidance")
         logits, means, scales = self.params(z)
-        j = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)[:, 0]       # (N,)
+        j = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)[:, 0]  # (N,)
         rows = torch.arange(z.shape[0], device=z.device)
         eps = torch.randn(means.shape[0], self.dim, device=z.device, generator=generator)
         return means[rows, j] + temperature * scales[rows, j] * eps
@@ -358,9 +385,20 @@ class GMMHead(nn.Module):
 DEFAULT_STEPS = {"rf": 8, "ddpm": 25, "gmm": 1}
 
 
-def make_head(kind: str, dim: int, cond_dim: int, width: int, depth: int, *, batch_mul: int = 4,
-              rf_time: str = "logit_normal", steps: int = 0, gmm_modes: int = 32, ddpm_steps: int = 1000,
-              ddpm_clip: float = 6.0) -> nn.Module:
+def make_head(
+    kind: str,
+    dim: int,
+    cond_dim: int,
+    width: int,
+    depth: int,
+    *,
+    batch_mul: int = 4,
+    rf_time: str = "logit_normal",
+    steps: int = 0,
+    gmm_modes: int = 32,
+    ddpm_steps: int = 1000,
+    ddpm_clip: float = 6.0,
+) -> nn.Module:
     """`steps` = default sampling steps (0: the head's default, DEFAULT_STEPS)."""
     steps = steps or DEFAULT_STEPS.get(kind, 1)
     if kind == "rf":

@@ -11,6 +11,7 @@ per (codec checkpoint, split) and cached in `CODEC_RUN/cache/`. At training star
 copied into `CAM_RUN/codec/` (config + latest weights) and `parent = "codec"`, so `arwave.load(CAM_RUN)`
 alone gives a model that decodes audio.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,11 +22,11 @@ from typing import ClassVar
 import torch
 
 from arwave.config import DataConfig, OneOf, RunConfig, TrainConfig, above, at_least, between
+from arwave.data.encoded import EncodedCrops
 from arwave.errors import ArwaveError
 from arwave.models.cam.heads import HEADS
 from arwave.models.cam.model import CAM
 from arwave.models.cam.noise import MODES
-from arwave.data.encoded import EncodedCrops
 from arwave.models.codec_parent import attach_codec_run, load_parent_codec
 from arwave.registry import Kind, KindNotAvailable, register
 from arwave.training.task import Task
@@ -34,46 +35,61 @@ from arwave.training.task import Task
 @dataclass
 class CAMConfig:
     # latents (facts of the codec; filled from it at training start)
-    latent_dim: int = 64                # D
-    hop: int = 4096                     # audio samples per latent frame
-    latent_scale: float = 0.0           # RMS of the training latents (0 = measure at training start);
-                                        # the model works on latents / latent_scale (unit RMS)
+    latent_dim: int = 64  # D
+    hop: int = 4096  # audio samples per latent frame
+    latent_scale: float = 0.0  # RMS of the training latents (0 = measure at training start);
+    # the model works on latents / latent_scale (unit RMS)
     # backbone
     width: int = 256
     depth: int = 4
     heads: int = 4
     mlp_ratio: float = 4.0
-    context: int = 64                   # frames per training crop = attention span at inference
+    context: int = 64  # frames per training crop = attention span at inference
     # head
-    head: str = "rf"                    # rf | gmm | ddpm
+    head: str = "rf"  # rf | gmm | ddpm
     head_width: int = 256
     head_depth: int = 3
-    head_batch_mul: int = 4             # (σ, noise) draws per z_t per step (rf, ddpm)
-    head_steps: int = 0                 # default sampling steps; 0 = head default (rf 8, ddpm 25)
-    rf_time: str = "logit_normal"       # σ sampling in training: uniform | logit_normal
+    head_batch_mul: int = 4  # (σ, noise) draws per z_t per step (rf, ddpm)
+    head_steps: int = 0  # default sampling steps; 0 = head default (rf 8, ddpm 25)
+    rf_time: str = "logit_normal"  # σ sampling in training: uniform | logit_normal
     gmm_modes: int = 32
     ddpm_steps: int = 1000
-    ddpm_clip: float = 6.0              # |x0 estimate| clamp in ddpm sampling (0 = off)
+    ddpm_clip: float = 6.0  # |x0 estimate| clamp in ddpm sampling (0 = off)
     # noise augmentation
     noise_aug: bool = True
-    k_max: float = 0.5                  # k ~ U(0, k_max) per context frame
-    noise_aug_mode: str = "linear"      # linear: (1−k)x + kε | vp: √(1−k)x + √k ε
-    k_inf: float = 0.02                 # default inference noise (used only if trained with noise_aug)
+    k_max: float = 0.5  # k ~ U(0, k_max) per context frame
+    noise_aug_mode: str = "linear"  # linear: (1−k)x + kε | vp: √(1−k)x + √k ε
+    k_inf: float = 0.02  # default inference noise (used only if trained with noise_aug)
     # conditioning
-    conditional: bool = False           # class-conditioned on the manifest's labels
-    num_classes: int = 0                # filled from the data when conditional
+    conditional: bool = False  # class-conditioned on the manifest's labels
+    num_classes: int = 0  # filled from the data when conditional
     label_names: list[str] = field(default_factory=list)
-    class_dropout: float = 0.1          # label dropped in training (enables CFG)
+    class_dropout: float = 0.1  # label dropped in training (enables CFG)
     # codec
-    codec_run: str = ""                 # codec run folder (required to start training)
-    stream_window: int = 8              # frames decoded per chunk if the codec cannot stream
+    codec_run: str = ""  # codec run folder (required to start training)
+    stream_window: int = 8  # frames decoded per chunk if the codec cannot stream
 
     LIMITS: ClassVar[dict] = {
-        "latent_dim": at_least(1), "hop": at_least(1), "width": at_least(1), "depth": at_least(1), "heads": at_least(1),
-        "mlp_ratio": above(0), "context": at_least(2), "head": OneOf(HEADS), "head_width": at_least(1),
-        "head_depth": at_least(1), "head_batch_mul": at_least(1), "rf_time": OneOf(("uniform", "logit_normal")),
-        "gmm_modes": at_least(1), "ddpm_steps": at_least(1), "k_max": between(0, 1), "noise_aug_mode": OneOf(MODES),
-        "k_inf": between(0, 1, hi_open=True), "class_dropout": between(0, 1, hi_open=True), "stream_window": at_least(1)}
+        "latent_dim": at_least(1),
+        "hop": at_least(1),
+        "width": at_least(1),
+        "depth": at_least(1),
+        "heads": at_least(1),
+        "mlp_ratio": above(0),
+        "context": at_least(2),
+        "head": OneOf(HEADS),
+        "head_width": at_least(1),
+        "head_depth": at_least(1),
+        "head_batch_mul": at_least(1),
+        "rf_time": OneOf(("uniform", "logit_normal")),
+        "gmm_modes": at_least(1),
+        "ddpm_steps": at_least(1),
+        "k_max": between(0, 1),
+        "noise_aug_mode": OneOf(MODES),
+        "k_inf": between(0, 1, hi_open=True),
+        "class_dropout": between(0, 1, hi_open=True),
+        "stream_window": at_least(1),
+    }
 
 
 def check_config(c: CAMConfig) -> None:
@@ -97,12 +113,18 @@ def build_model(cfg: RunConfig, run_dir: Path | None = None) -> CAM:
     codec = load_parent_codec(cfg, run_dir)
     if codec is not None and getattr(codec, "latent_dim", cfg.model.latent_dim) != cfg.model.latent_dim:
         raise ArwaveError(f"{run_dir}: codec latent_dim {codec.latent_dim} != cam latent_dim {cfg.model.latent_dim}")
-    return CAM(cfg.model, codec, sample_rate=cfg.data.sample_rate, channels=cfg.data.channels,
-               hop=getattr(codec, "hop", None) or cfg.model.hop)
+    return CAM(
+        cfg.model,
+        codec,
+        sample_rate=cfg.data.sample_rate,
+        channels=cfg.data.channels,
+        hop=getattr(codec, "hop", None) or cfg.model.hop,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
 # data: crops of cached latents
+
 
 class LatentCrops(EncodedCrops):
     """Crops of `context` frames from per-file latents (D, T_f): item = {"latents": (context, D), "label"}."""
@@ -121,7 +143,6 @@ class CAMTask(Task):
         mc = cfg.model
         check_config(mc)
         codec, cache_dir, cache_key, device = attach_codec_run(cfg, run_dir, "cam", "continuous")
-        local = run_dir / cfg.parent
         # the data is read at the codec's format, whatever the preset assumed (as AAR and next-token do)
         cfg.data.sample_rate, cfg.data.channels = int(codec.sample_rate), int(codec.channels)
         mc.latent_dim, mc.hop = int(codec.latent_dim), int(codec.hop)
@@ -134,9 +155,17 @@ class CAMTask(Task):
             if not files.file_paths:
                 sets[split] = None
                 continue
-            skipped: list[int] = []      # files that vanished since indexing (encode_files warns once)
-            lat = encode_files(files.file_paths, lambda a: codec.encode(a[None].to(device))[0].float().cpu(), cache_dir, f"cam-latents-{split}",
-                               cfg.data.sample_rate, cfg.data.channels, extra=cache_key, skipped=skipped)
+            skipped: list[int] = []  # files that vanished since indexing (encode_files warns once)
+            lat = encode_files(
+                files.file_paths,
+                lambda a: codec.encode(a[None].to(device))[0].float().cpu(),
+                cache_dir,
+                f"cam-latents-{split}",
+                cfg.data.sample_rate,
+                cfg.data.channels,
+                extra=cache_key,
+                skipped=skipped,
+            )
             gone = set(skipped)
             labels = [lab for i, lab in enumerate(files.labels) if i not in gone]
             sets[split] = LatentCrops(lat, labels, mc.context, random_crop=(split == "train"))
@@ -149,12 +178,14 @@ class CAMTask(Task):
             mc.latent_scale = max(math.sqrt(sq / max(count, 1)), 1e-8)
         if train is None or len(train) == 0:
             secs = mc.context * mc.hop / cfg.data.sample_rate
-            raise ArwaveError(f"cam: no training file is at least context={mc.context} frames ({secs:.1f} s) long; "
-                              "lower --set context=N or add longer audio")
+            raise ArwaveError(
+                f"cam: no training file is at least context={mc.context} frames ({secs:.1f} s) long; "
+                "lower --set context=N or add longer audio"
+            )
         self.train_set = train
         self.val_set = sets["val"] if sets["val"] is not None and len(sets["val"]) else None
         self.conditional = mc.conditional
-        self.codec = codec                   # decodes the samples; never part of the trained weights
+        self.codec = codec  # decodes the samples; never part of the trained weights
         self.model = CAM(mc, None, sample_rate=cfg.data.sample_rate, channels=cfg.data.channels, hop=mc.hop)
 
     def loss(self, model, batch, step):
@@ -186,12 +217,14 @@ class CAMTask(Task):
 # ---------------------------------------------------------------------------------------------------
 # presets
 
+
 def _codec_facts(name: str) -> tuple[int, int, int, int]:
     """(sample_rate, channels, hop, latent_dim) of the codec preset `{name}-continuous`, the codec a CAM
     of this size trains on (the defaults below repeat it for when the codec kind is unavailable)."""
     defaults = {"tiny": (16000, 2, 160, 8), "small": (48000, 2, 4096, 32), "paper": (48000, 2, 4096, 64)}[name]
     try:
         from arwave.registry import preset
+
         m = preset("codec", f"{name}-continuous").model
     except (KindNotAvailable, ImportError):
         return defaults
@@ -207,32 +240,65 @@ def _run(name: str, model: CAMConfig, train: TrainConfig, batch: int) -> RunConf
 
 def preset_tiny() -> RunConfig:
     """Tests: seconds on CPU."""
-    return _run("tiny", CAMConfig(width=32, depth=2, heads=2, context=16, head_width=32, head_depth=1,
-                                  head_batch_mul=2),
-                TrainConfig(max_steps=20, lr=1e-3, warmup_steps=2, log_every=5, val_every=10, val_batches=1,
-                            ckpt_every=10), batch=4)
+    return _run(
+        "tiny",
+        CAMConfig(width=32, depth=2, heads=2, context=16, head_width=32, head_depth=1, head_batch_mul=2),
+        TrainConfig(max_steps=20, lr=1e-3, warmup_steps=2, log_every=5, val_every=10, val_batches=1, ckpt_every=10),
+        batch=4,
+    )
 
 
 def preset_small() -> RunConfig:
     """The demo: learns the corpus latents' short-term structure in ~10 minutes on 2 CPU cores."""
-    return _run("small", CAMConfig(width=256, depth=4, heads=4, context=32, head_width=256, head_depth=3),
-                TrainConfig(max_steps=3000, minutes=10.0, lr=5e-4, warmup_steps=100, weight_decay=0.01,
-                            log_every=20, val_every=250, val_batches=4, ckpt_every=500), batch=16)
+    return _run(
+        "small",
+        CAMConfig(width=256, depth=4, heads=4, context=32, head_width=256, head_depth=3),
+        TrainConfig(
+            max_steps=3000,
+            minutes=10.0,
+            lr=5e-4,
+            warmup_steps=100,
+            weight_decay=0.01,
+            log_every=20,
+            val_every=250,
+            val_batches=4,
+            ckpt_every=500,
+        ),
+        batch=16,
+    )
 
 
 def preset_paper() -> RunConfig:
     """Paper-sized (GPU): 16 layers × 768, 12 heads; MAR-B-like head (6 blocks × 1024); ≈ 150M parameters."""
-    return _run("paper", CAMConfig(width=768, depth=16, heads=12, context=128, head_width=1024, head_depth=6),
-                TrainConfig(max_steps=400_000, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.02, warmup_steps=5000,
-                            lr_min_ratio=0.1, grad_clip=1.0, ema_decay=0.9999, log_every=100, val_every=5000,
-                            val_batches=16, ckpt_every=5000, mixed_precision=True), batch=64)
+    return _run(
+        "paper",
+        CAMConfig(width=768, depth=16, heads=12, context=128, head_width=1024, head_depth=6),
+        TrainConfig(
+            max_steps=400_000,
+            lr=1e-4,
+            betas=(0.9, 0.95),
+            weight_decay=0.02,
+            warmup_steps=5000,
+            lr_min_ratio=0.1,
+            grad_clip=1.0,
+            ema_decay=0.9999,
+            log_every=100,
+            val_every=5000,
+            val_batches=16,
+            ckpt_every=5000,
+            mixed_precision=True,
+        ),
+        batch=64,
+    )
 
 
-register(Kind(
-    name="cam",
-    config_cls=CAMConfig,
-    presets={"tiny": preset_tiny, "small": preset_small, "paper": preset_paper},
-    build_model=build_model,
-    build_task=CAMTask,
-    description="continuous autoregressive model on codec latents (CAM / MAR-RF / MAR / GIVT via head + noise_aug)",
-))
+register(
+    Kind(
+        name="cam",
+        config_cls=CAMConfig,
+        presets={"tiny": preset_tiny, "small": preset_small, "paper": preset_paper},
+        build_model=build_model,
+        build_task=CAMTask,
+        description="continuous autoregressive model on codec latents (CAM / MAR-RF / MAR / GIVT via head + noise_aug)",
+    )
+)

@@ -16,12 +16,14 @@ just before the oldest kept frame), because every training window began with it:
 saw a context without it. Each generated frame x̂ enters the context as corrupt(x̂, k_inf) and the
 model is told k_inf.
 """
+
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -39,8 +41,14 @@ if TYPE_CHECKING:
 class CAM(AudioGenerator):
     sampling_options = {"prompt", "class_label", "cfg", "k_inf", "head_steps", "temperature"}
 
-    def __init__(self, cfg: "CAMConfig", codec: nn.Module | None = None,
-                 sample_rate: int | None = None, channels: int | None = None, hop: int | None = None):
+    def __init__(
+        self,
+        cfg: CAMConfig,
+        codec: nn.Module | None = None,
+        sample_rate: int | None = None,
+        channels: int | None = None,
+        hop: int | None = None,
+    ):
         super().__init__()
         self.cam = cfg
         D, W = cfg.latent_dim, cfg.width
@@ -51,11 +59,23 @@ class CAM(AudioGenerator):
         self.class_embed = nn.Embedding(cfg.num_classes + 1, W) if cfg.num_classes > 0 else None
         if self.class_embed is not None:
             nn.init.normal_(self.class_embed.weight, std=0.02)
-        self.backbone = Transformer(TransformerConfig(width=W, depth=cfg.depth, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio))
+        self.backbone = Transformer(
+            TransformerConfig(width=W, depth=cfg.depth, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio)
+        )
         self.norm = nn.LayerNorm(W)
-        self.head = make_head(cfg.head, D, W, cfg.head_width, cfg.head_depth, batch_mul=cfg.head_batch_mul,
-                              rf_time=cfg.rf_time, steps=cfg.head_steps, gmm_modes=cfg.gmm_modes,
-                              ddpm_steps=cfg.ddpm_steps, ddpm_clip=cfg.ddpm_clip)
+        self.head = make_head(
+            cfg.head,
+            D,
+            W,
+            cfg.head_width,
+            cfg.head_depth,
+            batch_mul=cfg.head_batch_mul,
+            rf_time=cfg.rf_time,
+            steps=cfg.head_steps,
+            gmm_modes=cfg.gmm_modes,
+            ddpm_steps=cfg.ddpm_steps,
+            ddpm_clip=cfg.ddpm_clip,
+        )
         self.attach_codec(codec)
         self.sample_rate = int(sample_rate or getattr(codec, "sample_rate", 0) or 0)
         self.channels = int(channels or getattr(codec, "channels", 0) or 0)
@@ -79,19 +99,20 @@ class CAM(AudioGenerator):
             raise ArwaveError("this CAM has no codec attached (load the run with arwave.load to decode audio)")
         return self._codec
 
-    def _apply(self, fn, *args, **kwargs):          # .to(device) / .half() also move the codec
+    def _apply(self, fn, *args, **kwargs):  # .to(device) / .half() also move the codec
         super()._apply(fn, *args, **kwargs)
         if self._codec is not None:
             self._codec._apply(fn, *args, **kwargs)
         return self
 
-    def set_precision(self, precision: str = "float32") -> "CAM":
+    def set_precision(self, precision: str = "float32") -> CAM:
         """Weights of the backbone and head in float32, bfloat16 (half the memory traffic per frame,
         which bounds batch-1 speed on CPU) or int8 (dynamically quantized Linear layers, CPU;
         arwave/models/quantize.py). The head's sampling state and the frames stay float32."""
         from arwave.models.quantize import set_precision
+
         codec = self._codec
-        object.__setattr__(self, "_codec", None)        # the codec keeps its own precision
+        object.__setattr__(self, "_codec", None)  # the codec keeps its own precision
         try:
             set_precision(self, precision)
         finally:
@@ -132,7 +153,9 @@ class CAM(AudioGenerator):
     # ---------------------------------------------------------------------------------------------
     # training
 
-    def states(self, x: torch.Tensor, k: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def states(
+        self, x: torch.Tensor, k: torch.Tensor | None = None, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Teacher-forced backbone states z (B, T, W) for context frames x (B, T, D) at levels k (B, T),
         x in model space (latents / latent_scale); z[:, t] depends on x[:, :t] and k[:, :t] only
         (frame T−1 is a target, never an input)."""
@@ -184,13 +207,25 @@ class CAM(AudioGenerator):
     def _check_options(self, sampling: dict) -> None:
         unknown = set(sampling) - self.sampling_options
         if unknown:
-            raise ArwaveError(f"cam does not take sampling option(s) {', '.join(sorted(unknown))} "
-                              f"(it takes {', '.join(sorted(self.sampling_options))})")
+            raise ArwaveError(
+                f"cam does not take sampling option(s) {', '.join(sorted(unknown))} "
+                f"(it takes {', '.join(sorted(self.sampling_options))})"
+            )
 
-    def frames(self, frames: int, num: int = 1, generator: torch.Generator | None = None, *,
-               k_inf: float | None = None, head_steps: int | None = None, temperature: float = 1.0,
-               class_label=None, cfg: float = 0.0, prompt_latents: torch.Tensor | None = None,
-               timings: dict | None = None) -> Iterator[torch.Tensor]:
+    def frames(
+        self,
+        frames: int,
+        num: int = 1,
+        generator: torch.Generator | None = None,
+        *,
+        k_inf: float | None = None,
+        head_steps: int | None = None,
+        temperature: float = 1.0,
+        class_label=None,
+        cfg: float = 0.0,
+        prompt_latents: torch.Tensor | None = None,
+        timings: dict | None = None,
+    ) -> Iterator[torch.Tensor]:
         """Yield `frames` generated latent frames, each (num, D) float32 in the codec's latent space.
         All noise comes from `generator`. (Inside, frames are divided by `latent_scale`: unit RMS.)
 
@@ -215,7 +250,7 @@ class CAM(AudioGenerator):
         c = self.cam
         device = self.start.device
         guided = cfg != 0
-        B = 2 * num if guided else num                    # rows [cond | uncond] share the context
+        B = 2 * num if guided else num  # rows [cond | uncond] share the context
         cls = None
         if index is not None:
             labels = torch.full((B,), index, dtype=torch.long, device=device)
@@ -228,14 +263,19 @@ class CAM(AudioGenerator):
             if clock is not None:
                 timings[name] = timings.get(name, 0.0) + clock() - t0
 
-        self.backbone.set_weight_layout(rows=B)           # memory order for B rows per step (values unchanged)
+        self.backbone.set_weight_layout(rows=B)  # memory order for B rows per step (values unchanged)
         # the start token stays at the head of the sliding window, as in every training window
         caches = self.backbone.new_cache(max_len=max(1, c.context - 1), sink=1)
         t0 = clock() if clock else 0
         tokens = self._start_tokens(B)
         if prompt_latents is not None:
-            p = (prompt_latents / self.latent_scale).to(device=device, dtype=self.start.dtype).t()[None].expand(B, -1, -1)
-            p = p[:, -(c.context - 1):]                     # the prefill must fit in the attention span
+            p = (
+                (prompt_latents / self.latent_scale)
+                .to(device=device, dtype=self.start.dtype)
+                .t()[None]
+                .expand(B, -1, -1)
+            )
+            p = p[:, -(c.context - 1) :]  # the prefill must fit in the attention span
             tokens = torch.cat([tokens, self.embed_frames(p, p.new_zeros(p.shape[:2]))], dim=1)
         if cls is not None:
             tokens = tokens + cls
@@ -244,8 +284,14 @@ class CAM(AudioGenerator):
         level = self._levels(torch.full((B, 1), k_inf, device=device, dtype=self.start.dtype))
         for t in range(frames):
             t0 = clock() if clock else 0
-            x = self.head.sample(z[:num], generator, temperature=temperature, steps=head_steps,
-                                 z_uncond=z[num:] if guided else None, cfg=cfg)
+            x = self.head.sample(
+                z[:num],
+                generator,
+                temperature=temperature,
+                steps=head_steps,
+                z_uncond=z[num:] if guided else None,
+                cfg=cfg,
+            )
             tick("head", t0)
             yield x * self.latent_scale if self.latent_scale != 1.0 else x
             if t == frames - 1:
@@ -272,12 +318,15 @@ class CAM(AudioGenerator):
         if prompt is None:
             return None
         if not torch.is_tensor(prompt) or prompt.dim() != 2 or prompt.shape[0] != self.channels:
-            raise ArwaveError(f"prompt must be a waveform tensor (channels={self.channels}, samples) at "
-                              f"{self.sample_rate} Hz, got {tuple(prompt.shape) if torch.is_tensor(prompt) else type(prompt).__name__}")
+            raise ArwaveError(
+                f"prompt must be a waveform tensor (channels={self.channels}, samples) at "
+                f"{self.sample_rate} Hz, got "
+                f"{tuple(prompt.shape) if torch.is_tensor(prompt) else type(prompt).__name__}"
+            )
         if prompt.shape[1] < self.hop:
             raise ArwaveError(f"prompt is shorter than one codec frame ({self.hop} samples)")
         device = self.start.device
-        return self.codec.encode(prompt[None].to(device=device, dtype=torch.float32))[0]      # (D, Tp)
+        return self.codec.encode(prompt[None].to(device=device, dtype=torch.float32))[0]  # (D, Tp)
 
     @torch.inference_mode()
     def sample_latents(self, frames: int, num: int = 1, seed: int | None = None, **sampling) -> torch.Tensor:
@@ -305,11 +354,12 @@ class CAM(AudioGenerator):
             z = torch.cat([prompt[None].expand(num, -1, -1).to(z.dtype), z], dim=-1)
             skip = prompt.shape[-1] * self.hop
         audio = self.codec.decode(z)
-        return audio[..., skip:skip + samples].float()
+        return audio[..., skip : skip + samples].float()
 
     @torch.inference_mode()
-    def stream(self, seconds: float, seed: int | None = None, *, pipeline: bool = True,
-               **sampling) -> Iterator[torch.Tensor]:
+    def stream(
+        self, seconds: float, seed: int | None = None, *, pipeline: bool = True, **sampling
+    ) -> Iterator[torch.Tensor]:
         """Yield (channels, hop) chunks as frames are generated and decoded (the last chunk is cut to
         length). Causal codecs decode frame by frame through `codec.streaming_decoder()`; otherwise
         each chunk is decoded from a window of the last `stream_window` frames.
@@ -333,7 +383,7 @@ class CAM(AudioGenerator):
 
         def cut(chunk):
             nonlocal emitted
-            chunk = chunk[:, :samples - emitted]
+            chunk = chunk[:, : samples - emitted]
             emitted += chunk.shape[-1]
             return chunk
 
@@ -349,11 +399,11 @@ class CAM(AudioGenerator):
                 prepare()
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cam-decode") as pool:
-            pending = pool.submit(prepare_on_thread)       # jobs run in order on the one worker
+            pending = pool.submit(prepare_on_thread)  # jobs run in order on the one worker
             first = True
             for x in latents:
-                job = pool.submit(decode, x)               # decodes while the loop generates frame t + 1
-                if first:                                  # latency to first audio: wait for it now
+                job = pool.submit(decode, x)  # decodes while the loop generates frame t + 1
+                if first:  # latency to first audio: wait for it now
                     first = False
                     pending.result()
                     yield cut(job.result())
@@ -379,13 +429,15 @@ class CAM(AudioGenerator):
                 if hasattr(dec, "prepare"):
                     dec.prepare()
                 for t in range(prompt.shape[-1] if prompt is not None else 0):
-                    dec.step(prompt[None, :, t:t + 1])
+                    dec.step(prompt[None, :, t : t + 1])
+
             return prepare, dec.step
         window = max(1, int(self.cam.stream_window))
-        history = [] if prompt is None else [prompt[None, :, t:t + 1] for t in range(prompt.shape[-1])]
+        history = [] if prompt is None else [prompt[None, :, t : t + 1] for t in range(prompt.shape[-1])]
 
-        def step(frame):                                 # non-causal codec: decode a window, keep its last hop
+        def step(frame):  # non-causal codec: decode a window, keep its last hop
             history.append(frame)
             del history[:-window]
-            return codec.decode(torch.cat(history, dim=-1))[..., -self.hop:]
+            return codec.decode(torch.cat(history, dim=-1))[..., -self.hop :]
+
         return (lambda: None), step

@@ -9,6 +9,7 @@ so that the backbone learns to predict clean frames from imperfect context. The 
 (an embedding of it is added to the input of frame s). Inference: each generated frame x̂ enters the
 context as the same corruption at a fixed small level k_inf, again with k_inf given to the model.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,8 +35,9 @@ def corrupt(x: torch.Tensor, k: torch.Tensor | float, noise: torch.Tensor, mode:
     return (1 - k).sqrt() * x + k.sqrt() * noise
 
 
-def augment(x: torch.Tensor, k_max: float, mode: str = "linear",
-            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def augment(
+    x: torch.Tensor, k_max: float, mode: str = "linear", generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Training corruption of frames x (B, T, D): returns (x̃, k) with k (B, T) ~ U(0, k_max) per frame.
 
     k_max = 0 returns x itself (no noise drawn) and k = 0."""
@@ -47,8 +49,9 @@ def augment(x: torch.Tensor, k_max: float, mode: str = "linear",
     return corrupt(x, k, noise, mode), k
 
 
-def renoise(x: torch.Tensor, k_inf: float, mode: str = "linear",
-            generator: torch.Generator | None = None) -> torch.Tensor:
+def renoise(
+    x: torch.Tensor, k_inf: float, mode: str = "linear", generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Inference: a generated frame x̂ (…, D) re-noised at the fixed level k_inf before it joins the context."""
     if k_inf <= 0:
         return x

@@ -5,6 +5,7 @@ cached in `CODEC_RUN/cache/`; items are random crops of `context_frames` frames 
 frame, so any offset is valid). The codec run is copied into `RUN/codec/` and `parent = "codec"`, as
 for AAR, so `arwave.load(RUN)` alone rebuilds the model with its codec.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,10 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from arwave.config import ConfigError, RunConfig, TrainConfig
+from arwave.data.encoded import EncodedCrops
 from arwave.errors import ArwaveError
 from arwave.models.aar.condition import COND_KINDS
 from arwave.models.aar.kind import clip_conditions
-from arwave.data.encoded import EncodedCrops
 from arwave.models.codec_parent import attach_codec_run, codec_data_config, load_parent_codec
 from arwave.models.nexttoken.model import PATTERNS, NextToken, NextTokenConfig
 from arwave.registry import Kind, register
@@ -75,18 +76,28 @@ class NextTokenTask(Task):
             if not files.file_paths:
                 sets[split] = None
                 continue
-            codes = encode_files(files.file_paths, lambda a: codec.encode(a[None].to(device))[0].cpu(),
-                                 cache_dir, f"nexttoken-codes-{split}", files.sample_rate, files.channels, extra=key)
+            codes = encode_files(
+                files.file_paths,
+                lambda a: codec.encode(a[None].to(device))[0].cpu(),
+                cache_dir,
+                f"nexttoken-codes-{split}",
+                files.sample_rate,
+                files.channels,
+                extra=key,
+            )
             if len(codes) != len(files.file_paths):
-                raise ArwaveError(f"nexttoken: {len(files.file_paths) - len(codes)} file(s) of split {split!r} could "
-                                  "not be read; re-run `arwave data prepare` so the labels line up")
+                raise ArwaveError(
+                    f"nexttoken: {len(files.file_paths) - len(codes)} file(s) of split {split!r} could "
+                    "not be read; re-run `arwave data prepare` so the labels line up"
+                )
             conds = clip_conditions(cfg, files, split, cache_dir)
             sets[split] = CodeCrops(codes, files.labels, m.context_frames, split == "train", conds)
         codec.cpu()
         if sets["train"] is None or len(sets["train"]) == 0:
             secs = m.context_frames * codec.hop / codec.sample_rate
-            raise ArwaveError(f"nexttoken: no training file is at least context_frames={m.context_frames} "
-                              f"({secs:.2f} s) long")
+            raise ArwaveError(
+                f"nexttoken: no training file is at least context_frames={m.context_frames} ({secs:.2f} s) long"
+            )
         self.train_set = sets["train"]
         self.val_set = sets["val"] if sets["val"] is not None and len(sets["val"]) else None
         self.cfg = cfg
@@ -94,11 +105,15 @@ class NextTokenTask(Task):
 
     def loss(self, model, batch, step):
         codes = batch["codes"]
-        logits = model(codes, labels=batch.get("label"), embeddings=batch.get("embedding"),
-                       cond_drop=self.cfg.model.cond_drop if step >= 0 else 0.0)
+        logits = model(
+            codes,
+            labels=batch.get("label"),
+            embeddings=batch.get("embedding"),
+            cond_drop=self.cfg.model.cond_drop if step >= 0 else 0.0,
+        )
         targets = self.model.to_steps(codes)
         valid = self.model.valid(codes.shape[-1], codes.device)
-        picked = logits[:, valid].float()                                # (B, n, V)
+        picked = logits[:, valid].float()  # (B, n, V)
         ce = F.cross_entropy(picked.flatten(0, 1), targets[:, valid].flatten())
         with torch.no_grad():
             acc = (picked.argmax(-1) == targets[:, valid]).float().mean()
@@ -116,38 +131,76 @@ class NextTokenTask(Task):
 # ---------------------------------------------------------------------------------------------------
 # presets (tokens from the rvq codec preset of the same size: `arwave train codec --preset NAME-rvq`)
 
+
 def _run(name: str, model: NextTokenConfig, train: TrainConfig, batch: int) -> RunConfig:
     data = codec_data_config(f"{name}-rvq", batch)
     return RunConfig(kind="nexttoken", preset=name, model=model, data=data, train=train)
 
 
 def preset_tiny() -> RunConfig:
-    return _run("tiny", NextTokenConfig(width=32, depth=2, heads=2),
-                TrainConfig(max_steps=4, lr=1e-3, warmup_steps=1, log_every=2, val_every=4, val_batches=1,
-                            ckpt_every=4, grad_clip=1.0), batch=4)
+    return _run(
+        "tiny",
+        NextTokenConfig(width=32, depth=2, heads=2),
+        TrainConfig(
+            max_steps=4, lr=1e-3, warmup_steps=1, log_every=2, val_every=4, val_batches=1, ckpt_every=4, grad_clip=1.0
+        ),
+        batch=4,
+    )
 
 
 def preset_small() -> RunConfig:
     """Same width/depth as AAR small, on the small rvq codec (75 frames/s × 10 levels = 750 tokens/s)."""
-    return _run("small", NextTokenConfig(width=256, depth=4, heads=4),
-                TrainConfig(max_steps=3000, minutes=10.0, lr=5e-4, betas=(0.9, 0.95), weight_decay=0.05,
-                            warmup_steps=50, lr_min_ratio=0.05, grad_clip=1.0, log_every=20, val_every=250, val_batches=4,
-                            ckpt_every=500), batch=8)
+    return _run(
+        "small",
+        NextTokenConfig(width=256, depth=4, heads=4),
+        TrainConfig(
+            max_steps=3000,
+            minutes=10.0,
+            lr=5e-4,
+            betas=(0.9, 0.95),
+            weight_decay=0.05,
+            warmup_steps=50,
+            lr_min_ratio=0.05,
+            grad_clip=1.0,
+            log_every=20,
+            val_every=250,
+            val_batches=4,
+            ckpt_every=500,
+        ),
+        batch=8,
+    )
 
 
 def preset_paper() -> RunConfig:
     """The paper's baseline at AAR-d16's size: 16 layers × 1024, 16 heads, flat 10-level RVQ."""
-    return _run("paper", NextTokenConfig(width=1024, depth=16, heads=16),
-                TrainConfig(max_steps=400_000, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05, warmup_steps=2000,
-                            lr_min_ratio=0.01, grad_clip=1.0, log_every=100, val_every=5000, val_batches=16,
-                            ckpt_every=5000, mixed_precision=True), batch=64)
+    return _run(
+        "paper",
+        NextTokenConfig(width=1024, depth=16, heads=16),
+        TrainConfig(
+            max_steps=400_000,
+            lr=1e-4,
+            betas=(0.9, 0.95),
+            weight_decay=0.05,
+            warmup_steps=2000,
+            lr_min_ratio=0.01,
+            grad_clip=1.0,
+            log_every=100,
+            val_every=5000,
+            val_batches=16,
+            ckpt_every=5000,
+            mixed_precision=True,
+        ),
+        batch=64,
+    )
 
 
-register(Kind(
-    name="nexttoken",
-    config_cls=NextTokenConfig,
-    presets={"tiny": preset_tiny, "small": preset_small, "paper": preset_paper},
-    build_model=build_model,
-    build_task=NextTokenTask,
-    description="next-token GPT baseline over rvq codec tokens (flat or MusicGen delay pattern)",
-))
+register(
+    Kind(
+        name="nexttoken",
+        config_cls=NextTokenConfig,
+        presets={"tiny": preset_tiny, "small": preset_small, "paper": preset_paper},
+        build_model=build_model,
+        build_task=NextTokenTask,
+        description="next-token GPT baseline over rvq codec tokens (flat or MusicGen delay pattern)",
+    )
+)

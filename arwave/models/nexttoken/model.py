@@ -17,6 +17,7 @@ whole frames, so the sliding KV cache keeps the start token pinned at its head a
 frame's N tokens at once (flat), i.e. every sampling step's context is [start, whole frames..., the
 current frame so far] of at most the training length.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,8 +29,8 @@ import torch.nn as nn
 
 from arwave.config import OneOf, above, at_least, between
 from arwave.errors import ArwaveError
-from arwave.models.aar.condition import COND_KINDS, ConditionEmbedding
 from arwave.models.aar.base import CodecGenerator, decode_latent, encode_prompt_latent
+from arwave.models.aar.condition import COND_KINDS, ConditionEmbedding
 from arwave.models.generator import make_generator
 from arwave.models.sampling import guided_logits, sample
 from arwave.models.transformer import Transformer, TransformerConfig
@@ -39,35 +40,44 @@ PATTERNS = ("flat", "delay")
 
 @dataclass
 class NextTokenConfig:
-    codec_run: str = ""              # rvq codec run folder (required to train; copied into RUN/codec)
+    codec_run: str = ""  # rvq codec run folder (required to train; copied into RUN/codec)
     width: int = 256
     depth: int = 4
     heads: int = 4
     mlp_ratio: float = 4.0
-    pattern: str = "flat"            # flat (one token per step) | delay (MusicGen delay, N tokens per step)
-    context_frames: int = 0          # training crop in latent frames (0: one codec window, set at task build)
-    cond: str = "class"              # class | embedding | none
+    pattern: str = "flat"  # flat (one token per step) | delay (MusicGen delay, N tokens per step)
+    context_frames: int = 0  # training crop in latent frames (0: one codec window, set at task build)
+    cond: str = "class"  # class | embedding | none
     cond_drop: float = 0.1
     embed_dim: int = 512
     embedder: str = ""
     # filled when the task is built
     num_classes: int = 0
     label_names: list[str] = field(default_factory=list)
-    levels: int = 0                  # N
-    vocab_size: int = 0              # V
+    levels: int = 0  # N
+    vocab_size: int = 0  # V
     # sampling defaults
-    cfg: float = 3.0                 # constant guidance: (1 + cfg)·cond − cfg·uncond
+    cfg: float = 3.0  # constant guidance: (1 + cfg)·cond − cfg·uncond
     top_k: int = 0
     top_p: float = 0.95
     temperature: float = 1.0
 
     LIMITS: ClassVar[dict] = {
-        "width": at_least(1), "depth": at_least(1), "heads": at_least(1), "mlp_ratio": above(0), "pattern": OneOf(PATTERNS),
-        "cond": OneOf(COND_KINDS), "cond_drop": between(0, 1, hi_open=True), "embed_dim": at_least(1), "top_p": between(0, 1)}
+        "width": at_least(1),
+        "depth": at_least(1),
+        "heads": at_least(1),
+        "mlp_ratio": above(0),
+        "pattern": OneOf(PATTERNS),
+        "cond": OneOf(COND_KINDS),
+        "cond_drop": between(0, 1, hi_open=True),
+        "embed_dim": at_least(1),
+        "top_p": between(0, 1),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------
 # token layouts: codes (B, N, F) <-> steps (B, S, P) (P tokens per step)
+
 
 def flatten_codes(codes: torch.Tensor) -> torch.Tensor:
     """(B, N, F) -> (B, F·N, 1), frame-major."""
@@ -84,7 +94,7 @@ def delay_codes(codes: torch.Tensor, pad: int) -> torch.Tensor:
     B, N, F = codes.shape
     out = codes.new_full((B, F + N - 1, N), pad)
     for level in range(N):
-        out[:, level:level + F, level] = codes[:, level]
+        out[:, level : level + F, level] = codes[:, level]
     return out
 
 
@@ -92,7 +102,7 @@ def undelay_codes(steps: torch.Tensor) -> torch.Tensor:
     """(B, F + N − 1, N) -> (B, N, F)."""
     B, S, N = steps.shape
     F = S - N + 1
-    return torch.stack([steps[:, level:level + F, level] for level in range(N)], dim=1)
+    return torch.stack([steps[:, level : level + F, level] for level in range(N)], dim=1)
 
 
 class NextToken(CodecGenerator):
@@ -109,24 +119,29 @@ class NextToken(CodecGenerator):
         if cfg.pattern not in PATTERNS:
             raise ArwaveError(f"nexttoken: pattern={cfg.pattern!r}, expected one of {', '.join(PATTERNS)}")
         if not cfg.levels or not cfg.vocab_size or not cfg.context_frames:
-            raise ArwaveError("nexttoken: levels/vocab_size/context_frames are unknown: build the model with its "
-                              "codec, or from a trained run's config")
+            raise ArwaveError(
+                "nexttoken: levels/vocab_size/context_frames are unknown: build the model with its "
+                "codec, or from a trained run's config"
+            )
         if cfg.pattern == "flat" and cfg.context_frames < 2:
-            raise ArwaveError("nexttoken: the flat pattern needs context_frames >= 2 (a sliding window drops whole "
-                              f"frames and keeps at least one), got {cfg.context_frames}")
+            raise ArwaveError(
+                "nexttoken: the flat pattern needs context_frames >= 2 (a sliding window drops whole "
+                f"frames and keeps at least one), got {cfg.context_frames}"
+            )
         self.cfg = cfg
         self.attach(codec, quantizer)
         N, V, D = cfg.levels, cfg.vocab_size, cfg.width
         self.N, self.V = N, V
         self.delay = cfg.pattern == "delay"
-        self.P = N if self.delay else 1                                  # tokens per step
+        self.P = N if self.delay else 1  # tokens per step
         self.condition = ConditionEmbedding(cfg.cond, D, cfg.num_classes, cfg.embed_dim)
         self.start = nn.Parameter(torch.zeros(1, 1, D))
-        self.tok_embed = nn.Embedding(N * (V + 1), D)                    # one table per level; row V = PAD
+        self.tok_embed = nn.Embedding(N * (V + 1), D)  # one table per level; row V = PAD
         if not self.delay:
-            self.lvl_embed = nn.Embedding(N, D)                          # the level being predicted (flat)
-        self.transformer = Transformer(TransformerConfig(width=D, depth=cfg.depth, heads=cfg.heads,
-                                                         mlp_ratio=cfg.mlp_ratio, rotary=True))
+            self.lvl_embed = nn.Embedding(N, D)  # the level being predicted (flat)
+        self.transformer = Transformer(
+            TransformerConfig(width=D, depth=cfg.depth, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, rotary=True)
+        )
         self.norm = nn.LayerNorm(D)
         self.head = nn.Linear(D, self.P * V)
         self._init_weights()
@@ -178,8 +193,8 @@ class NextToken(CodecGenerator):
         S = tokens.shape[1]
         levels = self.slot_levels(first, S, tokens.device)
         x = self.tok_embed(tokens + levels * (self.V + 1)).sum(dim=2)
-        if not self.delay:                                               # the level predicted next
-            x = x + self.lvl_embed((torch.arange(first + 1, first + 1 + S, device=tokens.device) % self.N))
+        if not self.delay:  # the level predicted next
+            x = x + self.lvl_embed(torch.arange(first + 1, first + 1 + S, device=tokens.device) % self.N)
         return x + cond[:, None, :]
 
     def start_input(self, cond: torch.Tensor) -> torch.Tensor:
@@ -193,8 +208,13 @@ class NextToken(CodecGenerator):
         return self.head(self.norm(h)).view(*h.shape[:2], self.P, self.V)
 
     # -- teacher forcing -----------------------------------------------------------------------------
-    def forward(self, codes: torch.Tensor, labels: torch.Tensor | None = None,
-                embeddings: torch.Tensor | None = None, cond_drop: float = 0.0) -> torch.Tensor:
+    def forward(
+        self,
+        codes: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        embeddings: torch.Tensor | None = None,
+        cond_drop: float = 0.0,
+    ) -> torch.Tensor:
         """codes (B, N, F) -> logits (B, S, P, V) of every step's tokens (targets: `to_steps(codes)`,
         counted where `valid(F)`)."""
         B = codes.shape[0]
@@ -206,9 +226,19 @@ class NextToken(CodecGenerator):
 
     # -- sampling ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample_steps(self, frames: int, cond: torch.Tensor, null: torch.Tensor | None,
-                     generator: torch.Generator, cfg: float = 0.0, top_k: int = 0, top_p: float = 0.0,
-                     temperature: float = 1.0, given: torch.Tensor | None = None, return_logits: bool = False):
+    def sample_steps(
+        self,
+        frames: int,
+        cond: torch.Tensor,
+        null: torch.Tensor | None,
+        generator: torch.Generator,
+        cfg: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 0.0,
+        temperature: float = 1.0,
+        given: torch.Tensor | None = None,
+        return_logits: bool = False,
+    ):
         """Sample `frames` frames of codes, one AR step at a time with a KV cache that slides once it
         holds the training context. `given` (B, N, g) codes force the first g frames (a prompt, or
         teacher forcing when g = frames). Guidance (null not None): (1 + cfg)·cond − cfg·uncond with the
@@ -216,7 +246,7 @@ class NextToken(CodecGenerator):
         B, device = cond.shape[0], cond.device
         S = self.steps_for(frames)
         forced_tokens = torch.full((B, S, self.P), self.V, dtype=torch.long, device=device)
-        forced = ~self.valid(frames, device).expand(B, S, self.P).clone()            # PAD slots
+        forced = ~self.valid(frames, device).expand(B, S, self.P).clone()  # PAD slots
         if given is not None:
             g = given.shape[-1]
             full = torch.zeros(B, self.N, frames, dtype=torch.long, device=device)
@@ -233,7 +263,7 @@ class NextToken(CodecGenerator):
         out = torch.empty(B, S, self.P, dtype=torch.long, device=device)
         all_logits = []
         for s in range(S):
-            logits = self.logits(self.transformer(x, mask="causal", caches=caches))[:, 0].float()   # (B', P, V)
+            logits = self.logits(self.transformer(x, mask="causal", caches=caches))[:, 0].float()  # (B', P, V)
             if guided:
                 logits = guided_logits(logits[:B], logits[B:], cfg)
             if return_logits:
@@ -248,10 +278,20 @@ class NextToken(CodecGenerator):
         return (codes, torch.stack(all_logits, dim=1)) if return_logits else codes
 
     @torch.no_grad()
-    def sample_tokens(self, num: int = 1, frames: int | None = None, seed: int | None = None,
-                      generator: torch.Generator | None = None, class_label=None, embedding=None,
-                      cfg: float | None = None, top_k: int | None = None, top_p: float | None = None,
-                      temperature: float | None = None, prompt_codes: torch.Tensor | None = None) -> torch.Tensor:
+    def sample_tokens(
+        self,
+        num: int = 1,
+        frames: int | None = None,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        class_label=None,
+        embedding=None,
+        cfg: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        temperature: float | None = None,
+        prompt_codes: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Codes (num, N, frames) (default: one training context); with `prompt_codes` (num, N, g) the
         result starts with those g frames and continues them (frames counts the new ones)."""
         c = self.cfg
@@ -266,9 +306,19 @@ class NextToken(CodecGenerator):
         return self.sample_steps(frames + g, cond, null, generator, cfg, top_k, top_p, temperature, prompt_codes)
 
     @torch.no_grad()
-    def generate(self, seconds: float, num: int = 1, seed: int | None = None, class_label=None, embedding=None,
-                 cfg: float | None = None, top_k: int | None = None, top_p: float | None = None,
-                 temperature: float | None = None, prompt: torch.Tensor | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        seconds: float,
+        num: int = 1,
+        seed: int | None = None,
+        class_label=None,
+        embedding=None,
+        cfg: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        temperature: float | None = None,
+        prompt: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """(num, channels, round(seconds·sample_rate)); with `prompt` (C, N) or (num, C, N) the audio
         continues the prompt (whose last context−1 frames are fed as given tokens; not included)."""
         if seconds <= 0:
@@ -279,26 +329,38 @@ class NextToken(CodecGenerator):
         if prompt is not None:
             latent = encode_prompt_latent(self.codec, prompt, num, self.cfg.context_frames - 1, self.start.device)
             prompt_codes = self.quantizer.encode(latent)
-        codes = self.sample_tokens(num, math.ceil(samples / hop), seed=seed, class_label=class_label,
-                                   embedding=embedding, cfg=cfg, top_k=top_k, top_p=top_p,
-                                   temperature=temperature, prompt_codes=prompt_codes)
+        codes = self.sample_tokens(
+            num,
+            math.ceil(samples / hop),
+            seed=seed,
+            class_label=class_label,
+            embedding=embedding,
+            cfg=cfg,
+            top_k=top_k,
+            top_p=top_p,
+            temperature=temperature,
+            prompt_codes=prompt_codes,
+        )
         audio = decode_latent(self.codec, self.quantizer.decode(codes))
         g = 0 if prompt_codes is None else prompt_codes.shape[-1]
-        return audio[..., g * hop:g * hop + samples].float()
+        return audio[..., g * hop : g * hop + samples].float()
 
 
 def codec_rvq(codec: nn.Module) -> nn.Module:
     bottleneck = getattr(codec, "bottleneck", None)
     rvq = getattr(bottleneck, "rvq", None)
     if rvq is None:
-        raise ArwaveError("nexttoken needs a codec with the rvq bottleneck (train one with "
-                          "`arwave train codec --set bottleneck=rvq`)")
+        raise ArwaveError(
+            "nexttoken needs a codec with the rvq bottleneck (train one with `arwave train codec --set bottleneck=rvq`)"
+        )
     return rvq
 
 
 def fill_from_rvq(cfg: NextTokenConfig, rvq: nn.Module) -> None:
     N, V = int(rvq.levels), int(rvq.codebook_size)
     if cfg.levels and (cfg.levels != N or cfg.vocab_size != V):
-        raise ArwaveError(f"nexttoken: the codec's RVQ ({N} levels, {V} codes) does not match the model config "
-                          f"({cfg.levels} levels, {cfg.vocab_size} codes)")
+        raise ArwaveError(
+            f"nexttoken: the codec's RVQ ({N} levels, {V} codes) does not match the model config "
+            f"({cfg.levels} levels, {cfg.vocab_size} codes)"
+        )
     cfg.levels, cfg.vocab_size = N, V
