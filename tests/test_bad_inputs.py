@@ -461,6 +461,32 @@ def test_stale_temp_folders_are_removed_and_a_torn_metrics_line_dropped(tmp_path
     assert steps[-2:] == [11, 12]
 
 
+@pytest.mark.parametrize(
+    ("kind", "codec_preset"), [("aar", "tiny"), ("nexttoken", "tiny-rvq"), ("cam", "tiny-continuous")]
+)
+def test_a_vanished_training_file_is_skipped_and_the_labels_stay_aligned(kind, codec_preset, tmp_path):
+    """docs/data.md: a file gone since indexing costs one warning, not the run; the labels of the files
+    after it must not shift onto the wrong audio."""
+    from test_aar_train import make_codec_run, make_manifest
+
+    cfg = preset(kind, "tiny")
+    cfg.model.codec_run = str(make_codec_run(tmp_path / "codec", codec_preset))
+    cfg.data.manifest = str(make_manifest(tmp_path / "data"))  # train: tone0 low, tone1 high, tone2 low, tone3 high
+    if kind == "nexttoken":
+        cfg.model.context_frames = 20
+    if kind == "cam":
+        cfg.model.conditional = True
+    os.remove(tmp_path / "data" / "tone1.wav")
+    with pytest.warns(ArwaveWarning, match="skipped 1 of 4 file") as record:
+        task = get_kind(kind).build_task(cfg, tmp_path / "run")
+    assert len([w for w in record if issubclass(w.category, ArwaveWarning)]) == 1
+    low, high = cfg.model.label_names.index("low"), cfg.model.label_names.index("high")
+    if kind == "aar":  # one label per window: 3 windows per kept file
+        assert task.train_set.labels.tolist() == [low] * 6 + [high] * 3
+    else:  # one label per kept file
+        assert task.train_set.labels == [low, low, high]
+
+
 def test_vanished_data_files_are_skipped_with_one_warning(tmp_path):
     from arwave.data.encoded import encode_files
 

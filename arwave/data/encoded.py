@@ -88,6 +88,13 @@ def encode_files(
     return out
 
 
+def drop_skipped(items: list, skipped: list[int]) -> list:
+    """`items` (one per manifest file: labels, conditions) without the files `encode_files` skipped, so
+    they stay aligned with its output."""
+    gone = set(skipped)
+    return [x for i, x in enumerate(items) if i not in gone]
+
+
 class EncodedCrops(Dataset):
     """Crops of `context` frames from per-file encodings (..., T_f): latents for CAM, codes for the
     next-token baseline. Items are (file, chunk) pairs, T_f // context per file, so an epoch covers the

@@ -28,8 +28,11 @@ from arwave.training.task import Task
 __all__ = ["AARConfig", "AARTask", "build_model", "attach_codec_run", "clip_conditions", "TokenItems"]
 
 
-def clip_conditions(cfg: RunConfig, files, split: str, cache_dir: Path) -> list[torch.Tensor] | None:
-    """Per-file condition embeddings (cond = "embedding"), or None.
+def clip_conditions(
+    cfg: RunConfig, files, split: str, cache_dir: Path, skipped: list[int] = ()
+) -> list[torch.Tensor] | None:
+    """Per-file condition embeddings (cond = "embedding") of the files not in `skipped` (those whose
+    codes could not be made), or None.
 
     `embedder = "manifest:KEY"` reads a precomputed vector from each manifest row's field KEY (any
     embedder run offline); any other name goes through arwave.evaluation.embedders.get_embedder and
@@ -39,20 +42,21 @@ def clip_conditions(cfg: RunConfig, files, split: str, cache_dir: Path) -> list[
         return None
     if not m.embedder:
         raise ConfigError(f"{cfg.kind}: cond=embedding needs --set embedder=NAME (an embedder name or manifest:KEY)")
+    from arwave.data.encoded import drop_skipped, encode_files
+
     if m.embedder.startswith("manifest:"):
         field = m.embedder.split(":", 1)[1]
         out = []
-        for row in files.rows:
+        for row in drop_skipped(files.rows, skipped):
             if field not in row:
                 raise ArwaveError(f"{row['path']}: manifest row has no {field!r} vector (embedder={m.embedder})")
             out.append(torch.tensor(row[field], dtype=torch.float32).flatten())
     else:
-        from arwave.data.encoded import encode_files
         from arwave.evaluation.embedders import get_embedder
 
         embedder = get_embedder(m.embedder)
         out = encode_files(
-            files.file_paths,
+            drop_skipped(files.file_paths, skipped),
             lambda a: embedder.embed_clips([a], files.sample_rate)[0],
             cache_dir,
             f"{cfg.kind}-embedding-{split}",
@@ -127,7 +131,7 @@ class AARTask(Task):
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path):
         from arwave.data.dataset import dataset_for_split
-        from arwave.data.encoded import encode_files
+        from arwave.data.encoded import drop_skipped, encode_files
 
         m: AARConfig = cfg.model
         check_config(m)
@@ -142,6 +146,7 @@ class AARTask(Task):
             if not files.file_paths:
                 sets[split] = None
                 continue
+            skipped: list[int] = []  # files that vanished since indexing (encode_files warns once)
             per_file = encode_files(
                 files.file_paths,
                 lambda a: msrq_window_codes(codec, a, m.window_stride),
@@ -150,15 +155,12 @@ class AARTask(Task):
                 files.sample_rate,
                 files.channels,
                 extra={**key, "stride": m.window_stride},
+                skipped=skipped,
             )
-            if len(per_file) != len(files.file_paths):
-                raise ArwaveError(
-                    f"aar: {len(files.file_paths) - len(per_file)} file(s) of split {split!r} could not "
-                    "be read; re-run `arwave data prepare` so the labels line up"
-                )
-            conds = clip_conditions(cfg, files, split, cache_dir)
+            conds = clip_conditions(cfg, files, split, cache_dir, skipped)
             counts = [len(c) for c in per_file]
-            labels = torch.tensor([lab for lab, n in zip(files.labels, counts) for _ in range(n)], dtype=torch.long)
+            file_labels = drop_skipped(files.labels, skipped)
+            labels = torch.tensor([lab for lab, n in zip(file_labels, counts) for _ in range(n)], dtype=torch.long)
             emb = torch.cat([e[None].expand(n, -1) for e, n in zip(conds, counts)]) if conds is not None else None
             sets[split] = TokenItems(torch.cat(per_file), labels, emb)
         codec.cpu()

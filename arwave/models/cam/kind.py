@@ -137,7 +137,7 @@ class LatentCrops(EncodedCrops):
 class CAMTask(Task):
     def __init__(self, cfg: RunConfig, run_dir: str | Path):
         from arwave.data.dataset import dataset_for_split
-        from arwave.data.encoded import encode_files
+        from arwave.data.encoded import drop_skipped, encode_files
 
         run_dir = Path(run_dir)
         mc = cfg.model
@@ -166,8 +166,7 @@ class CAMTask(Task):
                 extra=cache_key,
                 skipped=skipped,
             )
-            gone = set(skipped)
-            labels = [lab for i, lab in enumerate(files.labels) if i not in gone]
+            labels = drop_skipped(files.labels, skipped)
             sets[split] = LatentCrops(lat, labels, mc.context, random_crop=(split == "train"))
         codec.cpu()
         train = sets["train"]

@@ -60,7 +60,7 @@ class NextTokenTask(Task):
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path):
         from arwave.data.dataset import dataset_for_split
-        from arwave.data.encoded import encode_files
+        from arwave.data.encoded import drop_skipped, encode_files
 
         m: NextTokenConfig = cfg.model
         check_config(m)
@@ -76,6 +76,7 @@ class NextTokenTask(Task):
             if not files.file_paths:
                 sets[split] = None
                 continue
+            skipped: list[int] = []  # files that vanished since indexing (encode_files warns once)
             codes = encode_files(
                 files.file_paths,
                 lambda a: codec.encode(a[None].to(device))[0].cpu(),
@@ -84,14 +85,11 @@ class NextTokenTask(Task):
                 files.sample_rate,
                 files.channels,
                 extra=key,
+                skipped=skipped,
             )
-            if len(codes) != len(files.file_paths):
-                raise ArwaveError(
-                    f"nexttoken: {len(files.file_paths) - len(codes)} file(s) of split {split!r} could "
-                    "not be read; re-run `arwave data prepare` so the labels line up"
-                )
-            conds = clip_conditions(cfg, files, split, cache_dir)
-            sets[split] = CodeCrops(codes, files.labels, m.context_frames, split == "train", conds)
+            conds = clip_conditions(cfg, files, split, cache_dir, skipped)
+            labels = drop_skipped(files.labels, skipped)
+            sets[split] = CodeCrops(codes, labels, m.context_frames, split == "train", conds)
         codec.cpu()
         if sets["train"] is None or len(sets["train"]) == 0:
             secs = m.context_frames * codec.hop / codec.sample_rate
