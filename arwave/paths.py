@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,6 +58,14 @@ def check_writable_folder(folder: str | os.PathLike, target: str | os.PathLike |
         raise ArwaveError(f"{name}: cannot create it: {base} is a file, not a folder")
     if not os.access(base, os.W_OK | os.X_OK):
         raise ArwaveError(f"{name}: cannot write there: folder {base} is not writable")
+    # os.access says yes to root everywhere; a read-only file system or a kernel folder (/sys) still
+    # refuses, so create (and remove) an empty probe file: the only test that cannot be wrong
+    try:
+        fd, probe = tempfile.mkstemp(dir=base, prefix=".arwave-probe-")
+    except OSError as err:
+        raise ArwaveError(f"{name}: cannot write there: folder {base} is not writable ({err.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def check_output_file(

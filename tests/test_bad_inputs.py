@@ -204,6 +204,20 @@ def test_read_only_folder_is_refused_before_any_work(cam_run, files, capsys, mon
     assert loaded == []  # refused before the model was even loaded
 
 
+@pytest.mark.skipif(not os.path.isdir("/sys"), reason="needs Linux /sys")
+@pytest.mark.parametrize("command", ["generate", "train", "prepare"])
+def test_a_folder_that_refuses_writes_is_found_even_as_root(command, cam_run, files, capsys):
+    """os.access says yes to root everywhere; /sys (like a read-only mount) still refuses a new file."""
+    out = "/sys/arwave-out"
+    argv = {
+        "generate": ["generate", str(cam_run), "--seconds", "0.05", "--out", out + ".wav"],
+        "train": ["train", "cam", "--out", out],
+        "prepare": ["data", "prepare", str(files), "--out", out + ".jsonl"],
+    }[command]
+    assert main(argv) == 2
+    assert "is not writable" in one_error_line(capsys.readouterr().err)
+
+
 # ---------------------------------------------------------------------------------------------------
 # every load path: a wrong checkpoint is one clear line
 
