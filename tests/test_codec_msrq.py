@@ -144,6 +144,28 @@ def test_gradients_reach_encoder_through_straight_through():
     assert all(q.phis[i].conv.weight.grad.abs().sum() > 0 for i in used)  # phi learns from MSE(h, sg r)
 
 
+def test_per_scale_straight_through_gives_the_same_values_and_k_times_the_gradient():
+    """SAT's code applies the STE per scale: ẑ_ste = Σ_k (r_k + sg(h_k − r_k)); the values are ẑ, and since
+    every r_k = z − sg(·), the encoder's gradient is K times the decoder's (VAR's single STE: once)."""
+    torch.manual_seed(0)
+    single = make_q(V=16).train()
+    per_scale = copy.deepcopy(single)
+    per_scale.per_scale_ste = True
+    z = torch.randn(2, 4, 75)
+    g = torch.randn_like(z)
+    grads, values = [], []
+    for q in (single, per_scale):
+        zz = z.clone().requires_grad_(True)
+        torch.manual_seed(1)  # the same k-means initialisation for both
+        z_hat, *_ = q(zz)
+        (z_hat * g).sum().backward()
+        grads.append(zz.grad)
+        values.append(z_hat.detach())
+    torch.testing.assert_close(values[1], values[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads[0], g)
+    torch.testing.assert_close(grads[1], single.num_scales * g)
+
+
 def test_cumulative_var_inputs_and_sampling_helpers_agree():
     q = make_q().eval()
     z = torch.randn(2, 4, 75)

@@ -54,6 +54,7 @@ class CodecConfig:
     num_phi: int = 6
     phi_kernel: int = 9
     shared_codebook: bool = False
+    per_scale_ste: bool = False  # SAT's straight-through per scale (encoder gradient × K) instead of VAR's one
     # rvq
     rvq_levels: int = 10
     # EMA codebooks (msrq and rvq)

@@ -66,6 +66,7 @@ def build_bottleneck(cfg: CodecConfig) -> nn.Module:
             num_phi=cfg.num_phi,
             phi_kernel=cfg.phi_kernel,
             shared_codebook=cfg.shared_codebook,
+            per_scale_ste=cfg.per_scale_ste,
             **vq,
         )
     if cfg.bottleneck == "rvq":

@@ -229,9 +229,11 @@ class MultiScaleResidualVQ(nn.Module):
         kmeans_iters: int = 50,
         dead_threshold: float = 2.0,
         phi_ratio: float = 0.5,
+        per_scale_ste: bool = False,
     ):
         super().__init__()
         scales = [int(s) for s in scales]
+        self.per_scale_ste = per_scale_ste
         if any(b <= a for a, b in zip(scales, scales[1:])) or scales[0] < 1:
             raise ValueError(f"MSRQ scales must be increasing and >= 1: {scales}")
         self.dim, self.scales, self.T = dim, scales, scales[-1]
@@ -287,6 +289,7 @@ class MultiScaleResidualVQ(nn.Module):
         )
         z = z.float()
         r, z_hat = z, torch.zeros_like(z)
+        z_hat_ste = torch.zeros_like(z)  # per-scale STE: Σ_k (r_k + sg(h_k − r_k))
         codes, losses, stats = [], [], {}
         resets = 0
         for k, s in enumerate(self.scales):
@@ -300,11 +303,14 @@ class MultiScaleResidualVQ(nn.Module):
             if self.training:
                 resets += book.ema_update(flat, idx)
             losses.append(F.mse_loss(h.detach(), r) + F.mse_loss(h, r.detach()))
+            if self.per_scale_ste:
+                z_hat_ste = z_hat_ste + r + (h - r).detach()
             r = r - h.detach()
             z_hat = z_hat + h.detach()
             codes.append(idx.view(z.shape[0], s))
             stats[f"ppl{k}"] = batch_perplexity(idx, self.codebook_size)
-        z_hat_ste = z + (z_hat - z).detach()
+        if not self.per_scale_ste:  # VAR's single STE: ẑ_ste = z + sg(ẑ − z), identity Jacobian
+            z_hat_ste = z + (z_hat - z).detach()
         ppl = [stats[f"ppl{k}"] for k in range(self.num_scales)]
         stats.update(ppl_mean=sum(ppl) / len(ppl), ppl_min=min(ppl), resets=float(resets))
         return z_hat_ste, codes, torch.stack(losses).mean(), stats
