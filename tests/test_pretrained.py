@@ -56,6 +56,24 @@ def test_bundle_files_and_card(exported, cam_run):
     assert (exported / "tiny-codec" / "config.json").read_text() == (cam_run / "codec" / "config.json").read_text()
 
 
+def test_a_manifest_under_the_current_folder_is_recorded_relative(cam_run, bundles, tmp_path, monkeypatch):
+    """A bundle names its training data as scripts/pretrained-data.sh makes it (data/...), not by the
+    absolute path of the machine that trained it; a path elsewhere stays as it was."""
+    codec = tmp_path / "copy" / "codec"
+    shutil.copytree(cam_run / "codec", codec)
+    config = json.loads((codec / "config.json").read_text())
+    config["data"]["manifest"] = str(tmp_path / "data" / "train.jsonl")
+    (codec / "config.json").write_text(json.dumps(config))
+    monkeypatch.chdir(tmp_path)
+    pretrained.export(codec, "here-codec")
+    saved = json.loads((bundles / "here-codec" / "config.json").read_text())
+    assert saved["data"]["manifest"] == "data/train.jsonl"
+    monkeypatch.chdir(tmp_path / "copy")
+    pretrained.export(codec, "elsewhere-codec")
+    saved = json.loads((bundles / "elsewhere-codec" / "config.json").read_text())
+    assert saved["data"]["manifest"] == str(tmp_path / "data" / "train.jsonl")
+
+
 def test_load_by_name_equals_the_run_fp32(exported, cam_run):
     run, named = arwave.load(cam_run), arwave.load("tiny-cam")
     assert named.run_dir == exported / "tiny-cam"

@@ -14,6 +14,7 @@ that name exists (see `find`). An AR model's bundle names its codec by bundle na
 and `model.codec_run`), so loading it loads the codec bundle too. Bundles are written by `export`
 (`arwave export RUN NAME`, `scripts/train-pretrained.sh NAME`). Nothing here unpickles.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -31,13 +32,13 @@ from arwave.errors import ArwaveError
 ENV = "ARWAVE_PRETRAINED_DIR"
 CONFIG, WEIGHTS, CARD = "config.json", "model.safetensors", "card.json"
 TRAIN_SCRIPT = "scripts/train-pretrained.sh"
-FP16_MAX = 65504.0                       # largest finite float16
+FP16_MAX = 65504.0  # largest finite float16
 
 
 @dataclass(frozen=True)
 class Known:
     kind: str
-    parent: str                          # bundled codec an AR model decodes with ("" for none)
+    parent: str  # bundled codec an AR model decodes with ("" for none)
     description: str
 
 
@@ -45,11 +46,15 @@ class Known:
 KNOWN: dict[str, Known] = {
     "codec-latent": Known("codec", "", "continuous (latent) codec: the audio <-> latent frames CAM models"),
     "codec-sat": Known("codec", "", "multi-scale residual VQ codec (SAT): the token maps AAR models"),
-    "codec-rvq": Known("codec", "", "plain residual VQ codec, same encoder/decoder as codec-sat: tokens of the next-token baseline"),
+    "codec-rvq": Known(
+        "codec", "", "plain residual VQ codec, same encoder/decoder as codec-sat: tokens of the next-token baseline"
+    ),
     "cam": Known("cam", "codec-latent", "CAM (rf head + noise augmentation) over codec-latent, class-conditioned"),
     "aar": Known("aar", "codec-sat", "AAR next-scale transformer over codec-sat, class-conditioned"),
     "nexttoken": Known("nexttoken", "codec-rvq", "next-token GPT baseline over codec-rvq, class-conditioned"),
-    "instrument-classifier": Known("classifier", "", "instrument classifier of the corpus: FAD embedder and ISc/KL posteriors"),
+    "instrument-classifier": Known(
+        "classifier", "", "instrument classifier of the corpus: FAD embedder and ISc/KL posteriors"
+    ),
 }
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -125,6 +130,7 @@ def copy_state(bundle: str | Path) -> dict:
 def cache_dir(bundle: str | Path) -> Path:
     """Where encodings of data by a bundled codec are cached (never inside the installed package)."""
     from arwave.evaluation.embedders import cache_root
+
     card = read_card(bundle)
     return cache_root() / "pretrained" / f"{Path(bundle).name}-{card.get('sha256', '')[:12]}"
 
@@ -140,6 +146,7 @@ def sha256(path: str | Path) -> str:
 # ---------------------------------------------------------------------------------------------------
 # listing
 
+
 def list_models() -> list[dict]:
     """Every known model (bundled or not) and every other bundle under `root()`, name order of KNOWN first."""
     base = root()
@@ -154,13 +161,22 @@ def list_models() -> list[dict]:
             card = read_card(folder)
             rows.append({"name": name, "bundled": True, "path": str(folder), **card})
         else:
-            rows.append({"name": name, "bundled": False, "kind": known.kind, "parent": known.parent or None,
-                         "description": known.description, "train": f"{TRAIN_SCRIPT} {name}"})
+            rows.append(
+                {
+                    "name": name,
+                    "bundled": False,
+                    "kind": known.kind,
+                    "parent": known.parent or None,
+                    "description": known.description,
+                    "train": f"{TRAIN_SCRIPT} {name}",
+                }
+            )
     return rows
 
 
 # ---------------------------------------------------------------------------------------------------
 # export
+
 
 def _half(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
     """float32 tensors as float16 where every value fits (others stay float32: e.g. codebook usage
@@ -176,13 +192,14 @@ def _half(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], in
     return out, kept
 
 
-INT8_MIN_ELEMENTS = 16384              # only large matrices are worth int8 (embeddings, linear layers)
+INT8_MIN_ELEMENTS = 16384  # only large matrices are worth int8 (embeddings, linear layers)
 
 
 def _int8(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], int]:
     """Matrices of >= INT8_MIN_ELEMENTS elements as int8 + per-row float16 scales (`quantize_int8`), the
     rest float16 (`_half`). Returns (tensors, how many are int8). Buffers such as codebooks stay float16."""
     from arwave.checkpoint import INT8_SCALE, quantize_int8
+
     out, n = {}, 0
     for k, v in tensors.items():
         if v.dtype == torch.float32 and v.dim() >= 2 and v.numel() >= INT8_MIN_ELEMENTS and k.endswith("weight"):
@@ -197,6 +214,7 @@ def _int8(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], in
 def _weights_used(run_dir: Path, ckpt: Path) -> dict[str, torch.Tensor]:
     """The weights `arwave.load` would use for a run: EMA when kept, else the raw ones."""
     from arwave.checkpoint import load_tensors
+
     ema = ckpt / "ema.safetensors"
     return load_tensors(ema if ema.is_file() else ckpt / WEIGHTS)
 
@@ -205,6 +223,7 @@ def _check_parent(run_dir: Path, cfg, parent: str) -> None:
     """An AR run's own codec copy (RUN/<cfg.parent>) must be the bundled `parent` (same config, same
     weights up to the bundle's storage precision): the exported model decodes with the bundle."""
     from arwave.checkpoint import load_tensors, resolve_run
+
     bundle = find(parent)
     if bundle is None:
         raise ArwaveError(f"--parent {parent}: no bundled model of that name under {root()} (export the codec first)")
@@ -214,14 +233,29 @@ def _check_parent(run_dir: Path, cfg, parent: str) -> None:
     if not (local / CONFIG).is_file():
         raise ArwaveError(f"{run_dir}: no codec copy in {local} to compare with the bundled {parent}")
     if (local / CONFIG).read_text() != (bundle / CONFIG).read_text():
-        raise ArwaveError(f"{run_dir} was trained on a different codec than the bundled {parent} (configs differ); "
-                          f"train it with --codec {parent}")
+        raise ArwaveError(
+            f"{run_dir} was trained on a different codec than the bundled {parent} (configs differ); "
+            f"train it with --codec {parent}"
+        )
     _, ckpt = resolve_run(local)
     mine, theirs = _weights_used(local, ckpt), load_tensors(bundle / WEIGHTS)
     same = mine.keys() == theirs.keys() and all(torch.equal(mine[k].to(theirs[k].dtype), theirs[k]) for k in theirs)
     if not same:
-        raise ArwaveError(f"{run_dir} was trained on a different codec than the bundled {parent} (weights differ); "
-                          f"train it with --codec {parent}")
+        raise ArwaveError(
+            f"{run_dir} was trained on a different codec than the bundled {parent} (weights differ); "
+            f"train it with --codec {parent}"
+        )
+
+
+def _portable_manifest(cfg) -> bool:
+    """Record a training manifest under the current folder relative to it (`data/corpus.jsonl`, as
+    scripts/pretrained-data.sh makes it), so a bundle's config names data that exists on any checkout
+    that ran the script, not on the machine that trained it. True when the path changed."""
+    manifest = Path(cfg.data.manifest) if cfg.data.manifest else None
+    if manifest is None or not manifest.is_absolute() or not manifest.is_relative_to(Path.cwd()):
+        return False
+    cfg.data.manifest = str(manifest.relative_to(Path.cwd()))
+    return True
 
 
 def _describe_data(cfg) -> str:
@@ -230,9 +264,19 @@ def _describe_data(cfg) -> str:
     return f"{where}, {d.sample_rate} Hz, {d.channels} channel(s)"
 
 
-def export(run: str | Path, name: str, *, fp16: bool = False, int8: bool = False, parent: str | None = None, dest: str | Path | None = None,
-           description: str | None = None, training_data: str | None = None, command: str | None = None,
-           quality: dict | None = None) -> Path:
+def export(
+    run: str | Path,
+    name: str,
+    *,
+    fp16: bool = False,
+    int8: bool = False,
+    parent: str | None = None,
+    dest: str | Path | None = None,
+    description: str | None = None,
+    training_data: str | None = None,
+    command: str | None = None,
+    quality: dict | None = None,
+) -> Path:
     """Write the bundle `name` (config.json, model.safetensors, card.json) from a trained run's latest
     checkpoint: EMA weights if the run kept them, no optimiser or critic state; fp16 on request.
     An AR run's bundle names its codec by the bundle `parent` (default: the known parent of `name`),
@@ -251,10 +295,12 @@ def export(run: str | Path, name: str, *, fp16: bool = False, int8: bool = False
     if known is not None and known.kind != cfg.kind:
         raise ArwaveError(f"{name} is a {known.kind} model; {run} is a {cfg.kind} run")
     tensors = _weights_used(run_dir, ckpt)
-    model = get_kind(cfg.kind).build_model(cfg, None)            # checks the weights fit the config
+    model = get_kind(cfg.kind).build_model(cfg, None)  # checks the weights fit the config
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
-        raise ArwaveError(f"{ckpt}: weights do not match the config (missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise ArwaveError(
+            f"{ckpt}: weights do not match the config (missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
     parameters = sum(p.numel() for p in model.parameters())
     is_ar = bool(cfg.parent)
     if is_ar:
@@ -275,7 +321,8 @@ def export(run: str | Path, name: str, *, fp16: bool = False, int8: bool = False
     state = json.loads((ckpt / "state.json").read_text()) if (ckpt / "state.json").is_file() else {}
     final = Path(dest).expanduser() / name if dest is not None else root() / name
     with _atomic_dir(final, prefix=f".{name}-") as tmp:
-        config_text = (run_dir / CONFIG).read_text() if not is_ar else run_config_to_json(cfg)
+        portable = _portable_manifest(cfg)
+        config_text = (run_dir / CONFIG).read_text() if not (is_ar or portable) else run_config_to_json(cfg)
         atomic_write_text(tmp / CONFIG, config_text)
         save_tensors(tmp / WEIGHTS, tensors)
         size = (tmp / WEIGHTS).stat().st_size
