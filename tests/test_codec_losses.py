@@ -106,3 +106,19 @@ def test_discriminator_outputs(channels):
     assert all(l.shape[:2] == (2, 1) for l in logits)
     sum(l.mean() for l in logits).backward()
     assert audio.grad.abs().sum() > 0
+
+
+def test_frame_loudness_loss_measures_the_energy_ratio_in_bels():
+    from arwave.codec.losses import frame_loudness_loss
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 8192, requires_grad=True)
+    assert float(frame_loudness_loss(x, x)) == 0.0
+    # half the amplitude = a quarter of the energy = log10(4) bels (6.02 dB) in every frame
+    loss = frame_loudness_loss(0.5 * x, x.detach())
+    assert abs(float(loss) - math.log10(4)) < 1e-5
+    loss.backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    # a different waveform of the same energy costs nothing: the term holds loudness, not shape
+    y = x.detach().flip(-1)
+    assert float(frame_loudness_loss(y, x.detach(), frame=8192)) < 1e-6

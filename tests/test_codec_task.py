@@ -114,3 +114,16 @@ def test_samples_write_a_reconstruction(tmp_path):
     write_samples(task, task.model, tmp_path, 7)
     assert (tmp_path / "samples" / "recon-00000007.wav").is_file()
     assert (tmp_path / "samples" / "reference.wav").is_file()
+
+
+def test_loudness_term_enters_the_loss_with_its_weight():
+    plain, ds = make_task("continuous")
+    loud, _ = make_task("continuous", w_loud=2.0)
+    loud.model.load_state_dict(plain.model.state_dict())
+    batch = batch_of(ds, 0)
+    torch.manual_seed(1)
+    total0, logs0 = plain.loss(plain.model, batch, step=0)
+    torch.manual_seed(1)  # the same posterior sample
+    total2, logs2 = loud.loss(loud.model, batch, step=0)
+    assert logs0["loud"] > 0 and abs(logs0["loud"] - logs2["loud"]) < 1e-6
+    assert abs(float(total2 - total0) - 2.0 * logs0["loud"]) < 1e-4

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from arwave.codec.discriminator import MultiScaleSTFTDiscriminator
 from arwave.codec.losses import (
     feature_matching_loss,
+    frame_loudness_loss,
     hinge_critic_loss,
     hinge_generator_loss,
     multi_resolution_mel_loss,
@@ -72,6 +73,7 @@ class CodecConfig:
     w_feat: float = 3.0
     w_wave: float = 0.1
     w_mel: float = 1.0
+    w_loud: float = 0.0  # frame-loudness L1 in bels: log-domain losses alone leave the output quieter
     w_vq: float = 1.0
     mel_bins: int = 64
 
@@ -398,11 +400,15 @@ class CodecTask(Task):
         with torch.autocast(device_type=real.device.type, enabled=False):  # spectra in fp32
             l_wave = F.l1_loss(fake.float(), real.float())
             l_mel = multi_resolution_mel_loss(fake.float(), real.float(), m.sample_rate, m.mel_bins)
+            l_loud = frame_loudness_loss(fake.float(), real.float())
         reg_weight = m.kl_weight if m.bottleneck == "continuous" else m.w_vq
         total = m.w_wave * l_wave + m.w_mel * l_mel + reg_weight * out.loss
+        if m.w_loud:
+            total = total + m.w_loud * l_loud
         logs = {
             "wave": float(l_wave.detach()),
             "mel": float(l_mel.detach()),
+            "loud": float(l_loud.detach()),
             ("kl" if m.bottleneck == "continuous" else "vq"): float(out.loss.detach()),
         }
         logs.update({k: v for k, v in out.stats.items() if not k.startswith("ppl") or not k[3:].isdigit()})
