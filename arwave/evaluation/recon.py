@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from arwave.codec.losses import log_mel, stft
 from arwave.errors import ArwaveError
+from arwave.mel import mel_filterbank
 
 MEL_WINDOWS = (32, 64, 128, 256, 512, 1024, 2048)
 MEL_BINS = (5, 10, 20, 40, 80, 160, 320)
@@ -127,8 +128,6 @@ def clip_log_mel(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """log10 max(M, 1e-5) of (C, N) or (N,) audio: the mono mix, Hann frames of 2048 (hop 512, no
     centring), |unnormalised FFT|, 80 triangular HTK-mel filters of peak 1 from 30 Hz to Nyquist.
     Returns (80, frames)."""
-    from arwave.evaluation.embedders import mel_filterbank as librosa_mel
-
     x = torch.as_tensor(x).float()
     mono = x.reshape(-1, x.shape[-1]).mean(0) if x.dim() > 1 else x
     if mono.shape[-1] < CLIP_N_FFT:
@@ -136,7 +135,7 @@ def clip_log_mel(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
     spec = torch.stft(
         mono, CLIP_N_FFT, CLIP_HOP, window=torch.hann_window(CLIP_N_FFT), center=False, return_complex=True
     ).abs()
-    fb = librosa_mel(sample_rate, CLIP_N_FFT, CLIP_MELS, fmin=CLIP_FMIN, htk=True, norm=None)
+    fb = mel_filterbank(sample_rate, CLIP_N_FFT, CLIP_MELS, fmin=CLIP_FMIN, htk=True, norm=None)
     return torch.log10((fb @ spec).clamp_min(CLAMP))
 
 

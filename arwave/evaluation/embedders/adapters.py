@@ -32,7 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from arwave.evaluation.embedders import Embedder, EmbedderError, mel_filterbank, pick_device
+from arwave.evaluation.embedders import Embedder, EmbedderError, pick_device
+from arwave.mel import mel_filterbank
 
 WEIGHT_FILES = {
     "vggish": "the torchvggish weights 'vggish-10086976.pth' (github.com/harritaylor/torchvggish releases)",

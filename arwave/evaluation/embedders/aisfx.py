@@ -30,7 +30,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from arwave.evaluation.embedders import Embedder, EmbedderError, cache_root, mel_filterbank, pick_device
+from arwave.evaluation.embedders import Embedder, EmbedderError, cache_root, pick_device
+from arwave.mel import mel_filterbank
 
 SAMPLE_RATE = 44100
 N_FFT = 2048
