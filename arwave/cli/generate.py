@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from arwave.config import at_least, between
+from arwave.device import pick_device
 from arwave.errors import ArwaveError
 from arwave.paths import check_output_file, replacing
 
@@ -178,14 +179,6 @@ def register(sub) -> None:
 # shared
 
 
-def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ArwaveError("--device cuda: no CUDA device is available")
-    return name
-
-
 def load_generator(run: str, device: str = "cpu", precision: str | None = None, threads: int | None = None):
     import arwave
 
@@ -193,7 +186,7 @@ def load_generator(run: str, device: str = "cpu", precision: str | None = None, 
         if threads < 1:
             raise ArwaveError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
-    model = arwave.load(run, device=_device(device))
+    model = arwave.load(run, device=str(pick_device(device, "--device")))
     kind = getattr(getattr(model, "config", None), "kind", type(model).__name__)
     if not hasattr(model, "generate") or not getattr(model, "sample_rate", None):
         raise ArwaveError(f"{run}: a {kind} run does not generate audio (use a cam, aar or nexttoken run)")
@@ -366,7 +359,7 @@ def cmd_generate(args) -> int:
     check_output_file(output_path(args.out, args.num, 0), args.overwrite, WRITE_EXTENSIONS, "audio")
     model = load_generator(args.run, args.device, _precision(args), 1 if args.threads is None else args.threads)
     kwargs = sampling_kwargs(model, args)
-    check_memory(args.num, args.seconds, model, _device(args.device))
+    check_memory(args.num, args.seconds, model, str(pick_device(args.device, "--device")))
     paths = output_paths(args.out, args.num)
     for path in paths[1:]:
         check_output_file(path, args.overwrite)
@@ -474,7 +467,7 @@ def cmd_stream(args) -> int:
         check_output_file(args.out, args.overwrite, (".wav",), "a stream (16-bit WAV)")
     model = load_generator(args.run, args.device, _precision(args), 1 if args.threads is None else args.threads)
     kwargs = sampling_kwargs(model, args)
-    check_memory(1, args.seconds, model, _device(args.device))
+    check_memory(1, args.seconds, model, str(pick_device(args.device, "--device")))
     t0 = time.perf_counter()
     chunks = iter(model.stream(seconds=args.seconds, seed=args.seed, **kwargs))
     chunks = itertools.chain([next(chunks)], chunks)  # the model checks its options here: nothing written yet

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import soxr
 import torch
 
 from arwave.errors import ArwaveError
+from arwave.paths import replacing
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff")
 
@@ -223,14 +223,9 @@ def write_audio(
     if subtype not in _FLOAT_SUBTYPES:
         data = np.clip(data, -1.0, 1.0)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"  # same folder: rename is atomic
     try:
-        sf.write(str(tmp), data.T, int(sample_rate), format=container, subtype=subtype)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            sf.write(str(tmp), data.T, int(sample_rate), format=container, subtype=subtype)
     except Exception as err:
         raise AudioError(f"{path}: cannot write ({_reason(err)})") from err
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path

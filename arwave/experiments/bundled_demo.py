@@ -91,7 +91,7 @@ def choose_manifest(data, models: dict, progress: bool) -> Path:
     except ArwaveError:
         from arwave.config import DataConfig
         from arwave.data.corpus import ensure_corpus
-        from arwave.evaluation.embedders import cache_root
+        from arwave.paths import cache_root
 
         cfg = DataConfig(corpus_minutes=FALLBACK_MINUTES, corpus_dir=str(cache_root() / FALLBACK_DIR))
         if progress:

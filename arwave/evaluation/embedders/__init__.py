@@ -18,9 +18,7 @@ Names understood by `get_embedder`:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,18 +28,6 @@ from arwave.errors import ArwaveError
 
 class EmbedderError(ArwaveError):
     pass
-
-
-def cache_root() -> Path:
-    """Root of arwave's caches: $ARWAVE_CACHE, else ~/.cache/arwave."""
-    env = os.environ.get("ARWAVE_CACHE", "")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "arwave"
-
-
-def pick_device(device: str | torch.device | None) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -210,6 +196,4 @@ __all__ = [
     "as_clips",
     "mono_at_rate",
     "frames_to_clips",
-    "cache_root",
-    "pick_device",
 ]
