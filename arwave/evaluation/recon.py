@@ -15,6 +15,8 @@ frequency bins and frames, so the numbers do not depend on the batch size or the
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -115,6 +117,30 @@ def evaluate_recon(
         "frame_rate": model.frame_rate,
         "sample_rate": model.sample_rate,
     }
+
+
+def evaluate_codec(
+    codec,
+    split: str = "test",
+    seconds: float | None = None,
+    manifest: str | None = None,
+    max_items: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """`evaluate_recon` over fixed crops of `seconds` (default: the codec's training window) of a split of
+    the codec's training data, or of `manifest`."""
+    from arwave.data.dataset import dataset_for_split
+
+    data = replace(codec.config.data)
+    if manifest:
+        data.manifest = str(Path(manifest).resolve())
+    seconds = seconds or data.segment_seconds
+    ds = dataset_for_split(
+        data, split, segment_samples=round(seconds * codec.sample_rate), random_crop=False, tiled=True
+    )
+    result = evaluate_recon(codec, ds, max_items=max_items, progress=progress)
+    result.update(split=split, seconds_per_item=seconds)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------------
