@@ -19,6 +19,7 @@ from arwave.experiments.report import Section, write_json, write_report
 # share of the training budget per model (the rest of --minutes goes to data, sampling and metrics)
 TRAIN_SHARE = 0.72
 SHARES = {"classifier": 0.08, "codec-continuous": 0.22, "cam": 0.24, "codec-msrq": 0.22, "aar": 0.24}
+AAR_CLIP_SECONDS = 2.0  # one clip per instrument
 
 
 def _params(model) -> int:
@@ -201,7 +202,7 @@ def run_demo(
     labels = list(aar.config.model.label_names) or [None]
     aar_clips = [
         aar.generate(
-            2.0 * aar.window_seconds if hasattr(aar, "window_seconds") else 2.0,
+            AAR_CLIP_SECONDS,
             num=1,
             seed=seed + i,
             **({"class_label": l, "cfg": 2.0} if l is not None else {}),
