@@ -239,7 +239,7 @@ def _dataset_source(ds, batch_clips: int) -> AudioSource:
             ds.sample_rate,
             ds.channels,
             ds.segment_samples,
-            ds.crop,
+            ds.crop_mode,
         )
 
     def batches():
