@@ -42,7 +42,7 @@ def run_demo(
     from arwave.evaluation.fad_over_time import fad_over_time, latent_fad_over_time, plot_fad_over_time
     from arwave.evaluation.generated import evaluate_generated
     from arwave.evaluation.recon import evaluate_recon
-    from arwave.experiments.claims import test_latents
+    from arwave.experiments.claims import test_split_latents
 
     t_start = time.time()
     out = Path(out)
@@ -182,7 +182,7 @@ def run_demo(
         cam.config.data, "test", segment_samples=round(context_s * cam.sample_rate), random_crop=False, tiled=True
     )
     fot = fad_over_time(waves, cam.sample_rate, ref_ctx, embedder="aisfx", window_seconds=context_s, progress=progress)
-    lat = latent_fad_over_time(latents, test_latents(cam, progress), cam.config.model.context)
+    lat = latent_fad_over_time(latents, test_split_latents(cam, progress), cam.config.model.context)
     lat.update(times=[t * context_s / cam.config.model.context for t in lat["times"]], window_seconds=context_s)
     plot_fad_over_time({"CAM (rf + noise aug)": fot}, media / "fad_over_time.png", title="FAD over time (aisfx)")
     plot_fad_over_time(
