@@ -6,7 +6,7 @@ options it understands in `sampling_options`; any other option is refused with a
     generate RUN --seconds S --out FILE.wav [--num N] [--seed S] [sampling options] [--json]
              [--loudness LUFS] [--include-prompt] [--quiet]
         --num N > 1 writes FILE-0.wav … FILE-{N−1}.wav; a progress bar with ETA while it samples
-        (arwave.cli.finish), then one line per file: path, length, rate, channels (and loudness)
+        (arwave.finish), then one line per file: path, length, rate, channels (and loudness)
     stream RUN [--seconds S] [--out FILE|-] [--seed S] [sampling options] [--json]
         writes a 16-bit PCM WAV while it is generated. To stdout (`-`) the header's RIFF and data sizes
         are 0xFFFFFFFF ("unknown length", read by ffmpeg/sox/aplay/soundfile); to a file they are
@@ -188,7 +188,7 @@ def output_paths(out: str, num: int) -> list[Path]:
 def cmd_generate(args) -> int:
     import warnings
 
-    from arwave.cli import finish
+    from arwave import finish
     from arwave.console import bars, quiet
     from arwave.data.audio import WRITE_EXTENSIONS, write_audio
     from arwave.errors import ArwaveWarning
