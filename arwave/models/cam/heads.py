@@ -216,13 +216,7 @@ class RectifiedFlowHead(nn.Module):
         return F.mse_loss(v.float(), (n - x).float())
 
     def sample(
-        self,
-        z,
-        generator=None,
-        temperature: float = 1.0,
-        steps: int | None = None,
-        z_uncond=None,
-        guidance: float = 0.0,
+        self, z, generator=None, temperature: float = 1.0, steps: int | None = None, z_uncond=None, guidance=0.0
     ) -> torch.Tensor:
         steps = int(steps or self.steps)
         guided = z_uncond is not None and guidance != 0
@@ -285,13 +279,7 @@ class DDPMHead(nn.Module):
         return F.mse_loss(self.net(x_t, t.to(x.dtype), z).float(), eps.float())
 
     def sample(
-        self,
-        z,
-        generator=None,
-        temperature: float = 1.0,
-        steps: int | None = None,
-        z_uncond=None,
-        guidance: float = 0.0,
+        self, z, generator=None, temperature: float = 1.0, steps: int | None = None, z_uncond=None, guidance=0.0
     ) -> torch.Tensor:
         ts, betas = respace(self.alphas_cumprod.double().cpu(), int(steps or self.steps))
         ab = self.alphas_cumprod.double().cpu()[ts]
@@ -383,13 +371,7 @@ class GMMHead(nn.Module):
         return self.nll(z, x).mean() / self.dim
 
     def sample(
-        self,
-        z,
-        generator=None,
-        temperature: float = 1.0,
-        steps: int | None = None,
-        z_uncond=None,
-        guidance: float = 0.0,
+        self, z, generator=None, temperature: float = 1.0, steps: int | None = None, z_uncond=None, guidance=0.0
     ) -> torch.Tensor:
         if guidance:
             raise ValueError("the gmm head has no classifier-free guidance")
