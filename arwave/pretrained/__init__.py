@@ -282,8 +282,8 @@ def export(
     An AR run's bundle names its codec by the bundle `parent` (default: the known parent of `name`),
     which must hold the very codec the run trained on. Written atomically into `dest` (default `root()`)."""
     from arwave.checkpoint import _atomic_dir, read_config, resolve_run, save_tensors
-    from arwave.paths import atomic_write_text
     from arwave.config import run_config_to_json
+    from arwave.paths import atomic_write_text
     from arwave.registry import get_kind
 
     if not is_name(name):
