@@ -34,3 +34,18 @@ def note(message: str) -> None:
     """One informational line on stderr (silenced by `quiet()`)."""
     if not _QUIET.get():
         print(message, file=sys.stderr, flush=True)
+
+
+def count_text(n: int) -> str:
+    """1234567 -> "1.2M" (parameter counts in tables)."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def quality_text(q: dict) -> str:
+    """A model card's measured quality in one line."""
+    if not q:
+        return "not measured"
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in q.items())

@@ -20,6 +20,13 @@ from pathlib import Path
 from arwave.errors import ArwaveError
 
 
+def cache_root() -> Path:
+    """Root of arwave's caches (corpus, converted weights, FAD statistics, unpacked bundles):
+    $ARWAVE_CACHE, else ~/.cache/arwave."""
+    env = os.environ.get("ARWAVE_CACHE", "")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "arwave"
+
+
 def missing_reason(path: str | os.PathLike) -> str:
     """Why `path` cannot be opened: "no such file or folder", "symbolic link loop", "broken symbolic link
     (to X)", "permission denied" — so a link loop is not reported as a missing file."""
@@ -102,14 +109,29 @@ def check_output_folder(path: str | os.PathLike) -> Path:
 
 @contextmanager
 def replacing(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path beside `path`; on success it is renamed over `path` in one step, on any error
-    (or Ctrl-C) it is removed and `path` is left as it was."""
+    """Yield a temp path beside `path` (the same folder, so the rename is atomic); on success the file is
+    flushed to disk and renamed over `path` in one step, on any error (or Ctrl-C) it is removed and `path`
+    is left as it was. Every file arwave writes goes through here: a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
         yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     finally:
         if os.path.lexists(tmp):
             tmp.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode())

@@ -166,9 +166,9 @@ def test_guidance_mixes_cond_and_uncond(cls):
         torch.nn.init.normal_(p, std=0.3)
     z, zu = torch.randn(3, 4), torch.randn(3, 4)
     plain = head.sample(z, torch.Generator().manual_seed(0))
-    zero = head.sample(z, torch.Generator().manual_seed(0), z_uncond=zu, cfg=0.0)
-    guided = head.sample(z, torch.Generator().manual_seed(0), z_uncond=zu, cfg=2.0)
-    same = head.sample(z, torch.Generator().manual_seed(0), z_uncond=z, cfg=2.0)
+    zero = head.sample(z, torch.Generator().manual_seed(0), z_uncond=zu, guidance=0.0)
+    guided = head.sample(z, torch.Generator().manual_seed(0), z_uncond=zu, guidance=2.0)
+    same = head.sample(z, torch.Generator().manual_seed(0), z_uncond=z, guidance=2.0)
     torch.testing.assert_close(plain, zero)
     torch.testing.assert_close(plain, same, atol=1e-5, rtol=1e-5)  # uncond == cond: guidance is a no-op
     assert not torch.allclose(plain, guided)

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from arwave.cli.generate import WavStreamWriter
 from arwave.cli.main import main
+from arwave.data.audio import WavStreamWriter
 
 
 def last_json(text: str) -> dict:

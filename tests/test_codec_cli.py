@@ -7,10 +7,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from arwave.checkpoint import atomic_write_text, save_checkpoint
+from arwave.checkpoint import save_checkpoint
 from arwave.cli.main import main
 from arwave.codec.kind import build_model, make_preset
 from arwave.config import run_config_to_json
+from arwave.paths import atomic_write_text
 
 
 def make_run(tmp_path, bottleneck):

@@ -11,13 +11,11 @@ from arwave.codec.losses import (
     feature_matching_loss,
     hinge_critic_loss,
     hinge_generator_loss,
-    hz_to_mel,
-    mel_filterbank,
-    mel_to_hz,
     multi_resolution_mel_loss,
 )
 from arwave.errors import ArwaveError
 from arwave.evaluation.recon import mel_distance, stft_distance
+from arwave.mel import hz_to_mel, mel_filterbank, mel_to_hz
 
 
 def test_slaney_mel_scale_anchor_values():

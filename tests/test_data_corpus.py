@@ -10,9 +10,12 @@ import soundfile as sf
 from arwave.cli.main import main
 from arwave.config import DataConfig
 from arwave.data import corpus as corpus_mod
-from arwave.data.corpus import DEFAULT_INSTRUMENTS, ensure_corpus, place_notes, render_corpus
+from arwave.data import synth
+from arwave.data.corpus import ensure_corpus, render_corpus
 from arwave.data.dataset import datasets_from_config
 from arwave.data.manifest import read_manifest, split_of
+from arwave.data.scores import place_notes
+from arwave.data.synth import DEFAULT_INSTRUMENTS
 
 MINUTES = 2.0  # about 8 files of <= 16 s: one per default instrument, a few seconds to render
 
@@ -147,11 +150,11 @@ def test_place_notes_moves_into_range_and_clips():
 
 def test_normalise_hits_rms_or_peak_limit():
     x = np.random.default_rng(0).standard_normal((2, 48000)).astype(np.float32) * 0.01
-    y = corpus_mod.normalise(x)
-    assert np.sqrt((y**2).mean()) == pytest.approx(corpus_mod.TARGET_RMS, rel=1e-3)
+    y = synth.normalise(x)
+    assert np.sqrt((y**2).mean()) == pytest.approx(synth.TARGET_RMS, rel=1e-3)
     spiky = np.zeros((2, 1000), np.float32)
     spiky[:, 10] = 1.0
-    assert np.abs(corpus_mod.normalise(spiky)).max() == pytest.approx(corpus_mod.MAX_PEAK)
+    assert np.abs(synth.normalise(spiky)).max() == pytest.approx(synth.MAX_PEAK)
 
 
 def test_default_folder_follows_arwave_cache(tmp_path, monkeypatch):

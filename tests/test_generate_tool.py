@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 
 import arwave
-from arwave.cli import finish
+from arwave import finish
 from arwave.cli.main import main
 from arwave.registry import get_kind, preset
 

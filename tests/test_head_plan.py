@@ -37,7 +37,9 @@ def test_rf_plan_equals_per_step_forward(cfg):
     head = _randomize(RectifiedFlowHead(dim=6, cond_dim=12, width=16, depth=3, steps=5))
     z, zu = torch.randn(3, 12), torch.randn(3, 12)
     with torch.inference_mode():
-        fast = head.sample(z, torch.Generator().manual_seed(7), temperature=0.9, z_uncond=zu if cfg else None, cfg=cfg)
+        fast = head.sample(
+            z, torch.Generator().manual_seed(7), temperature=0.9, z_uncond=zu if cfg else None, guidance=cfg
+        )
         ref = _rf_reference(head, z, 7, 5, zu, cfg, temperature=0.9)
     assert fast.abs().max() > 0.1  # a real, non-trivial output
     torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)

@@ -5,7 +5,7 @@ import math
 import torch
 
 from arwave.models.generator import make_generator
-from arwave.models.sampling import cfg_ramp, filter_logits, guided_logits, sample
+from arwave.models.sampling import filter_logits, guidance_ramp, guided_logits, sample
 
 
 def kept(logits, **kw):
@@ -66,7 +66,7 @@ def test_guidance_formula_and_ramp():
     cond, uncond = torch.tensor([1.0, 2.0]), torch.tensor([0.5, 3.0])
     torch.testing.assert_close(guided_logits(cond, uncond, 0.0), cond)
     torch.testing.assert_close(guided_logits(cond, uncond, 2.0), 3 * cond - 2 * uncond)
-    assert [cfg_ramp(4.0, k, 5) for k in range(5)] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert [guidance_ramp(4.0, k, 5) for k in range(5)] == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
 def test_seeded_sampling_is_reproducible_and_respects_filters():

@@ -80,7 +80,7 @@ def exp_head(rounds: int, presets=("small", "paper")) -> dict:
             return run
 
         def plan(cfg):
-            return lambda: head.sample(z, torch.Generator().manual_seed(0), z_uncond=zu if cfg else None, cfg=cfg)
+            return lambda: head.sample(z, torch.Generator().manual_seed(0), z_uncond=zu if cfg else None, guidance=cfg)
 
         with torch.inference_mode():
             for cfg in (0.0, 3.0):

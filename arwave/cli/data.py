@@ -70,7 +70,8 @@ def register(subparsers) -> None:
 
 
 def run_corpus(args: argparse.Namespace) -> int:
-    from arwave.data.corpus import INSTRUMENTS, render_corpus
+    from arwave.data.corpus import render_corpus
+    from arwave.data.synth import INSTRUMENTS
 
     if args.list_instruments:
         for name, (program, low, high) in INSTRUMENTS.items():

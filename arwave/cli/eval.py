@@ -6,11 +6,11 @@ Each prints a readable summary, and with `--json` one JSON object as its last st
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
-from arwave.cli.generate import add_sampling_options, check_memory, check_seconds, load_generator, sampling_kwargs
+from arwave.cli.generate import add_sampling_options
 from arwave.errors import ArwaveError
+from arwave.generation import check_memory, check_seconds, load_generator, sampling_kwargs
 from arwave.paths import check_output_file
 
 
@@ -21,41 +21,19 @@ def emit(result: dict, as_json: bool, lines: list[str]) -> None:
         print(json.dumps(result, default=float))
 
 
-def _reference_dataset(model, args, seconds: float):
-    """Fixed crops of `seconds` from the reference split, at the model's rate and channels."""
-    from arwave.data.dataset import dataset_for_split
-
-    data = replace(model.config.data, sample_rate=model.sample_rate, channels=model.channels)
-    if args.reference:
-        data.manifest = str(Path(args.reference).resolve())
-    ds = dataset_for_split(
-        data, args.split, segment_samples=round(seconds * model.sample_rate), random_crop=False, tiled=True
-    )
-    if len(ds) == 0:
-        raise ArwaveError(f"reference split {args.split!r} is empty")
-    return ds
-
-
 def run_recon(args) -> int:
     import arwave
     from arwave.codec.model import Codec
-    from arwave.data.dataset import dataset_for_split
-    from arwave.evaluation.recon import evaluate_recon
+    from arwave.evaluation.recon import evaluate_codec
 
     codec = arwave.load(args.run)
     if not isinstance(codec, Codec):
         raise ArwaveError(
             f"{args.run}: a {codec.config.kind} run; eval recon measures codec runs (use eval gen for AR models)"
         )
-    data = replace(codec.config.data)
-    if args.data:
-        data.manifest = str(Path(args.data).resolve())
-    seconds = args.seconds or data.segment_seconds
-    ds = dataset_for_split(
-        data, args.split, segment_samples=round(seconds * codec.sample_rate), random_crop=False, tiled=True
-    )
-    result = evaluate_recon(codec, ds, max_items=args.max_items, progress=not args.json)
-    result.update(run=str(args.run), split=args.split, seconds_per_item=seconds)
+    result = evaluate_codec(codec, args.split, args.seconds, args.data, args.max_items, progress=not args.json)
+    result.update(run=str(args.run))
+    seconds = result["seconds_per_item"]
     emit(
         result,
         args.json,
@@ -69,10 +47,8 @@ def run_recon(args) -> int:
 
 
 def run_gen(args) -> int:
-    import torch
-
     from arwave.data.audio import write_audio
-    from arwave.evaluation.generated import evaluate_generated
+    from arwave.evaluation.generated import evaluate_generated, generate_clips, reference_dataset
 
     if args.num < 1 or args.batch < 1:
         raise ArwaveError(f"--num and --batch must be >= 1, got {args.num} and {args.batch}")
@@ -82,16 +58,12 @@ def run_gen(args) -> int:
             check_output_file(Path(args.out) / f"gen-{i:03d}.wav", args.overwrite)
     model = load_generator(args.run)
     check_memory(args.batch, args.seconds, model, "cpu")
-    clips = []
-    for i in range(0, args.num, args.batch):
-        n = min(args.batch, args.num - i)
-        clips.append(model.generate(args.seconds, num=n, seed=args.seed + i, **sampling_kwargs(model, args)))
-    waves = torch.cat(clips)
+    waves = generate_clips(model, args.num, args.seconds, args.batch, args.seed, **sampling_kwargs(model, args))
     if args.out:
         out = Path(args.out)
         for i, w in enumerate(waves):
             write_audio(out / f"gen-{i:03d}.wav", w, model.sample_rate)
-    reference = _reference_dataset(model, args, args.seconds)
+    reference = reference_dataset(model, args.split, args.seconds, args.reference)
     result = evaluate_generated(
         waves,
         reference,
@@ -113,19 +85,9 @@ def run_gen(args) -> int:
     return 0
 
 
-def training_context_seconds(model) -> float:
-    """How much audio the model sees at once in training (CAM: `context` frames; AAR/next-token: a window)."""
-    m = model.config.model
-    frames = getattr(m, "context", None) or getattr(m, "window_frames", None)
-    if frames and hasattr(model, "frame_rate"):
-        return float(frames) / float(model.frame_rate)
-    if hasattr(model, "window_seconds"):
-        return float(model.window_seconds)
-    return float(model.config.data.segment_seconds)
-
-
 def run_fad_over_time(args) -> int:
-    from arwave.evaluation.fad_over_time import fad_over_time, plot_fad_over_time
+    from arwave.evaluation.fad_over_time import fad_over_time, plot_fad_over_time, training_context_seconds
+    from arwave.evaluation.generated import reference_dataset
 
     if args.plot:
         check_output_file(args.plot, args.overwrite, (".png",), "a plot")
@@ -138,7 +100,7 @@ def run_fad_over_time(args) -> int:
         check_memory(args.num, seconds, model, "cpu")
         window = args.window or context
         waves = model.generate(seconds, num=args.num, seed=args.seed, **sampling_kwargs(model, args))
-        reference = _reference_dataset(model, args, window)
+        reference = reference_dataset(model, args.split, window, args.reference)
         res = fad_over_time(
             waves, model.sample_rate, reference, embedder=args.embedder, window_seconds=window, progress=not args.json
         )

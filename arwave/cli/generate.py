@@ -6,7 +6,7 @@ options it understands in `sampling_options`; any other option is refused with a
     generate RUN --seconds S --out FILE.wav [--num N] [--seed S] [sampling options] [--json]
              [--loudness LUFS] [--include-prompt] [--quiet]
         --num N > 1 writes FILE-0.wav … FILE-{N−1}.wav; a progress bar with ETA while it samples
-        (arwave.cli.finish), then one line per file: path, length, rate, channels (and loudness)
+        (arwave.finish), then one line per file: path, length, rate, channels (and loudness)
     stream RUN [--seconds S] [--out FILE|-] [--seed S] [sampling options] [--json]
         writes a 16-bit PCM WAV while it is generated. To stdout (`-`) the header's RIFF and data sizes
         are 0xFFFFFFFF ("unknown length", read by ffmpeg/sox/aplay/soundfile); to a file they are
@@ -31,33 +31,23 @@ import argparse
 import itertools
 import json
 import math
-import struct
 import sys
 import time
 from pathlib import Path
-from typing import BinaryIO
 
-import numpy as np
 import torch
 
-from arwave.config import at_least, between
+from arwave.data.audio import write_wav_stream
+from arwave.device import pick_device
 from arwave.errors import ArwaveError
+from arwave.generation import (
+    MAX_SECONDS,
+    check_memory,
+    check_seconds,
+    load_generator,
+    sampling_kwargs,
+)
 from arwave.paths import check_output_file, replacing
-
-MAX_SECONDS = 600.0  # default --max-seconds: a longer request is far more often a typo than a wish
-
-# CLI flag -> keyword argument of generate()/stream()
-SAMPLING_FLAGS = {
-    "prompt": "--prompt",
-    "class_label": "--class",
-    "embedding": "--embedding",
-    "cfg": "--cfg",
-    "top_k": "--top-k",
-    "top_p": "--top-p",
-    "k_inf": "--k-inf",
-    "head_steps": "--head-steps",
-    "temperature": "--temperature",
-}
 
 
 def _add_sampling(p: argparse.ArgumentParser) -> None:
@@ -174,157 +164,11 @@ def register(sub) -> None:
     s.set_defaults(func=cmd_stream)
 
 
-# ---------------------------------------------------------------------------------------------------
-# shared
-
-
-def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ArwaveError("--device cuda: no CUDA device is available")
-    return name
-
-
-def load_generator(run: str, device: str = "cpu", precision: str | None = None, threads: int | None = None):
-    import arwave
-
-    if threads is not None:
-        if threads < 1:
-            raise ArwaveError(f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
-    model = arwave.load(run, device=_device(device))
-    kind = getattr(getattr(model, "config", None), "kind", type(model).__name__)
-    if not hasattr(model, "generate") or not getattr(model, "sample_rate", None):
-        raise ArwaveError(f"{run}: a {kind} run does not generate audio (use a cam, aar or nexttoken run)")
-    if precision == "auto":
-        from arwave.models.quantize import auto_precision
-
-        precision = auto_precision(model)
-    if precision not in (None, "float32"):
-        if not hasattr(model, "set_precision"):
-            raise ArwaveError(f"{kind} models do not take --precision")
-        model.set_precision(precision)
-    return model
-
-
 def _precision(args) -> str | None:
     quantize = getattr(args, "quantize", None)
     if quantize and args.precision not in (None, "auto", quantize):
         raise ArwaveError(f"--quantize {quantize} contradicts --precision {args.precision}")
     return quantize or args.precision
-
-
-def resolve_class(model, label: str) -> int:
-    """A class name from the model's label list, or an integer index."""
-    names = list(getattr(model, "label_names", []) or [])
-    if label in names:
-        return names.index(label)
-    try:
-        return int(label)
-    except ValueError:
-        known = ", ".join(names) if names else "none: the model is unconditional"
-        raise ArwaveError(f"--class {label}: unknown class (known: {known})") from None
-
-
-def sampling_kwargs(model, args) -> dict:
-    """The sampling options the user gave, checked against the model's `sampling_options`."""
-    given = {k: getattr(args, k) for k in SAMPLING_FLAGS if getattr(args, k, None) is not None}
-    check_sampling_values(given)
-    supported = getattr(model, "sampling_options", None)
-    if supported is not None:
-        bad = [SAMPLING_FLAGS[k] for k in given if k not in supported]
-        if bad:
-            kind = getattr(getattr(model, "config", None), "kind", type(model).__name__)
-            ok = " ".join(SAMPLING_FLAGS[k] for k in SAMPLING_FLAGS if k in supported) or "none"
-            raise ArwaveError(f"{kind} models do not take {', '.join(bad)} (they take: {ok})")
-    if "prompt" in given:
-        from arwave.data.audio import load_audio
-
-        given["prompt"] = load_audio(given["prompt"], sample_rate=model.sample_rate, channels=model.channels)
-    if "class_label" in given:
-        given["class_label"] = resolve_class(model, given["class_label"])
-    if "embedding" in given:
-        given["embedding"] = load_embedding(given["embedding"])
-    return given
-
-
-# numeric sampling option -> the values it allows (the same rules as the config fields they override)
-_SAMPLING_RANGES = {
-    "cfg": at_least(0),
-    "top_k": at_least(0),
-    "top_p": between(0, 1),
-    "k_inf": between(0, 1, hi_open=True),
-    "head_steps": at_least(1),
-    "temperature": at_least(0),
-}
-
-
-def check_sampling_values(given: dict) -> None:
-    """Numeric sampling options in range (finite; e.g. --temperature >= 0, --head-steps >= 1, --k-inf < 1)."""
-    for name, value in given.items():
-        rule = _SAMPLING_RANGES.get(name)
-        if rule is not None and not rule.allows(value):
-            raise ArwaveError(f"{SAMPLING_FLAGS[name]} {value:g}: must be {rule}")
-
-
-def load_embedding(path: str) -> torch.Tensor:
-    """A float vector (E,) or matrix (num, E) from .npy (no pickles) or a one-tensor .safetensors."""
-    p = Path(path)
-    if not p.is_file():
-        raise ArwaveError(f"{p}: no such embedding file")
-    try:
-        if p.suffix == ".npy":
-            return torch.from_numpy(np.load(p, allow_pickle=False)).float()
-        if p.suffix == ".safetensors":
-            from arwave.checkpoint import load_tensors
-
-            tensors = load_tensors(p)
-            if len(tensors) != 1:
-                raise ArwaveError(f"{p}: expected one tensor, found {len(tensors)}")
-            return next(iter(tensors.values())).float()
-    except ValueError as err:
-        raise ArwaveError(f"{p}: unreadable embedding ({err})") from None
-    raise ArwaveError(f"{p}: embeddings are read from .npy or .safetensors files")
-
-
-def check_seconds(seconds: float, max_seconds: float = MAX_SECONDS) -> None:
-    """A finite, positive length no longer than `max_seconds` (which the user can raise)."""
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ArwaveError(f"--seconds {seconds:g}: must be a finite number > 0")
-    if not (max_seconds > 0):
-        raise ArwaveError(f"--max-seconds {max_seconds:g}: must be > 0")
-    if seconds > max_seconds:
-        raise ArwaveError(
-            f"--seconds {seconds:g} is over the limit of {max_seconds:g} s; "
-            f"pass --max-seconds {seconds:g} if you mean it"
-        )
-
-
-def _available_bytes(device: str) -> int | None:
-    """Free memory on `device` (MemAvailable on Linux CPUs), or None when it cannot be told."""
-    if str(device).startswith("cuda"):
-        return int(torch.cuda.mem_get_info()[0])
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def check_memory(num: int, seconds: float, model, device: str) -> None:
-    """Refuse a batch whose audio alone would not fit: num × samples × channels × 4 bytes, times 8 for the
-    decoder's work buffers (a floor, not an estimate of the whole model's needs)."""
-    need = 8 * 4 * num * round(seconds * model.sample_rate) * model.channels
-    free = _available_bytes(device)
-    if free is not None and need > free:
-        raise ArwaveError(
-            f"--num {num} × {seconds:g} s needs at least {need / 1e9:.3g} GB of memory, more than the "
-            f"{free / 1e9:.3g} GB free: generate fewer or shorter clips per call"
-        )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -344,7 +188,7 @@ def output_paths(out: str, num: int) -> list[Path]:
 def cmd_generate(args) -> int:
     import warnings
 
-    from arwave.cli import finish
+    from arwave import finish
     from arwave.console import bars, quiet
     from arwave.data.audio import WRITE_EXTENSIONS, write_audio
     from arwave.errors import ArwaveWarning
@@ -366,7 +210,7 @@ def cmd_generate(args) -> int:
     check_output_file(output_path(args.out, args.num, 0), args.overwrite, WRITE_EXTENSIONS, "audio")
     model = load_generator(args.run, args.device, _precision(args), 1 if args.threads is None else args.threads)
     kwargs = sampling_kwargs(model, args)
-    check_memory(args.num, args.seconds, model, _device(args.device))
+    check_memory(args.num, args.seconds, model, str(pick_device(args.device, "--device")))
     paths = output_paths(args.out, args.num)
     for path in paths[1:]:
         check_output_file(path, args.overwrite)
@@ -418,51 +262,6 @@ def cmd_generate(args) -> int:
 # stream
 
 
-class WavStreamWriter:
-    """16-bit PCM WAV written chunk by chunk. Sizes are 0xFFFFFFFF until `close`, which patches them
-    when the output is seekable (a file) and leaves them "unknown" otherwise (a pipe)."""
-
-    UNKNOWN = 0xFFFFFFFF
-
-    def __init__(self, f: BinaryIO, sample_rate: int, channels: int):
-        self.f, self.sample_rate, self.channels = f, int(sample_rate), int(channels)
-        self.data_bytes = 0
-        self.f.write(self._header(self.UNKNOWN))
-        self.f.flush()
-
-    def _header(self, data_bytes: int) -> bytes:
-        riff = self.UNKNOWN if data_bytes == self.UNKNOWN else 36 + data_bytes
-        block = 2 * self.channels
-        return (
-            b"RIFF"
-            + struct.pack("<I", riff)
-            + b"WAVE"
-            + b"fmt "
-            + struct.pack("<IHHIIHH", 16, 1, self.channels, self.sample_rate, self.sample_rate * block, block, 16)
-            + b"data"
-            + struct.pack("<I", data_bytes)
-        )
-
-    def write(self, chunk: torch.Tensor) -> None:
-        """chunk (channels, n) float in [-1, 1]."""
-        data = np.clip(chunk.detach().cpu().float().numpy(), -1.0, 1.0)
-        pcm = np.round(data.T * 32767.0).astype("<i2").tobytes()  # interleaved frames
-        self.f.write(pcm)
-        self.f.flush()
-        self.data_bytes += len(pcm)
-
-    def close(self) -> None:
-        try:
-            seekable = self.f.seekable()
-        except (AttributeError, OSError):
-            seekable = False
-        if seekable:
-            self.f.seek(0)
-            self.f.write(self._header(self.data_bytes))
-            self.f.seek(0, 2)
-        self.f.flush()
-
-
 def cmd_stream(args) -> int:
     check_seconds(args.seconds, args.max_seconds)
     to_stdout = args.out == "-"
@@ -474,16 +273,18 @@ def cmd_stream(args) -> int:
         check_output_file(args.out, args.overwrite, (".wav",), "a stream (16-bit WAV)")
     model = load_generator(args.run, args.device, _precision(args), 1 if args.threads is None else args.threads)
     kwargs = sampling_kwargs(model, args)
-    check_memory(1, args.seconds, model, _device(args.device))
+    check_memory(1, args.seconds, model, str(pick_device(args.device, "--device")))
     t0 = time.perf_counter()
     chunks = iter(model.stream(seconds=args.seconds, seed=args.seed, **kwargs))
     chunks = itertools.chain([next(chunks)], chunks)  # the model checks its options here: nothing written yet
     first = time.perf_counter() - t0
     if to_stdout:
-        samples, wall = _stream_to(sys.stdout.buffer, model, chunks, t0)
+        samples = write_wav_stream(sys.stdout.buffer, chunks, model.sample_rate, model.channels)
+        wall = time.perf_counter() - t0
     else:
         with replacing(args.out) as tmp, open(tmp, "wb") as f:
-            samples, wall = _stream_to(f, model, chunks, t0)
+            samples = write_wav_stream(f, chunks, model.sample_rate, model.channels)
+            wall = time.perf_counter() - t0
     audio_s = samples / model.sample_rate
     rtf = audio_s / max(wall, 1e-9)
     if not getattr(args, "quiet", False):
@@ -508,15 +309,3 @@ def cmd_stream(args) -> int:
             )
         )
     return 0
-
-
-def _stream_to(f: BinaryIO, model, chunks, t0: float) -> tuple[int, float]:
-    """Write the WAV header, then each chunk as it comes; (samples, wall seconds since t0)."""
-    writer = WavStreamWriter(f, model.sample_rate, model.channels)
-    samples = 0
-    for chunk in chunks:
-        writer.write(chunk)
-        samples += chunk.shape[-1]
-    wall = time.perf_counter() - t0
-    writer.close()
-    return samples, wall

@@ -11,24 +11,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from arwave.console import count_text, quality_text
 from arwave.errors import ArwaveError
-
-
-def _count(n: int) -> str:
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}"
-    return str(n)
 
 
 def _bytes(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
-
-
-def _quality(q: dict) -> str:
-    if not q:
-        return "not measured"
-    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in q.items())
 
 
 def cmd_models(args) -> int:
@@ -49,8 +37,9 @@ def cmd_models(args) -> int:
             )
             continue
         print(
-            f"{r['name']:<22} {r['kind']:<11} {_count(r.get('parameters', 0)):>7} {_bytes(r.get('size_bytes', 0)):>9}  "
-            f"{r.get('format', '?'):<17} {r.get('steps', 0):>7}  {_quality(r.get('quality') or {})}"
+            f"{r['name']:<22} {r['kind']:<11} {count_text(r.get('parameters', 0)):>7} "
+            f"{_bytes(r.get('size_bytes', 0)):>9}  "
+            f"{r.get('format', '?'):<17} {r.get('steps', 0):>7}  {quality_text(r.get('quality') or {})}"
         )
         if r.get("parent"):
             print(f"{'':<22} codec: {r['parent']}")
@@ -98,7 +87,7 @@ def cmd_export(args) -> int:
     )
     card = pretrained.read_card(final)
     print(
-        f"exported {args.run} as {args.name}: {final} ({_count(card['parameters'])} parameters, "
+        f"exported {args.run} as {args.name}: {final} ({count_text(card['parameters'])} parameters, "
         f"{_bytes(card['size_bytes'])}, {card['format']}, step {card['steps']})"
     )
     if args.json:

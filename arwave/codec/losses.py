@@ -8,70 +8,29 @@
     l_feat = mean over (k, layer) of mean|f(x) - f(x̂)| / mean|f(x)|
     total  = 3·l_g + 3·l_feat + 0.1·l_t + 1·l_f + 1·l_vq         (weights in CodecConfig)
 
-Mel filters are built here (Slaney mel scale with Slaney area normalisation, i.e. librosa's default
-`librosa.filters.mel(htk=False, norm='slaney')`), so neither librosa nor torchaudio is needed.
+Mel filters come from arwave.mel (Slaney mel scale with Slaney area normalisation, i.e. librosa's default
+`librosa.filters.mel(htk=False, norm='slaney')`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from functools import lru_cache
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from arwave.mel import mel_filterbank
+
 # ---------------------------------------------------------------------------------------------------
-# mel filterbank
-
-
-def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
-    """Slaney mel scale: linear below 1 kHz (3 mels per 200 Hz), logarithmic above (27 mels per ln 6.4)."""
-    f = np.asarray(f, dtype=np.float64)
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
-    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
-
-
-def mel_to_hz(m: np.ndarray | float) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
-    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
-
-
-@lru_cache(maxsize=64)
-def _mel_filterbank_np(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
-    fmax = sample_rate / 2 if fmax is None else fmax
-    fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    mel_pts = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))  # n_mels + 2 edges
-    fdiff = np.diff(mel_pts)
-    ramps = mel_pts[:, None] - fft_freqs[None, :]
-    lower = -ramps[:-2] / fdiff[:-1, None]  # rising edge of filter i: (f - f_i) / (f_{i+1} - f_i)
-    upper = ramps[2:] / fdiff[1:, None]  # falling edge: (f_{i+2} - f) / (f_{i+2} - f_{i+1})
-    weights = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_pts[2:] - mel_pts[:-2]))[:, None]  # Slaney: each filter has unit area in Hz
-    return weights
-
+# mel filterbank, kept per device and dtype for the loss's inner loop
 
 _FB_CACHE: dict[tuple, torch.Tensor] = {}
 
 
-def mel_filterbank(
-    sample_rate: int,
-    n_fft: int,
-    n_mels: int,
-    fmin: float = 0.0,
-    fmax: float | None = None,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
-    """(n_mels, n_fft // 2 + 1) triangular filters, cached per device and dtype."""
-    key = (sample_rate, n_fft, n_mels, fmin, fmax, str(device), dtype)
+def cached_mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, device, dtype) -> torch.Tensor:
+    key = (sample_rate, n_fft, n_mels, str(device), dtype)
     if key not in _FB_CACHE:
-        fb = _mel_filterbank_np(sample_rate, n_fft, n_mels, float(fmin), fmax)
-        _FB_CACHE[key] = torch.from_numpy(fb).to(device=device, dtype=dtype)
+        _FB_CACHE[key] = mel_filterbank(sample_rate, n_fft, n_mels, device=device, dtype=dtype)
     return _FB_CACHE[key]
 
 
@@ -111,7 +70,7 @@ def log_mel(
     mag = stft(x, n_fft, n_fft // 4).abs()
     if power != 1.0:
         mag = mag.pow(power)
-    mel = torch.matmul(mel_filterbank(sample_rate, n_fft, n_mels, device=mag.device, dtype=mag.dtype), mag)
+    mel = torch.matmul(cached_mel_filterbank(sample_rate, n_fft, n_mels, mag.device, mag.dtype), mag)
     return torch.log10(mel.clamp_min(eps))
 
 

@@ -10,15 +10,17 @@ Channel rule (`convert_channels`), C = channels in the file, K = channels wanted
     K == 1          -> the average of all C channels
     C >  K >= 2     -> the first K channels (WAV/FLAC order: front-left, front-right, ...)
     1 < C < K       -> channels repeated cyclically (out[k] = in[k mod C])
+
+A stream (`arwave stream`, the web app) is a 16-bit WAV written chunk by chunk (`WavStreamWriter`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import secrets
+import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -26,6 +28,7 @@ import soxr
 import torch
 
 from arwave.errors import ArwaveError
+from arwave.paths import replacing
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff")
 
@@ -223,14 +226,65 @@ def write_audio(
     if subtype not in _FLOAT_SUBTYPES:
         data = np.clip(data, -1.0, 1.0)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"  # same folder: rename is atomic
     try:
-        sf.write(str(tmp), data.T, int(sample_rate), format=container, subtype=subtype)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            sf.write(str(tmp), data.T, int(sample_rate), format=container, subtype=subtype)
     except Exception as err:
         raise AudioError(f"{path}: cannot write ({_reason(err)})") from err
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
+
+
+class WavStreamWriter:
+    """16-bit PCM WAV written chunk by chunk. Sizes are 0xFFFFFFFF until `close`, which patches them
+    when the output is seekable (a file) and leaves them "unknown" otherwise (a pipe)."""
+
+    UNKNOWN = 0xFFFFFFFF
+
+    def __init__(self, f: BinaryIO, sample_rate: int, channels: int):
+        self.f, self.sample_rate, self.channels = f, int(sample_rate), int(channels)
+        self.data_bytes = 0
+        self.f.write(self._header(self.UNKNOWN))
+        self.f.flush()
+
+    def _header(self, data_bytes: int) -> bytes:
+        riff = self.UNKNOWN if data_bytes == self.UNKNOWN else 36 + data_bytes
+        block = 2 * self.channels
+        return (
+            b"RIFF"
+            + struct.pack("<I", riff)
+            + b"WAVE"
+            + b"fmt "
+            + struct.pack("<IHHIIHH", 16, 1, self.channels, self.sample_rate, self.sample_rate * block, block, 16)
+            + b"data"
+            + struct.pack("<I", data_bytes)
+        )
+
+    def write(self, chunk: torch.Tensor) -> None:
+        """chunk (channels, n) float in [-1, 1]."""
+        data = np.clip(chunk.detach().cpu().float().numpy(), -1.0, 1.0)
+        pcm = np.round(data.T * 32767.0).astype("<i2").tobytes()  # interleaved frames
+        self.f.write(pcm)
+        self.f.flush()
+        self.data_bytes += len(pcm)
+
+    def close(self) -> None:
+        try:
+            seekable = self.f.seekable()
+        except (AttributeError, OSError):
+            seekable = False
+        if seekable:
+            self.f.seek(0)
+            self.f.write(self._header(self.data_bytes))
+            self.f.seek(0, 2)
+        self.f.flush()
+
+
+def write_wav_stream(f: BinaryIO, chunks, sample_rate: int, channels: int) -> int:
+    """Write a 16-bit WAV header, then each (channels, n) chunk as it comes; returns the samples written."""
+    writer = WavStreamWriter(f, sample_rate, channels)
+    samples = 0
+    for chunk in chunks:
+        writer.write(chunk)
+        samples += chunk.shape[-1]
+    writer.close()
+    return samples

@@ -1,21 +1,17 @@
 """The built-in corpus: real music rendered offline, so every command works on a fresh machine.
 
 Scores that ship inside music21 (Bach chorales, 4-part; German and Irish folk tunes from
-essenFolksong and oneills1850, monophonic) are rendered through a General MIDI SoundFont (by
-default TimGM6mb.sf2, which ships inside pretty_midi) with tinysoundfont into single-instrument
-recordings: one piece (an excerpt of at most `clip_seconds`) on one instrument per file, 48 kHz
-stereo FLAC, labelled by instrument.
+essenFolksong and oneills1850, monophonic; arwave.data.scores) are rendered through a General MIDI
+SoundFont (by default TimGM6mb.sf2, which ships inside pretty_midi) with tinysoundfont
+(arwave.data.synth) into single-instrument recordings: one piece (an excerpt of at most `clip_seconds`)
+on one instrument per file, 48 kHz stereo FLAC, labelled by instrument. This module decides which
+piece goes to which split and instrument, and keeps the rendered files cached.
 
-    pieces      chorales and folk tunes, each list shuffled with `seed`, then interleaved 1:1
     split       by piece: a piece's split is the hash rule of `manifest.split_of(piece id)`; the
                 next item comes from the split furthest below its share (0.8/0.1/0.1 of the audio),
                 so even a tiny corpus has all three splits and a large one has them in proportion
     instrument  each new item goes to the instrument with the least audio so far in its split
                 (ties: least audio overall), so every split covers the instruments evenly
-    tempo       quarter = 80..100 bpm, from a hash of the piece id; score tempo marks are ignored
-    pitch       whole piece shifted by octaves towards the instrument's range, stray notes folded in
-    stereo      each part (voice) on its own MIDI channel and pan position; a synthetic room reverb
-    loudness    RMS normalised to -20 dBFS, then scaled down if the peak would exceed 0.95
 
 Cache: `out_dir/corpus.json` records the parameters that fix the audio (instruments, SoundFont hash,
 rate, seed, clip length, versions) and every rendered item in order. Items are a prefix-stable
@@ -31,292 +27,33 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import random
 import re
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from arwave.console import bars
 from arwave.data.audio import write_audio
 from arwave.data.manifest import MANIFEST_NAME, SPLITS, group_hash, read_manifest, split_of, write_manifest
+from arwave.data.scores import Piece, piece_candidates, piece_notes, place_notes, tempo_bpm, voice_pans
+from arwave.data.synth import INSTRUMENTS, Renderer, default_soundfont, parse_instruments
 from arwave.errors import ArwaveError
+from arwave.paths import atomic_write_text, cache_root
 
 CORPUS_VERSION = 2
 STATE_NAME = "corpus.json"
 
-# name -> (General MIDI program, 0-based; lowest and highest MIDI note the piece is folded into)
-INSTRUMENTS: dict[str, tuple[int, int, int]] = {
-    "piano": (0, 36, 96),
-    "harpsichord": (6, 36, 89),
-    "vibraphone": (11, 53, 89),
-    "marimba": (12, 45, 96),
-    "church_organ": (19, 36, 96),
-    "nylon_guitar": (24, 40, 83),
-    "steel_guitar": (25, 40, 83),
-    "acoustic_bass": (32, 28, 60),
-    "violin": (40, 55, 100),
-    "viola": (41, 48, 88),
-    "cello": (42, 36, 76),
-    "string_ensemble": (48, 36, 96),
-    "choir": (52, 40, 81),
-    "trumpet": (56, 54, 86),
-    "trombone": (57, 40, 72),
-    "french_horn": (60, 41, 77),
-    "alto_sax": (65, 49, 81),
-    "oboe": (68, 58, 91),
-    "bassoon": (70, 34, 72),
-    "clarinet": (71, 50, 91),
-    "flute": (73, 60, 96),
-}
-# eight General MIDI families: piano, chromatic percussion, organ, guitar, strings, brass, reed, pipe
-DEFAULT_INSTRUMENTS = ("piano", "vibraphone", "church_organ", "nylon_guitar", "violin", "trumpet", "clarinet", "flute")
-
-FOLK_COLLECTIONS = ("essenFolksong", "oneills1850")
-VELOCITY = 90
-TAIL_SECONDS = 1.0  # release after the last note-off
-FADE_SECONDS = 0.05  # linear fade at the very end (no click)
 MIN_PIECE_SECONDS = 4.0  # shorter pieces are skipped
-ROOM_SECONDS = 1.5  # reverb impulse response length
-ROOM_WET = 0.3  # reverb level relative to the dry sound (unit-energy impulse response)
-TARGET_RMS = 0.1  # -20 dBFS
-MAX_PEAK = 0.95
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train / val / test, by piece
 
 
 def default_corpus_dir() -> Path:
     """$ARWAVE_CACHE/corpus, else ~/.cache/arwave/corpus."""
-    root = os.environ.get("ARWAVE_CACHE")
-    return (Path(root).expanduser() if root else Path.home() / ".cache" / "arwave") / "corpus"
-
-
-def default_soundfont() -> Path:
-    """TimGM6mb.sf2 from inside the pretty_midi package (found without importing it)."""
-    spec = importlib.util.find_spec("pretty_midi")
-    if spec is None or not spec.origin:
-        raise ArwaveError(
-            "no SoundFont given and pretty_midi (which ships TimGM6mb.sf2) is not installed: "
-            "pip install pretty-midi, or pass --soundfont FILE.sf2"
-        )
-    path = Path(spec.origin).parent / "TimGM6mb.sf2"
-    if not path.is_file():
-        raise ArwaveError(f"{path}: the SoundFont that pretty_midi ships is missing; pass --soundfont FILE.sf2")
-    return path
-
-
-def parse_instruments(spec: str | Sequence[str] | None) -> list[str]:
-    """'piano,violin' / ['piano', 'violin'] / None (the default eight) -> validated names."""
-    if spec is None or spec == "" or spec == []:
-        return list(DEFAULT_INSTRUMENTS)
-    names = [n.strip().lower() for n in (spec.split(",") if isinstance(spec, str) else spec) if n.strip()]
-    if not names:
-        raise ArwaveError(f"no instrument named in {spec!r}")
-    unknown = [n for n in names if n not in INSTRUMENTS]
-    if unknown:
-        raise ArwaveError(f"unknown instrument(s) {', '.join(unknown)} (known: {', '.join(INSTRUMENTS)})")
-    if len(set(names)) != len(names):
-        raise ArwaveError(f"instrument listed twice in {','.join(names)}")
-    return names
-
-
-# ---------------------------------------------------------------------------------------------------
-# pieces: music21 scores -> note events
-
-
-@dataclass(frozen=True)
-class Piece:
-    id: str  # group key for the split, e.g. "bach/bwv269", "oneills1850/0001-0050#3"
-    source: str  # music21 corpus path
-    number: int | None = None  # tune number inside an ABC collection file
-
-
-def piece_candidates(seed: int) -> list[Piece]:
-    """Every usable piece in a fixed order: chorales and folk tunes, shuffled, interleaved 1:1."""
-    from music21 import corpus
-
-    chorales = [Piece(name, name) for name in dict.fromkeys(corpus.chorales.Iterator(returnType="filename"))]
-    root = Path(corpus.__file__).parent
-    folk = []
-    for collection in FOLK_COLLECTIONS:
-        for file in sorted((root / collection).glob("*.abc")):
-            text = file.read_text(encoding="latin-1")
-            for number in dict.fromkeys(int(n) for n in re.findall(r"^X:\s*(\d+)", text, re.M)):
-                folk.append(Piece(f"{collection}/{file.stem}#{number}", f"{collection}/{file.name}", number))
-    rng = random.Random(seed)
-    rng.shuffle(chorales)
-    rng.shuffle(folk)
-    mixed = [p for pair in zip(chorales, folk) for p in pair]
-    n = min(len(chorales), len(folk))
-    return mixed + chorales[n:] + folk[n:]
-
-
-def piece_notes(piece: Piece) -> tuple[str, list[tuple[float, float, int, int]]]:
-    """(title, [(onset, offset, midi pitch, voice)] in quarter notes) of a piece; voice = part index.
-    Ties are merged, grace notes dropped. Raises whatever music21 raises for a score it cannot read."""
-    from music21 import corpus, stream
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        score = (
-            corpus.parse(piece.source, number=piece.number) if piece.number is not None else corpus.parse(piece.source)
-        )
-        if isinstance(score, stream.Opus):
-            score = score.scores[0]
-        notes = []
-        for voice, part in enumerate(score.parts or [score]):
-            part.stripTies(inPlace=True)
-            for n in part.flatten().notes:
-                length = float(n.quarterLength)
-                if length <= 0:
-                    continue
-                onset = float(n.offset)
-                notes += [(onset, onset + length, int(p.midi), voice) for p in n.pitches]
-    title = (score.metadata.title if score.metadata is not None else None) or piece.id
-    return str(title), notes
-
-
-def tempo_bpm(piece_id: str) -> int:
-    """quarter = 80..100, fixed per piece."""
-    return 80 + int(group_hash(f"tempo:{piece_id}") * 21)
-
-
-def place_notes(
-    notes: list[tuple[float, float, int, int]], bpm: float, clip_seconds: float, low: int, high: int
-) -> tuple[list[tuple[float, float, int, int]], int]:
-    """Quarter-note events -> seconds, starting at the first onset, cut at clip_seconds, pitches moved
-    into [low, high]: whole piece by the octave shift that brings its median nearest the range's
-    centre, then any note still outside folded in by octaves. Returns (events, octave shift)."""
-    beat = 60.0 / bpm
-    first = min(n[0] for n in notes)
-    events = [
-        ((a - first) * beat, (b - first) * beat, p, v) for a, b, p, v in notes if (a - first) * beat < clip_seconds
-    ]
-    median = float(np.median([e[2] for e in events]))
-    shift = 12 * round(((low + high) / 2 - median) / 12)
-    placed = []
-    for onset, offset, pitch, voice in events:
-        pitch += shift
-        while pitch < low and pitch + 12 <= 127:
-            pitch += 12
-        while pitch > high and pitch - 12 >= 0:
-            pitch -= 12
-        placed.append((onset, min(offset, clip_seconds), pitch, voice))
-    return placed, shift // 12
-
-
-def voice_pans(piece_id: str, voices: int) -> list[float]:
-    """Stereo position of each voice in [-1, 1]: a per-piece centre in [-0.3, 0.3], parts spread over
-    0.8 around it (soprano left ... bass right), like players seated in a row."""
-    centre = 0.6 * group_hash(f"pan:{piece_id}") - 0.3
-    if voices == 1:
-        return [centre]
-    return [max(-1.0, min(1.0, centre + 0.8 * (v / (voices - 1) - 0.5))) for v in range(voices)]
-
-
-# ---------------------------------------------------------------------------------------------------
-# synthesis
-
-MIDI_CHANNELS = [c for c in range(16) if c != 9]  # channel 10 (index 9) is drums in General MIDI
-
-
-class Renderer:
-    """One tinysoundfont synth with the SoundFont loaded once; renders note events on one program,
-    each voice on its own MIDI channel and stereo position, then adds a small synthetic room."""
-
-    def __init__(self, soundfont: Path, sample_rate: int):
-        try:
-            import tinysoundfont
-        except ImportError:
-            raise ArwaveError("the built-in corpus needs tinysoundfont: pip install --no-deps tinysoundfont") from None
-        self.sample_rate = sample_rate
-        self.synth = tinysoundfont.Synth(samplerate=sample_rate)
-        try:
-            self.sfid = self.synth.sfload(str(soundfont))
-        except Exception as err:
-            raise ArwaveError(f"{soundfont}: cannot load SoundFont ({err})") from None
-        self.soundfont = soundfont
-
-    def silence(self) -> None:
-        """Stop every voice and run the synth until it is silent: sounds_off only starts a fast
-        release, whose last few ms would otherwise leak into the next file (renders must not depend
-        on what was rendered before)."""
-        self.synth.sounds_off()
-        for _ in range(50):
-            if not np.frombuffer(self.synth.generate_simple(self.sample_rate // 20), np.float32).any():
-                break
-
-    def render(
-        self,
-        events: list[tuple[float, float, int, int]],
-        program: int,
-        name: str,
-        pans: Sequence[float],
-        room_seed: int,
-    ) -> np.ndarray:
-        """-> (2, samples) float32, loudness-normalised, ending TAIL_SECONDS after the last note-off."""
-        synth, rate = self.synth, self.sample_rate
-        self.silence()
-        channel = lambda voice: MIDI_CHANNELS[voice % len(MIDI_CHANNELS)]
-        for voice, pan in enumerate(pans[: len(MIDI_CHANNELS)]):
-            try:
-                synth.program_select(channel(voice), self.sfid, 0, program)
-            except Exception as err:
-                raise ArwaveError(f"{self.soundfont}: no General MIDI program {program} ({name}): {err}") from None
-            synth.control_change(channel(voice), 10, round(64 + 63 * pan))  # CC 10 = pan
-        total = int(round((max(e[1] for e in events) + TAIL_SECONDS) * rate))
-        messages = sorted(
-            [(round(a * rate), 1, p, v) for a, _, p, v in events]
-            + [(round(b * rate), 0, p, v) for _, b, p, v in events]
-        )
-        out = np.zeros((total, 2), np.float32)
-        pos = 0
-        for when, is_on, pitch, voice in messages:  # offs sort before ons at the same sample: repeats re-strike
-            when = min(when, total)
-            if when > pos:
-                out[pos:when] = np.frombuffer(synth.generate_simple(when - pos), np.float32).reshape(-1, 2)
-                pos = when
-            if is_on:
-                synth.noteon(channel(voice), pitch, VELOCITY)
-            else:
-                synth.noteoff(channel(voice), pitch)
-        if total > pos:
-            out[pos:] = np.frombuffer(synth.generate_simple(total - pos), np.float32).reshape(-1, 2)
-        wave = add_room(out.T, rate, room_seed)
-        fade = min(total, int(FADE_SECONDS * rate))
-        wave[:, total - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
-        return normalise(wave)
-
-
-def add_room(dry: np.ndarray, rate: int, seed: int) -> np.ndarray:
-    """dry + ROOM_WET * (dry convolved with a decaying-noise impulse response, independent noise per
-    side): a cheap diffuse reverb that gives the files a real stereo image. RT60 in [0.6, 1.4] s."""
-    from scipy.signal import fftconvolve
-
-    rng = np.random.default_rng(seed)
-    rt60 = 0.6 + 0.8 * rng.random()
-    t = np.arange(int(ROOM_SECONDS * rate)) / rate
-    envelope = np.exp(-6.908 * t / rt60)  # -60 dB (ln 1000 = 6.908) after rt60 seconds
-    envelope[: int(0.01 * rate)] = 0.0  # 10 ms pre-delay before the first reflections
-    ir = rng.standard_normal((2, t.size)) * envelope
-    ir /= np.sqrt((ir**2).sum(axis=1, keepdims=True))  # unit energy per side
-    wet = fftconvolve(dry, ir.astype(np.float32), axes=1)[:, : dry.shape[1]]
-    return (dry + ROOM_WET * wet).astype(np.float32)
-
-
-def normalise(wave: np.ndarray) -> np.ndarray:
-    """RMS to TARGET_RMS, then scaled down so the peak stays <= MAX_PEAK."""
-    rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64))))
-    if rms <= 0:
-        return wave
-    gain = TARGET_RMS / rms
-    gain = min(gain, MAX_PEAK / float(np.abs(wave).max()))
-    return (wave * gain).astype(np.float32)
+    return cache_root() / "corpus"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -402,9 +139,7 @@ def _write_json(path: Path, data: dict) -> None:
     text = json.dumps(data, indent=1)
     if path.is_file() and path.read_text() == text:
         return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def _log_stderr(message: str) -> None:

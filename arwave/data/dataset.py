@@ -76,6 +76,12 @@ class AudioCropDataset(Dataset):
         self._bad: set[int] = set()
 
     @property
+    def crop_mode(self) -> str:
+        """How items are cut from files: "random" or "centre" (TiledDataset: "tiled"); part of the FAD
+        reference-statistics cache key."""
+        return "random" if self.random_crop else "centre"
+
+    @property
     def num_classes(self) -> int:
         return len(self.label_names)
 
@@ -173,7 +179,7 @@ class TiledDataset(Dataset):
         self.base = base
         self.source, self.split, self.label_names = base.source, base.split, base.label_names
         self.sample_rate, self.channels, self.segment_samples = base.sample_rate, base.channels, base.segment_samples
-        self.random_crop = "tiled"  # part of the FAD reference-statistics cache key
+        self.crop_mode = "tiled"
         seg = base.segment_samples
         self.items = [
             (f, k)

@@ -15,7 +15,6 @@ import csv
 import hashlib
 import json
 import os
-import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from tqdm import tqdm
 from arwave.console import bars
 from arwave.data.audio import AUDIO_EXTENSIONS, AudioError, check_audio
 from arwave.errors import ArwaveError
+from arwave.paths import replacing
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -115,16 +115,9 @@ def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
 def write_manifest(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> Path:
     """Write rows as JSONL, atomically (temp file + rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(dict(row), ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(dict(row), ensure_ascii=False) + "\n")
     return path
 
 

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from arwave.config import DataConfig, RunConfig, TrainConfig, above, at_least, between
 from arwave.errors import ArwaveError
-from arwave.evaluation.embedders import as_clips, mel_filterbank, mono_at_rate
+from arwave.evaluation.embedders import as_clips, mono_at_rate
+from arwave.mel import mel_filterbank
 from arwave.registry import Kind, register
 from arwave.training.task import Task
 

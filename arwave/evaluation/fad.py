@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 from arwave.errors import ArwaveError
-from arwave.evaluation.embedders import Embedder, as_clips, cache_root, get_embedder
+from arwave.evaluation.embedders import Embedder, as_clips, get_embedder
+from arwave.paths import cache_root
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 
@@ -238,7 +239,7 @@ def _dataset_source(ds, batch_clips: int) -> AudioSource:
             ds.sample_rate,
             ds.channels,
             ds.segment_samples,
-            ds.random_crop,
+            ds.crop_mode,
         )
 
     def batches():

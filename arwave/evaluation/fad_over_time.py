@@ -18,6 +18,17 @@ from arwave.evaluation.embedders import as_clips, get_embedder
 from arwave.evaluation.fad import FADError, GaussianStats, StatsAccumulator, fad_from_stats, reference_stats
 
 
+def training_context_seconds(model) -> float:
+    """How much audio the model sees at once in training (CAM: `context` frames; AAR/next-token: a window)."""
+    m = model.config.model
+    frames = getattr(m, "context", None) or getattr(m, "window_frames", None)
+    if frames and hasattr(model, "frame_rate"):
+        return float(frames) / float(model.frame_rate)
+    if hasattr(model, "window_seconds"):
+        return float(model.window_seconds)
+    return float(model.config.data.segment_seconds)
+
+
 def fad_over_time(
     rollouts,
     sample_rate: int,

@@ -3,6 +3,12 @@ embedder that produced it (numbers from different embedders are not comparable).
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from arwave.errors import ArwaveError
 from arwave.evaluation.embedders import get_embedder
 from arwave.evaluation.fad import audio_source, fad_from_stats, reference_summary, summarize
 from arwave.evaluation.scores import inception_score, kl_divergence, kl_marginal
@@ -60,3 +66,28 @@ def evaluate_generated(
         if not out[key]:
             del out[key]
     return out
+
+
+def generate_clips(model, num: int, seconds: float, batch: int, seed: int, **sampling) -> torch.Tensor:
+    """(num, C, N) clips generated `batch` at a time (bounded memory); the batch that starts at clip i is
+    seeded with seed + i."""
+    clips = []
+    for i in range(0, num, batch):
+        clips.append(model.generate(seconds, num=min(batch, num - i), seed=seed + i, **sampling))
+    return torch.cat(clips)
+
+
+def reference_dataset(model, split: str, seconds: float, manifest: str | None = None):
+    """Fixed crops of `seconds` from the reference split (the model's training data, or `manifest`), at the
+    model's rate and channels."""
+    from arwave.data.dataset import dataset_for_split
+
+    data = replace(model.config.data, sample_rate=model.sample_rate, channels=model.channels)
+    if manifest:
+        data.manifest = str(Path(manifest).resolve())
+    ds = dataset_for_split(
+        data, split, segment_samples=round(seconds * model.sample_rate), random_crop=False, tiled=True
+    )
+    if len(ds) == 0:
+        raise ArwaveError(f"reference split {split!r} is empty")
+    return ds

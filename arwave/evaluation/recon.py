@@ -15,6 +15,8 @@ frequency bins and frames, so the numbers do not depend on the batch size or the
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,6 +25,7 @@ from tqdm import tqdm
 
 from arwave.codec.losses import log_mel, stft
 from arwave.errors import ArwaveError
+from arwave.mel import mel_filterbank
 
 MEL_WINDOWS = (32, 64, 128, 256, 512, 1024, 2048)
 MEL_BINS = (5, 10, 20, 40, 80, 160, 320)
@@ -116,6 +119,30 @@ def evaluate_recon(
     }
 
 
+def evaluate_codec(
+    codec,
+    split: str = "test",
+    seconds: float | None = None,
+    manifest: str | None = None,
+    max_items: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """`evaluate_recon` over fixed crops of `seconds` (default: the codec's training window) of a split of
+    the codec's training data, or of `manifest`."""
+    from arwave.data.dataset import dataset_for_split
+
+    data = replace(codec.config.data)
+    if manifest:
+        data.manifest = str(Path(manifest).resolve())
+    seconds = seconds or data.segment_seconds
+    ds = dataset_for_split(
+        data, split, segment_samples=round(seconds * codec.sample_rate), random_crop=False, tiled=True
+    )
+    result = evaluate_recon(codec, ds, max_items=max_items, progress=progress)
+    result.update(split=split, seconds_per_item=seconds)
+    return result
+
+
 # ---------------------------------------------------------------------------------------------------
 # the codec-quality figures (docs/metrics.md, "Codec quality on held-out music")
 
@@ -127,8 +154,6 @@ def clip_log_mel(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """log10 max(M, 1e-5) of (C, N) or (N,) audio: the mono mix, Hann frames of 2048 (hop 512, no
     centring), |unnormalised FFT|, 80 triangular HTK-mel filters of peak 1 from 30 Hz to Nyquist.
     Returns (80, frames)."""
-    from arwave.evaluation.embedders import mel_filterbank as librosa_mel
-
     x = torch.as_tensor(x).float()
     mono = x.reshape(-1, x.shape[-1]).mean(0) if x.dim() > 1 else x
     if mono.shape[-1] < CLIP_N_FFT:
@@ -136,7 +161,7 @@ def clip_log_mel(x: torch.Tensor, sample_rate: int) -> torch.Tensor:
     spec = torch.stft(
         mono, CLIP_N_FFT, CLIP_HOP, window=torch.hann_window(CLIP_N_FFT), center=False, return_complex=True
     ).abs()
-    fb = librosa_mel(sample_rate, CLIP_N_FFT, CLIP_MELS, fmin=CLIP_FMIN, htk=True, norm=None)
+    fb = mel_filterbank(sample_rate, CLIP_N_FFT, CLIP_MELS, fmin=CLIP_FMIN, htk=True, norm=None)
     return torch.log10((fb @ spec).clamp_min(CLAMP))
 
 

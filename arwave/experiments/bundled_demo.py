@@ -55,7 +55,7 @@ def _load_bundles(names, skipped: dict, progress: bool) -> dict:
 def training_rows(names) -> list[dict]:
     """One row per bundled model from its card: how it was trained and what was measured."""
     from arwave import pretrained
-    from arwave.cli.models import _count, _quality
+    from arwave.console import count_text, quality_text
 
     rows = []
     for name in names:
@@ -65,12 +65,12 @@ def training_rows(names) -> list[dict]:
                 "model": name,
                 "kind": card.get("kind", "?"),
                 "codec": card.get("parent") or "",
-                "parameters": _count(int(card.get("parameters", 0))),
+                "parameters": count_text(int(card.get("parameters", 0))),
                 "steps": card.get("steps", 0),
                 "weights": f"{card.get('weights', '?')}, {card.get('format', '?')}",
                 "training data": card.get("training_data", "?"),
                 "training command": card.get("training_command", "?"),
-                "measured quality (card)": _quality(card.get("quality") or {}),
+                "measured quality (card)": quality_text(card.get("quality") or {}),
             }
         )
     return rows
@@ -91,7 +91,7 @@ def choose_manifest(data, models: dict, progress: bool) -> Path:
     except ArwaveError:
         from arwave.config import DataConfig
         from arwave.data.corpus import ensure_corpus
-        from arwave.evaluation.embedders import cache_root
+        from arwave.paths import cache_root
 
         cfg = DataConfig(corpus_minutes=FALLBACK_MINUTES, corpus_dir=str(cache_root() / FALLBACK_DIR))
         if progress:
@@ -165,6 +165,145 @@ def _generate_only(models: dict, classes, seeds: int, seconds: float, seed: int)
     return out
 
 
+def _models_section(bundled: list[str], skipped: dict[str, str]) -> Section:
+    """How each model was trained (from the cards), and what is missing."""
+    skipped_text = "".join(f"<li><b>{n}</b>: {m}</li>" for n, m in skipped.items())
+    return Section(
+        "The bundled models and how they were trained",
+        text=(
+            "Every model below was trained by the command shown (reproducible with "
+            "<code>scripts/train-pretrained.sh NAME</code>) on the data shown, for the number of steps shown; the "
+            "quality column is what was measured when it was exported (its model card, <code>arwave models</code>)."
+            + (
+                f"</p><p>Not in this report (not bundled in this install, or not loadable):<ul>{skipped_text}</ul>"
+                if skipped
+                else ""
+            )
+        ),
+        tables=[("bundled models", training_rows(bundled))],
+    )
+
+
+def _generator_section(
+    name: str,
+    model,
+    made: dict,
+    row: dict | None,
+    media: Path,
+    seconds: float,
+    seeds: int,
+    seed: int,
+    rollout_seconds: float,
+    window_seconds: float,
+    spectrograms: bool,
+) -> Section:
+    """A generator's clips (`made`: "clips" [(class, k, wave)], "rollouts") and, when measured (`row` of
+    the generation-quality bench), its FAD over a rollout."""
+    from arwave.bench.generation_quality import short_embedder
+    from arwave.evaluation.fad_over_time import plot_fad_over_time
+
+    got = made["clips"]
+    first = got[0][0]
+    # one clip per class, then the other seeds of the first class (same class, different seeds)
+    pick = [x for x in got if x[1] == 0] + [x for x in got if x[0] == first and x[1] > 0]
+    audio = write_examples(
+        torch.stack([w for _, _, w in pick]),
+        model.sample_rate,
+        media,
+        name,
+        [f"{name}: {c} (clip {k})" for c, k, _ in pick],
+        spectrograms,
+    )
+    text = (
+        f"Class-conditioned clips of {seconds:g} s, made with <code>arwave generate {name} --class CLASS "
+        f"--seconds {seconds:g} --num {seeds} --seed {seed}</code>: one per class, then the other clips of "
+        f"<i>{first}</i> (same class, different samples)."
+    )
+    images = []
+    rolls = made.get("rollouts")
+    if rolls:
+        audio += write_examples(
+            torch.stack(rolls[:1]),
+            model.sample_rate,
+            media,
+            f"{name}-rollout",
+            [f"{name}: {rollout_seconds:g}-s rollout ({got[0][0]})"],
+            spectrograms,
+        )
+        curves = {
+            short_embedder(e): {
+                "times": r["times"],
+                "fad": [f / r["first"] for f in r["fad"]],
+                "window_seconds": r["window_seconds"],
+                "embedder": "relative to the first window",
+            }
+            for e, r in row["rollout"].items()
+        }
+        plot_fad_over_time(
+            curves,
+            media / f"{name}-fad-over-time.png",
+            title=f"{name}: FAD over a {rollout_seconds:g}-s rollout, relative to the first window",
+        )
+        images.append((f"{name}: FAD over time", f"media/{name}-fad-over-time.png"))
+        text += (
+            f" The rollout: {rollout_seconds:g} s, FAD of each {window_seconds:g}-s window against the test "
+            "split, divided by that of the first window (flat = no drift)."
+        )
+    return Section(TITLES.get(name, name), text=text, audio=audio, images=images)
+
+
+def _quality_section(gq: dict, manifest: Path, seeds: int, seconds: float) -> Section:
+    """The generation-quality measurement: a row per model and each target's result."""
+    from arwave.bench.generation_quality import short_embedder
+
+    summary = []
+    for row in gq["models"]:
+        line = {
+            "model": row["model"],
+            "clips": row["clips"],
+            "recognised": row["recognition"],
+            "distinct (min class)": row["distinct"]["min"] if row["distinct"]["min"] is not None else "-",
+            "silent": len(row["silent"]),
+            "constant": len(row["constant"]),
+        }
+        for e in gq["embedders"]:
+            line[f"FAD {short_embedder(e)} / floor"] = (
+                row["fad_vs_floor"][e] if row["fad_vs_floor"][e] is not None else "-"
+            )
+            m = row["fad_vs_floor_matched"][e]
+            line[f"FAD {short_embedder(e)} / matched floor"] = m if m is not None else "-"
+        for e in gq["embedders"]:
+            r = (row["rollout"] or {}).get(e)
+            line[f"rollout {short_embedder(e)} last / first"] = r["ratio"] if r else "-"
+        line["targets met"] = "yes" if row["pass"] else "no"
+        summary.append(line)
+    checks = [
+        {
+            "model": row["model"],
+            "target": ch["target"],
+            "value": ch["value"],
+            "result": ("pass" if ch["pass"] else "FAIL") + ("" if ch["required"] else " (reported only)"),
+        }
+        for row in gq["models"]
+        for ch in row["checks"]
+    ]
+    floor = ", ".join(f"{short_embedder(e)} {v:.4g}" for e, v in gq["floor"].items())
+    return Section(
+        "Generation quality (a small measurement)",
+        text=(
+            f"{seeds} clips x {seconds:g} s per class and model, measured against the test split of "
+            f'<code>{manifest}</code> with the targets of issue 11 (definitions: docs/metrics.md, "Generation '
+            f'quality"). Real-vs-real floor FAD(train, test): {floor}; the matched floor is the FAD of as '
+            "many real "
+            f"train clips of the same length in the model's format (small sets bias FAD upwards, real audio "
+            f"included). These few clips make FAD noisy; the figures "
+            f"of record come from <code>arwave bench generation-quality</code> (10-s clips, 4 per class, 60-s "
+            f"rollouts) and are in docs/benchmarks.md."
+        ),
+        tables=[("per model", summary), ("targets", checks)],
+    )
+
+
 def run_bundled_demo(
     out: str | Path = "demo-out",
     data=None,
@@ -183,8 +322,7 @@ def run_bundled_demo(
     """Generate with the bundled models, measure a little, write OUT/report.html and OUT/metrics.json.
     `spectrograms=False` leaves the spectrogram pictures out (faster)."""
     from arwave import pretrained
-    from arwave.bench.generation_quality import bench_generation_quality, format_table, short_embedder
-    from arwave.evaluation.fad_over_time import plot_fad_over_time
+    from arwave.bench.generation_quality import bench_generation_quality, format_table
 
     say = log if progress else (lambda msg: None)
     t_start = time.time()
@@ -211,24 +349,7 @@ def run_bundled_demo(
     manifest = choose_manifest(data, {**generators, **codecs}, progress) if (generators or codecs) else None
     results["data"] = str(manifest) if manifest else None
 
-    # how each model was trained (from the cards), and what is missing
-    skipped_text = "".join(f"<li><b>{n}</b>: {m}</li>" for n, m in skipped.items())
-    sections.append(
-        Section(
-            "The bundled models and how they were trained",
-            text=(
-                "Every model below was trained by the command shown (reproducible with "
-                "<code>scripts/train-pretrained.sh NAME</code>) on the data shown, for the number of steps shown; the "
-                "quality column is what was measured when it was exported (its model card, <code>arwave models</code>)."
-                + (
-                    f"</p><p>Not in this report (not bundled in this install, or not loadable):<ul>{skipped_text}</ul>"
-                    if skipped
-                    else ""
-                )
-            ),
-            tables=[("bundled models", training_rows(bundled))],
-        )
-    )
+    sections.append(_models_section(bundled, skipped))
 
     # generated clips + the small generation-quality measurement
     gq, clips = None, {}
@@ -259,55 +380,22 @@ def run_bundled_demo(
         }
 
     for name, model in generators.items():
-        got = clips[name]["clips"]
-        first = got[0][0]
-        # one clip per class, then the other seeds of the first class (same class, different seeds)
-        pick = [x for x in got if x[1] == 0] + [x for x in got if x[0] == first and x[1] > 0]
-        audio = write_examples(
-            torch.stack([w for _, _, w in pick]),
-            model.sample_rate,
-            media,
-            name,
-            [f"{name}: {c} (clip {k})" for c, k, _ in pick],
-            spectrograms,
-        )
-        text = (
-            f"Class-conditioned clips of {seconds:g} s, made with <code>arwave generate {name} --class CLASS "
-            f"--seconds {seconds:g} --num {seeds} --seed {seed}</code>: one per class, then the other clips of "
-            f"<i>{first}</i> (same class, different samples)."
-        )
-        images = []
-        rolls = clips[name].get("rollouts")
-        if rolls:
-            audio += write_examples(
-                torch.stack(rolls[:1]),
-                model.sample_rate,
+        row = next((r for r in gq["models"] if r["model"] == name), None) if gq else None
+        sections.append(
+            _generator_section(
+                name,
+                model,
+                clips[name],
+                row,
                 media,
-                f"{name}-rollout",
-                [f"{name}: {rollout_seconds:g}-s rollout ({got[0][0]})"],
+                seconds,
+                seeds,
+                seed,
+                rollout_seconds,
+                window_seconds,
                 spectrograms,
             )
-            row = next(r for r in gq["models"] if r["model"] == name)
-            curves = {
-                short_embedder(e): {
-                    "times": r["times"],
-                    "fad": [f / r["first"] for f in r["fad"]],
-                    "window_seconds": r["window_seconds"],
-                    "embedder": "relative to the first window",
-                }
-                for e, r in row["rollout"].items()
-            }
-            plot_fad_over_time(
-                curves,
-                media / f"{name}-fad-over-time.png",
-                title=f"{name}: FAD over a {rollout_seconds:g}-s rollout, relative to the first window",
-            )
-            images.append((f"{name}: FAD over time", f"media/{name}-fad-over-time.png"))
-            text += (
-                f" The rollout: {rollout_seconds:g} s, FAD of each {window_seconds:g}-s window against the test "
-                "split, divided by that of the first window (flat = no drift)."
-            )
-        sections.append(Section(TITLES.get(name, name), text=text, audio=audio, images=images))
+        )
 
     if codecs:
         say(f"reconstructions: {', '.join(codecs)}")
@@ -317,55 +405,7 @@ def run_bundled_demo(
 
     if gq is not None:
         results["generation_quality"] = gq
-        summary = []
-        for row in gq["models"]:
-            line = {
-                "model": row["model"],
-                "clips": row["clips"],
-                "recognised": row["recognition"],
-                "distinct (min class)": row["distinct"]["min"] if row["distinct"]["min"] is not None else "-",
-                "silent": len(row["silent"]),
-                "constant": len(row["constant"]),
-            }
-            for e in gq["embedders"]:
-                line[f"FAD {short_embedder(e)} / floor"] = (
-                    row["fad_vs_floor"][e] if row["fad_vs_floor"][e] is not None else "-"
-                )
-                m = row["fad_vs_floor_matched"][e]
-                line[f"FAD {short_embedder(e)} / matched floor"] = m if m is not None else "-"
-            for e in gq["embedders"]:
-                r = (row["rollout"] or {}).get(e)
-                line[f"rollout {short_embedder(e)} last / first"] = r["ratio"] if r else "-"
-            line["targets met"] = "yes" if row["pass"] else "no"
-            summary.append(line)
-        checks = [
-            {
-                "model": row["model"],
-                "target": ch["target"],
-                "value": ch["value"],
-                "result": ("pass" if ch["pass"] else "FAIL") + ("" if ch["required"] else " (reported only)"),
-            }
-            for row in gq["models"]
-            for ch in row["checks"]
-        ]
-        floor = ", ".join(f"{short_embedder(e)} {v:.4g}" for e, v in gq["floor"].items())
-        sections.insert(
-            1,
-            Section(
-                "Generation quality (a small measurement)",
-                text=(
-                    f"{seeds} clips x {seconds:g} s per class and model, measured against the test split of "
-                    f'<code>{manifest}</code> with the targets of issue 11 (definitions: docs/metrics.md, "Generation '
-                    f'quality"). Real-vs-real floor FAD(train, test): {floor}; the matched floor is the FAD of as '
-                    "many real "
-                    f"train clips of the same length in the model's format (small sets bias FAD upwards, real audio "
-                    f"included). These few clips make FAD noisy; the figures "
-                    f"of record come from <code>arwave bench generation-quality</code> (10-s clips, 4 per class, 60-s "
-                    f"rollouts) and are in docs/benchmarks.md."
-                ),
-                tables=[("per model", summary), ("targets", checks)],
-            ),
-        )
+        sections.insert(1, _quality_section(gq, manifest, seeds, seconds))
         if progress:
             print(format_table(gq), flush=True)
     elif generators:

@@ -62,7 +62,7 @@ def _plot_runs(runs: dict[str, Path], png: Path, title: str) -> Path:
     return png
 
 
-def test_latents(model, progress: bool = True) -> torch.Tensor:
+def test_split_latents(model, progress: bool = True) -> torch.Tensor:
     """(D, M): every latent frame of the test split through the model's codec (cached beside its codec)."""
     from arwave.data.dataset import dataset_for_split
     from arwave.data.encoded import encode_files
@@ -134,7 +134,7 @@ def noise_aug(
             random_crop=False,
             tiled=True,
         )
-        ref_latents = test_latents(model, progress)
+        ref_latents = test_split_latents(model, progress)
         settings = [(name, {})]
         if model.config.model.noise_aug:
             settings.append((f"{name} (k_inf=0)", {"k_inf": 0.0}))  # the inference-noise ablation, same weights

@@ -19,6 +19,7 @@ from arwave.experiments.report import Section, write_json, write_report
 # share of the training budget per model (the rest of --minutes goes to data, sampling and metrics)
 TRAIN_SHARE = 0.72
 SHARES = {"classifier": 0.08, "codec-continuous": 0.22, "cam": 0.24, "codec-msrq": 0.22, "aar": 0.24}
+AAR_CLIP_SECONDS = 2.0  # one clip per instrument
 
 
 def _params(model) -> int:
@@ -41,7 +42,7 @@ def run_demo(
     from arwave.evaluation.fad_over_time import fad_over_time, latent_fad_over_time, plot_fad_over_time
     from arwave.evaluation.generated import evaluate_generated
     from arwave.evaluation.recon import evaluate_recon
-    from arwave.experiments.claims import test_latents
+    from arwave.experiments.claims import test_split_latents
 
     t_start = time.time()
     out = Path(out)
@@ -181,7 +182,7 @@ def run_demo(
         cam.config.data, "test", segment_samples=round(context_s * cam.sample_rate), random_crop=False, tiled=True
     )
     fot = fad_over_time(waves, cam.sample_rate, ref_ctx, embedder="aisfx", window_seconds=context_s, progress=progress)
-    lat = latent_fad_over_time(latents, test_latents(cam, progress), cam.config.model.context)
+    lat = latent_fad_over_time(latents, test_split_latents(cam, progress), cam.config.model.context)
     lat.update(times=[t * context_s / cam.config.model.context for t in lat["times"]], window_seconds=context_s)
     plot_fad_over_time({"CAM (rf + noise aug)": fot}, media / "fad_over_time.png", title="FAD over time (aisfx)")
     plot_fad_over_time(
@@ -201,7 +202,7 @@ def run_demo(
     labels = list(aar.config.model.label_names) or [None]
     aar_clips = [
         aar.generate(
-            2.0 * aar.window_seconds if hasattr(aar, "window_seconds") else 2.0,
+            AAR_CLIP_SECONDS,
             num=1,
             seed=seed + i,
             **({"class_label": l, "cfg": 2.0} if l is not None else {}),

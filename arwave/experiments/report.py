@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from arwave.checkpoint import atomic_write_text
+from arwave.paths import atomic_write_text
 
 
 def save_spectrogram(wave: torch.Tensor, sample_rate: int, path: str | Path, title: str = "") -> Path:

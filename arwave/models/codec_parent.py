@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import torch.nn as nn
 
 from arwave.config import ConfigError, DataConfig, RunConfig
+from arwave.device import pick_device
 from arwave.errors import ArwaveError
 
 
@@ -70,7 +70,7 @@ def attach_codec_run(
             f"{kind}: {codec_run or local} has a {getattr(codec, 'kind', '?')!r} bottleneck; "
             f"{kind} needs a codec trained with --set bottleneck={bottleneck}"
         )
-    device = "cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu"
+    device = "cpu" if cfg.train.device == "cpu" else pick_device("auto").type
     return codec.to(device), cache_dir, key, device
 
 

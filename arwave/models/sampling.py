@@ -3,7 +3,7 @@
 - `filter_logits`: top-k then top-p (nucleus), VAR's rule: sort ascending, drop every token whose
   cumulative probability mass is <= 1 - p, always keep the most likely token.
 - `guided_logits`: classifier-free guidance on logits, (1 + t)·cond − t·uncond.
-- `cfg_ramp`: AAR's linear guidance ramp t_k = cfg·k/(K−1) over the scales k = 0..K−1.
+- `guidance_ramp`: AAR's linear guidance ramp t_k = guidance·k/(K−1) over the scales k = 0..K−1.
 - `sample`: temperature, filtering, then a multinomial draw from a seeded torch.Generator
   (temperature <= 0 means greedy argmax). All randomness comes from the generator passed in.
 """
@@ -40,9 +40,9 @@ def guided_logits(cond: torch.Tensor, uncond: torch.Tensor, t: float) -> torch.T
     return (1.0 + t) * cond - t * uncond
 
 
-def cfg_ramp(cfg: float, k: int, K: int) -> float:
-    """Guidance strength at scale k of K (0-based): rises linearly from 0 at the first scale to cfg at the last."""
-    return cfg * k / (K - 1) if K > 1 else cfg
+def guidance_ramp(guidance: float, k: int, K: int) -> float:
+    """Guidance strength at scale k of K (0-based): rises linearly from 0 at the first scale to guidance at the last."""
+    return guidance * k / (K - 1) if K > 1 else guidance
 
 
 def sample(

@@ -129,7 +129,7 @@ def copy_state(bundle: str | Path) -> dict:
 
 def cache_dir(bundle: str | Path) -> Path:
     """Where encodings of data by a bundled codec are cached (never inside the installed package)."""
-    from arwave.evaluation.embedders import cache_root
+    from arwave.paths import cache_root
 
     card = read_card(bundle)
     return cache_root() / "pretrained" / f"{Path(bundle).name}-{card.get('sha256', '')[:12]}"
@@ -281,8 +281,9 @@ def export(
     checkpoint: EMA weights if the run kept them, no optimiser or critic state; fp16 on request.
     An AR run's bundle names its codec by the bundle `parent` (default: the known parent of `name`),
     which must hold the very codec the run trained on. Written atomically into `dest` (default `root()`)."""
-    from arwave.checkpoint import _atomic_dir, atomic_write_text, read_config, resolve_run, save_tensors
+    from arwave.checkpoint import _atomic_dir, read_config, resolve_run, save_tensors
     from arwave.config import run_config_to_json
+    from arwave.paths import atomic_write_text
     from arwave.registry import get_kind
 
     if not is_name(name):

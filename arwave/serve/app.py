@@ -152,7 +152,7 @@ class ModelCache:
 
     def get(self, target: str):
         from arwave.checkpoint import resolve_run
-        from arwave.cli.generate import load_generator
+        from arwave.generation import load_generator
 
         key = (target, str(resolve_run(target)[1]) if Path(target).exists() else "")
         with self._lock:
@@ -302,7 +302,7 @@ def audio_chunks(model, seconds: float, seed: int | None, **sampling) -> Iterato
     if own_stream or (options is not None and "prompt" not in options):
         yield from model.stream(seconds=seconds, seed=seed, **sampling)
         return
-    from arwave.cli.eval import training_context_seconds
+    from arwave.evaluation.fad_over_time import training_context_seconds
 
     rate = int(model.sample_rate)
     total = int(round(seconds * rate))
@@ -343,7 +343,8 @@ class Generation:
             self.stop.set()
 
     def _run(self) -> None:
-        from arwave.cli.generate import WavStreamWriter, sampling_kwargs
+        from arwave.data.audio import WavStreamWriter
+        from arwave.generation import sampling_kwargs
 
         chunks = None
         try:

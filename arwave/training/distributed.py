@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from arwave.device import pick_device
+
 
 @dataclass
 class DistInfo:
@@ -23,22 +25,14 @@ class DistInfo:
         return self.rank == 0
 
 
-def pick_device(preference: str, local_rank: int = 0) -> torch.device:
-    if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        from arwave.errors import ArwaveError
-
-        raise ArwaveError("train.device=cuda but no CUDA device is available")
-    return torch.device("cuda", local_rank)
-
-
 def setup(preference: str = "auto") -> DistInfo:
     """Join the torchrun process group if there is one; a plain `python` run is world size 1."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(preference, local_rank)
+    device = pick_device(preference, "train.device")
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)

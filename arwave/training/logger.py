@@ -10,8 +10,8 @@ import warnings
 from collections import defaultdict
 from pathlib import Path
 
-from arwave.checkpoint import atomic_write_text
 from arwave.errors import ArwaveWarning
+from arwave.paths import atomic_write_text, replacing
 
 HEADER = ["step", "split", "name", "value"]
 
@@ -146,8 +146,7 @@ def plot_metrics(csv_path: str | Path, png_path: str | Path, title: str = "") ->
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     png_path = Path(png_path)
-    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    with replacing(png_path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
-    tmp.replace(png_path)
     return png_path

@@ -38,7 +38,7 @@ from arwave import checkpoint as ckpt
 from arwave import console
 from arwave.config import RunConfig, run_config_to_json, validate_config
 from arwave.errors import ArwaveError, Terminated
-from arwave.paths import check_output_folder
+from arwave.paths import atomic_write_text, check_output_folder
 from arwave.registry import get_kind
 from arwave.training import distributed
 from arwave.training.logger import MetricsLog, plot_metrics
@@ -227,7 +227,7 @@ def _run(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, task
     # written only now: after the task filled its fields (label names, codec facts) and, on resume, after the
     # checkpoint loaded, so a failed start never leaves a config.json that no longer matches the weights
     if main:
-        ckpt.atomic_write_text(run_dir / "config.json", run_config_to_json(cfg))
+        atomic_write_text(run_dir / "config.json", run_config_to_json(cfg))
 
     def set_lr(at_step: int) -> float:
         elapsed = (time.time() - t_start) / (tc.minutes * 60) if tc.minutes > 0 else 0.0

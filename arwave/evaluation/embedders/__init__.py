@@ -18,9 +18,7 @@ Names understood by `get_embedder`:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,18 +28,6 @@ from arwave.errors import ArwaveError
 
 class EmbedderError(ArwaveError):
     pass
-
-
-def cache_root() -> Path:
-    """Root of arwave's caches: $ARWAVE_CACHE, else ~/.cache/arwave."""
-    env = os.environ.get("ARWAVE_CACHE", "")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "arwave"
-
-
-def pick_device(device: str | torch.device | None) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -82,61 +68,6 @@ def mono_at_rate(clip: torch.Tensor, sample_rate: int, target_rate: int) -> torc
             np.ascontiguousarray(soxr.resample(x.numpy(), int(sample_rate), int(target_rate), quality="HQ"))
         )
     return x.float()
-
-
-# ---------------------------------------------------------------------------------------------------
-# mel filterbank (librosa's formulas, written out so that librosa is not needed)
-
-
-def hz_to_mel(f: np.ndarray | float, htk: bool) -> np.ndarray:
-    f = np.asarray(f, dtype=np.float64)
-    if htk:  # mel = 2595 log10(1 + f / 700)
-        return 2595.0 * np.log10(1.0 + f / 700.0)
-    # Slaney (Auditory Toolbox): linear below 1 kHz (3 mel per 200 Hz), logarithmic above
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
-    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
-
-
-def mel_to_hz(m: np.ndarray | float, htk: bool) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
-    if htk:
-        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
-    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
-
-
-def mel_filterbank(
-    sample_rate: int,
-    n_fft: int,
-    n_mels: int,
-    fmin: float = 0.0,
-    fmax: float | None = None,
-    htk: bool = False,
-    norm: str | float | None = "slaney",
-) -> torch.Tensor:
-    """(n_mels, n_fft // 2 + 1) triangular filters, as `librosa.filters.mel`.
-
-    Triangles are linear in Hz between n_mels + 2 mel-spaced edge frequencies. norm="slaney" scales
-    each triangle by 2 / (f_hi - f_lo) (constant energy per band); a number p divides each filter by its
-    l_p norm (p = 1: each filter sums to one); None leaves peaks at 1.
-    """
-    fmax = sample_rate / 2 if fmax is None else fmax
-    fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    edges = mel_to_hz(np.linspace(hz_to_mel(fmin, htk), hz_to_mel(fmax, htk), n_mels + 2), htk)
-    widths = np.diff(edges)
-    ramps = edges[:, None] - fft_freqs[None, :]
-    lower = -ramps[:-2] / widths[:-1, None]
-    upper = ramps[2:] / widths[1:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper))
-    if norm == "slaney":
-        weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
-    elif norm is not None:
-        p = float(norm)
-        lengths = (np.abs(weights) ** p).sum(1, keepdims=True) ** (1.0 / p)
-        weights = weights / np.where(lengths > np.finfo(np.float32).tiny, lengths, 1.0)
-    return torch.from_numpy(weights.astype(np.float32))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -262,10 +193,7 @@ __all__ = [
     "EmbedderError",
     "get_embedder",
     "EMBEDDER_NAMES",
-    "mel_filterbank",
     "as_clips",
     "mono_at_rate",
     "frames_to_clips",
-    "cache_root",
-    "pick_device",
 ]

@@ -32,7 +32,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from arwave.evaluation.embedders import Embedder, EmbedderError, mel_filterbank, pick_device
+from arwave.device import pick_device
+from arwave.evaluation.embedders import Embedder, EmbedderError
+from arwave.evaluation.embedders.cnn import ConvBlock
+from arwave.mel import mel_filterbank
 
 WEIGHT_FILES = {
     "vggish": "the torchvggish weights 'vggish-10086976.pth' (github.com/harritaylor/torchvggish releases)",
@@ -164,19 +167,6 @@ class VGGishEmbedder(Embedder):
 # CNN14 (PANNs) and Microsoft CLAP 2022
 
 
-class ConvBlock(nn.Module):
-    def __init__(self, cin: int, cout: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.bn2 = nn.BatchNorm2d(cout)
-
-    def forward(self, x, pool: int):
-        x = F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
-        return F.avg_pool2d(x, pool) if pool > 1 else x
-
-
 class Cnn14(nn.Module):
     """PANNs CNN14 (eval mode): log-mel -> 6 conv blocks -> mean+max pooling -> fc1 (embedding) -> logits."""
 
@@ -200,7 +190,7 @@ class Cnn14(nn.Module):
         self.bn0 = nn.BatchNorm2d(n_mels)
         widths = [1, 64, 128, 256, 512, 1024, 2048]
         for i in range(6):
-            setattr(self, f"conv_block{i + 1}", ConvBlock(widths[i], widths[i + 1]))
+            setattr(self, f"conv_block{i + 1}", ConvBlock(widths[i], widths[i + 1], pooling="avg"))
         self.fc1 = nn.Linear(2048, out_emb)
         self.fc_audioset = nn.Linear(out_emb, classes)
 

@@ -30,7 +30,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from arwave.evaluation.embedders import Embedder, EmbedderError, cache_root, mel_filterbank, pick_device
+from arwave.device import pick_device
+from arwave.evaluation.embedders import Embedder, EmbedderError
+from arwave.evaluation.embedders.cnn import ConvBlock
+from arwave.mel import mel_filterbank
+from arwave.paths import cache_root
 
 SAMPLE_RATE = 44100
 N_FFT = 2048
@@ -46,26 +50,12 @@ POSTERIOR_HEAD = "ucsMixed"
 # network (parameter names follow aisfx.models.cnn2d so that its state dict loads unchanged)
 
 
-class ConvBlock(nn.Module):
-    def __init__(self, cin: int, cout: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.bn2 = nn.BatchNorm2d(cout)
-
-    def forward(self, x: torch.Tensor, pool: int) -> torch.Tensor:
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = F.relu(self.bn2(self.conv2(x)))
-        return F.max_pool2d(x, pool) if pool > 1 else x
-
-
 class EmbeddingNet(nn.Module):
     def __init__(self, width: int = 64):
         super().__init__()
         w = [1, width, 2 * width, 4 * width, 8 * width]
         for i in range(4):
-            setattr(self, f"conv_block{i + 1}", ConvBlock(w[i], w[i + 1]))
+            setattr(self, f"conv_block{i + 1}", ConvBlock(w[i], w[i + 1], pooling="max"))
         self.dim = w[-1]
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:

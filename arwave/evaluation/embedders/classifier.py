@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from arwave.evaluation.embedders import Embedder, EmbedderError, pick_device
+from arwave.device import pick_device
+from arwave.evaluation.embedders import Embedder, EmbedderError
 
 
 class ClassifierEmbedder(Embedder):

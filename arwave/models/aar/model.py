@@ -32,7 +32,7 @@ from arwave.errors import ArwaveError
 from arwave.models.aar.base import CodecGenerator, decode_latent, encode_prompt_latent
 from arwave.models.aar.condition import COND_KINDS, ConditionEmbedding
 from arwave.models.generator import make_generator
-from arwave.models.sampling import cfg_ramp, guided_logits, sample
+from arwave.models.sampling import guidance_ramp, guided_logits, sample
 from arwave.models.transformer import Transformer, TransformerConfig
 
 
@@ -278,7 +278,7 @@ class AAR(CodecGenerator):
             h = self.transformer(x, c, caches=caches, mods=mods)
             logits = self.head(h, c, mod=head_mod).float()  # (B', s_k, V)
             if guided:
-                logits = guided_logits(logits[:B], logits[B:], cfg_ramp(cfg, k, self.K))
+                logits = guided_logits(logits[:B], logits[B:], guidance_ramp(cfg, k, self.K))
             idx = sample(logits, generator, temperature, top_k, top_p)
             if given is not None:
                 span = slice(start, start + s)

@@ -3,7 +3,7 @@
 One interface, three heads (config `head`):
 
     loss(z (N, W), x (N, D)) -> scalar         training loss
-    sample(z, generator, temperature=1.0, steps=None, z_uncond=None, cfg=0.0) -> x (N, D) float32
+    sample(z, generator, temperature=1.0, steps=None, z_uncond=None, guidance=0.0) -> x (N, D) float32
 
 - "rf"   rectified flow (CAM, MAR-RF). Convention: σ = 0 is data, σ = 1 is noise,
          x_σ = (1 − σ)·x + σ·n,  target velocity v = dx_σ/dσ = n − x,  loss ||v_θ(x_σ, σ, z) − v||².
@@ -16,7 +16,7 @@ One interface, three heads (config `head`):
 - "gmm"  GIVT: a mixture of `modes` diagonal Gaussians; exact NLL; temperature scales the std devs.
 
 Classifier-free guidance (rf, ddpm): the prediction for the conditional state z and the unconditional
-state z_uncond are mixed as (1 + cfg)·cond − cfg·uncond (velocity for rf, ε for ddpm).
+state z_uncond are mixed as (1 + guidance)·cond − guidance·uncond (velocity for rf, ε for ddpm).
 """
 
 from __future__ import annotations
@@ -120,13 +120,13 @@ class AdaLNMLP(nn.Module):
         return self.modulations(self.time(t)[:, None, :] + c[None])
 
 
-def _guided(net: AdaLNMLP, x, mods, cfg: float) -> torch.Tensor:
+def _guided(net: AdaLNMLP, x, mods, guidance: float) -> torch.Tensor:
     """One network call; with guidance, cond and uncond rows share it as a doubled batch and the
-    outputs are mixed as (1 + cfg)·cond − cfg·uncond."""
-    if not cfg:
+    outputs are mixed as (1 + guidance)·cond − guidance·uncond."""
+    if not guidance:
         return net.body(x, mods)
     cond, uncond = net.body(torch.cat([x, x]), mods).chunk(2)
-    return (1 + cfg) * cond - cfg * uncond
+    return (1 + guidance) * cond - guidance * uncond
 
 
 def _linear(m: nn.Module):
@@ -172,12 +172,12 @@ class StepPlan:
         u = torch.addcmul(shift[i], F.layer_norm(h, h.shape[-1:], None, None, self.eps), scale[i])
         return self.out(u).float()
 
-    def guided(self, x: torch.Tensor, i: int, cfg: float) -> torch.Tensor:
-        """As `_guided`: cond and uncond rows in one call, mixed as (1 + cfg)·cond − cfg·uncond."""
-        if not cfg:
+    def guided(self, x: torch.Tensor, i: int, guidance: float) -> torch.Tensor:
+        """As `_guided`: cond and uncond rows in one call, mixed as (1 + guidance)·cond − guidance·uncond."""
+        if not guidance:
             return self(x, i)
         cond, uncond = self(torch.cat([x, x]), i).chunk(2)
-        return torch.add((1 + cfg) * cond, uncond, alpha=-cfg)
+        return torch.add((1 + guidance) * cond, uncond, alpha=-guidance)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -216,15 +216,15 @@ class RectifiedFlowHead(nn.Module):
         return F.mse_loss(v.float(), (n - x).float())
 
     def sample(
-        self, z, generator=None, temperature: float = 1.0, steps: int | None = None, z_uncond=None, cfg: float = 0.0
+        self, z, generator=None, temperature: float = 1.0, steps: int | None = None, z_uncond=None, guidance=0.0
     ) -> torch.Tensor:
         steps = int(steps or self.steps)
-        guided = z_uncond is not None and cfg != 0
+        guided = z_uncond is not None and guidance != 0
         x = temperature * torch.randn(z.shape[0], self.dim, device=z.device, generator=generator)  # float32 state
         sigmas = torch.linspace(1.0, 0.0, steps + 1, device=z.device)
         plan = StepPlan(self.net, sigmas[:-1] * 1000, z, z_uncond if guided else None)
         for i, dsigma in enumerate((sigmas[1:] - sigmas[:-1]).tolist()):
-            x = x.add_(plan.guided(x, i, cfg if guided else 0.0), alpha=dsigma)  # Euler, dσ < 0
+            x = x.add_(plan.guided(x, i, guidance if guided else 0.0), alpha=dsigma)  # Euler, dσ < 0
         return x
 
 
@@ -279,7 +279,7 @@ class DDPMHead(nn.Module):
         return F.mse_loss(self.net(x_t, t.to(x.dtype), z).float(), eps.float())
 
     def sample(
-        self, z, generator=None, temperature: float = 1.0, steps: int | None = None, z_uncond=None, cfg: float = 0.0
+        self, z, generator=None, temperature: float = 1.0, steps: int | None = None, z_uncond=None, guidance=0.0
     ) -> torch.Tensor:
         ts, betas = respace(self.alphas_cumprod.double().cpu(), int(steps or self.steps))
         ab = self.alphas_cumprod.double().cpu()[ts]
@@ -289,12 +289,12 @@ class DDPMHead(nn.Module):
         ct = (1 - ab_prev) * (1 - betas).sqrt() / (1 - ab)
         std = (betas * (1 - ab_prev) / (1 - ab)).sqrt()
         coeffs = torch.stack([ab.sqrt(), (1 - ab).sqrt(), c0, ct, std], 1).tolist()  # python floats
-        guided = z_uncond is not None and cfg != 0
+        guided = z_uncond is not None and guidance != 0
         x = torch.randn(z.shape[0], self.dim, device=z.device, generator=generator)  # float32 state
         plan = StepPlan(self.net, ts.to(device=z.device, dtype=torch.float32), z, z_uncond if guided else None)
         for i in reversed(range(len(ts))):
             sa, s1a, k0, kt, sd = coeffs[i]
-            eps = plan.guided(x, i, cfg if guided else 0.0)
+            eps = plan.guided(x, i, guidance if guided else 0.0)
             x0 = (x - s1a * eps) / sa
             if self.clip > 0:
                 # near t = T, ᾱ ≈ 2e−9: x0 = (x − √(1−ᾱ)ε̂)/√ᾱ multiplies any error of ε̂ by ~2e4, so
@@ -371,9 +371,9 @@ class GMMHead(nn.Module):
         return self.nll(z, x).mean() / self.dim
 
     def sample(
-        self, z, generator=None, temperature: float = 1.0, steps: int | None = None, z_uncond=None, cfg: float = 0.0
+        self, z, generator=None, temperature: float = 1.0, steps: int | None = None, z_uncond=None, guidance=0.0
     ) -> torch.Tensor:
-        if cfg:
+        if guidance:
             raise ValueError("the gmm head has no classifier-free guidance")
         logits, means, scales = self.params(z)
         j = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)[:, 0]  # (N,)

@@ -290,7 +290,7 @@ class CAM(AudioGenerator):
                 temperature=temperature,
                 steps=head_steps,
                 z_uncond=z[num:] if guided else None,
-                cfg=cfg,
+                guidance=cfg,
             )
             tick("head", t0)
             yield x * self.latent_scale if self.latent_scale != 1.0 else x
