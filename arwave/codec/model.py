@@ -24,8 +24,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -35,10 +36,100 @@ from arwave.codec.bottlenecks import BOTTLENECKS, ContinuousBottleneck, MSRQBott
 from arwave.codec.msrq import MultiScaleResidualVQ, msrq_scales
 from arwave.codec.seanet import SEANetDecoder, SEANetEncoder
 from arwave.codec.spectral import SpectralDecoder, SpectralEncoder
+from arwave.config import ConfigError, OneOf, at_least, between
 from arwave.errors import ArwaveError
 
-if TYPE_CHECKING:
-    from arwave.codec.kind import CodecConfig
+
+@dataclass
+class CodecConfig:
+    bottleneck: str = "msrq"  # continuous | msrq | rvq
+    architecture: str = "seanet"  # seanet (waveform convs, SPEC) | spectral (STFT + iSTFT head)
+    # audio and encoder/decoder (SEANet; for spectral: strides = (STFT hop, learned down-sampling...))
+    sample_rate: int = 24000
+    channels: int = 1
+    strides: tuple[int, ...] = (2, 4, 5, 8)  # hop = product (320 -> 75 frames/s at 24 kHz)
+    width: int = 32  # channels of the first conv, doubled at every stride
+    max_channels: int = 1024
+    residual_layers: int = 1
+    lstm_layers: int = 2  # 0 = no LSTM
+    causal: bool = False  # left padding only (needed for streaming decoding)
+    spectral_dim: int = 256  # spectral: ConvNeXt width
+    spectral_blocks: int = 4  # spectral: ConvNeXt blocks per side
+    latent_dim: int = 128  # D: quantized dim (msrq/rvq) or latent dim (continuous)
+    window_frames: int = 75  # training crop in frames; msrq quantizes windows of T = this
+    # msrq (SAT)
+    num_scales: int = 16  # K; scales = msrq_scales(window_frames, K)
+    num_phi: int = 6
+    phi_kernel: int = 9
+    shared_codebook: bool = False
+    per_scale_ste: bool = False  # SAT's straight-through per scale (encoder gradient × K) instead of VAR's one
+    # rvq
+    rvq_levels: int = 10
+    # EMA codebooks (msrq and rvq)
+    codebook_size: int = 1024
+    ema_decay: float = 0.99
+    dead_code_threshold: float = 2.0
+    kmeans_iters: int = 50
+    # continuous (VAE)
+    kl_weight: float = 1e-4
+    # discriminator and loss weights (SAT: 3·adv + 3·feat + 0.1·wave + 1·mel + 1·vq)
+    disc_filters: int = 32
+    disc_start: int = 0  # adversarial terms and critic updates start at this step
+    disc_skip_every: int = 3  # SAT skips the critic update when step % 3 == 0 (0 = never)
+    w_adv: float = 3.0
+    w_feat: float = 3.0
+    w_wave: float = 0.1
+    w_mel: float = 1.0
+    w_loud: float = 0.0  # frame-loudness L1 in bels: log-domain losses alone leave the output quieter
+    w_vq: float = 1.0
+    mel_bins: int = 64
+
+    LIMITS: ClassVar[dict] = {
+        "bottleneck": OneOf(("continuous", "msrq", "rvq")),
+        "architecture": OneOf(("seanet", "spectral")),
+        "sample_rate": at_least(1),
+        "channels": at_least(1),
+        "strides": at_least(1),
+        "width": at_least(1),
+        "max_channels": at_least(1),
+        "latent_dim": at_least(1),
+        "window_frames": at_least(1),
+        "num_scales": at_least(1),
+        "phi_kernel": at_least(1),
+        "rvq_levels": at_least(1),
+        "codebook_size": at_least(2),
+        "ema_decay": between(0, 1, hi_open=True),
+        "mel_bins": at_least(1),
+        "disc_filters": at_least(1),
+    }
+
+    @property
+    def hop(self) -> int:
+        return math.prod(self.strides)
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window_frames * self.hop / self.sample_rate
+
+
+def check_config(cfg: CodecConfig) -> None:
+    if cfg.bottleneck not in ("continuous", "msrq", "rvq"):
+        raise ConfigError(f"codec: bottleneck must be continuous, msrq or rvq, got {cfg.bottleneck!r}")
+    if cfg.architecture not in ("seanet", "spectral"):
+        raise ConfigError(f"codec: architecture must be seanet or spectral, got {cfg.architecture!r}")
+    if cfg.architecture == "spectral" and cfg.strides and cfg.strides[0] < 2:
+        raise ConfigError(f"codec: a spectral codec's first stride is its STFT hop (>= 2), got {cfg.strides}")
+    if not cfg.strides or any(s < 1 for s in cfg.strides):
+        raise ConfigError(f"codec: strides must be positive integers, got {cfg.strides}")
+    if cfg.bottleneck == "msrq" and not 1 <= cfg.num_scales <= cfg.window_frames:
+        raise ConfigError(f"codec: num_scales must be in 1..window_frames ({cfg.window_frames}), got {cfg.num_scales}")
+    if cfg.bottleneck == "msrq":
+        scales = msrq_scales(cfg.window_frames, cfg.num_scales)
+        if any(b <= a for a, b in zip(scales, scales[1:])):
+            raise ConfigError(
+                f"codec: window_frames={cfg.window_frames} with num_scales={cfg.num_scales} gives "
+                f"repeated scales {scales}; use fewer scales or a longer window"
+            )
 
 
 class CodecOutput(NamedTuple):
@@ -148,6 +239,7 @@ class StreamingDecoder:
 class Codec(nn.Module):
     def __init__(self, cfg: CodecConfig):
         super().__init__()
+        check_config(cfg)
         self.cfg = cfg
         self.bottleneck = build_bottleneck(cfg)
         if cfg.architecture == "spectral":
