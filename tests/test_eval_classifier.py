@@ -106,7 +106,7 @@ def test_presets_build():
 
 def test_trained_run_as_embedder_and_evaluation(tmp_path, monkeypatch):
     """The whole path: manifest -> `train` (the shared loop) -> run folder -> arwave.load -> embedder -> eval."""
-    from arwave.evaluation.embedders import get_embedder
+    from arwave.evaluation.embedders.by_name import get_embedder
     from arwave.training.loop import train
 
     monkeypatch.setenv("ARWAVE_CACHE", str(tmp_path / "cache"))

@@ -31,7 +31,7 @@ def clip_conditions(
     codes could not be made), or None.
 
     `embedder = "manifest:KEY"` reads a precomputed vector from each manifest row's field KEY (any
-    embedder run offline); any other name goes through arwave.evaluation.embedders.get_embedder and
+    embedder run offline); any other name goes through arwave.evaluation.embedders.by_name.get_embedder and
     embeds the whole file (AAR: a clip-level embedding conditions every window of the clip)."""
     m = cfg.model
     if m.cond != "embedding":
@@ -48,7 +48,7 @@ def clip_conditions(
                 raise ArwaveError(f"{row['path']}: manifest row has no {field!r} vector (embedder={m.embedder})")
             out.append(torch.tensor(row[field], dtype=torch.float32).flatten())
     else:
-        from arwave.evaluation.embedders import get_embedder
+        from arwave.evaluation.embedders.by_name import get_embedder
 
         embedder = get_embedder(m.embedder)
         out = encode_files(
