@@ -32,8 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from arwave.codec.bottlenecks import BOTTLENECKS, ContinuousBottleneck, MSRQBottleneck, RVQBottleneck
-from arwave.codec.msrq import MultiScaleResidualVQ, msrq_scales
+from arwave.codec.bottlenecks import BOTTLENECKS, build_bottleneck
+from arwave.codec.msrq import MultiScaleResidualVQ
 from arwave.codec.seanet import SEANetDecoder, SEANetEncoder
 from arwave.codec.spectral import SpectralDecoder, SpectralEncoder
 from arwave.config import ConfigError, OneOf, at_least, between
@@ -121,15 +121,32 @@ def check_config(cfg: CodecConfig) -> None:
         raise ConfigError(f"codec: a spectral codec's first stride is its STFT hop (>= 2), got {cfg.strides}")
     if not cfg.strides or any(s < 1 for s in cfg.strides):
         raise ConfigError(f"codec: strides must be positive integers, got {cfg.strides}")
-    if cfg.bottleneck == "msrq" and not 1 <= cfg.num_scales <= cfg.window_frames:
-        raise ConfigError(f"codec: num_scales must be in 1..window_frames ({cfg.window_frames}), got {cfg.num_scales}")
-    if cfg.bottleneck == "msrq":
-        scales = msrq_scales(cfg.window_frames, cfg.num_scales)
-        if any(b <= a for a, b in zip(scales, scales[1:])):
-            raise ConfigError(
-                f"codec: window_frames={cfg.window_frames} with num_scales={cfg.num_scales} gives "
-                f"repeated scales {scales}; use fewer scales or a longer window"
-            )
+    problem = BOTTLENECKS[cfg.bottleneck].check(cfg)
+    if problem:
+        raise ConfigError(f"codec: {problem}")
+
+
+@dataclass(frozen=True)
+class CodecFacts:
+    """Every fact about a codec that an AR model needs, read once (`Codec.facts()`)."""
+
+    bottleneck: str  # continuous | msrq | rvq
+    sample_rate: int
+    channels: int
+    hop: int  # audio samples per latent frame
+    latent_dim: int  # channels of encode_latents / decode_latents (msrq: the quantized dim C)
+    window_frames: int  # training window (msrq: T, the frames quantized together)
+    scales: tuple[int, ...]  # msrq: token-map sizes s_1..s_K; () otherwise
+    levels: int  # rvq: residual levels; 0 otherwise
+    codebook_size: int  # the VQs: codes per codebook; 0 for continuous
+    tokens_per_second: float  # integer tokens per second (continuous: latent vectors per second)
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop
+
+    def seconds(self, frames: int) -> float:
+        return frames * self.hop / self.sample_rate
 
 
 class CodecOutput(NamedTuple):
@@ -139,30 +156,6 @@ class CodecOutput(NamedTuple):
     loss: torch.Tensor  # bottleneck regulariser (unweighted: KL or VQ loss)
     codes: Any  # None | list of (B, W, s_k) | (B, N, T)
     stats: dict[str, float]
-
-
-def build_bottleneck(cfg: CodecConfig) -> nn.Module:
-    if cfg.bottleneck == "continuous":
-        return ContinuousBottleneck(cfg.latent_dim)
-    vq = dict(
-        codebook_size=cfg.codebook_size,
-        ema_decay=cfg.ema_decay,
-        kmeans_iters=cfg.kmeans_iters,
-        dead_threshold=cfg.dead_code_threshold,
-    )
-    if cfg.bottleneck == "msrq":
-        return MSRQBottleneck(
-            cfg.latent_dim,
-            msrq_scales(cfg.window_frames, cfg.num_scales),
-            num_phi=cfg.num_phi,
-            phi_kernel=cfg.phi_kernel,
-            shared_codebook=cfg.shared_codebook,
-            per_scale_ste=cfg.per_scale_ste,
-            **vq,
-        )
-    if cfg.bottleneck == "rvq":
-        return RVQBottleneck(cfg.latent_dim, levels=cfg.rvq_levels, **vq)
-    raise ArwaveError(f"codec: unknown bottleneck {cfg.bottleneck!r} (known: {', '.join(BOTTLENECKS)})")
 
 
 def _fade_weights(length: int, fade: int, fade_in: bool, fade_out: bool, device, dtype) -> torch.Tensor:
@@ -246,7 +239,7 @@ class Codec(nn.Module):
             net = dict(strides=tuple(cfg.strides), dim=cfg.spectral_dim, blocks=cfg.spectral_blocks)
             self.encoder = SpectralEncoder(cfg.channels, self.bottleneck.in_dim, **net)
             self.decoder = SpectralDecoder(cfg.channels, self.bottleneck.out_dim, **net)
-            if cfg.bottleneck == "continuous":
+            if self.bottleneck.in_dim == 2 * cfg.latent_dim:  # a posterior (mean, log-variance)
                 self.encoder.init_posterior(cfg.latent_dim)
             return
         net = dict(
@@ -303,7 +296,7 @@ class Codec(nn.Module):
 
     @property
     def msrq(self) -> MultiScaleResidualVQ:
-        if self.kind != "msrq":
+        if not hasattr(self.bottleneck, "msrq"):
             raise ArwaveError(f"this codec has a {self.kind!r} bottleneck, not msrq")
         return self.bottleneck.msrq
 
@@ -311,15 +304,26 @@ class Codec(nn.Module):
     def tokens_per_second(self) -> float:
         """Integer tokens per second (msrq: Σ s_k per window; rvq: levels · frame rate); for the
         continuous codec, latent vectors per second."""
-        if self.kind == "msrq":
-            return self.msrq.tokens * self.frame_rate / self.window_frames
-        if self.kind == "rvq":
-            return self.cfg.rvq_levels * self.frame_rate
-        return self.frame_rate
+        return self.bottleneck.tokens_per_frame * self.frame_rate
+
+    def facts(self) -> CodecFacts:
+        b = self.bottleneck
+        return CodecFacts(
+            bottleneck=b.name,
+            sample_rate=int(self.sample_rate),
+            channels=int(self.channels),
+            hop=int(self.hop),
+            latent_dim=int(self.latent_dim),
+            window_frames=int(self.window_frames),
+            scales=tuple(b.scales),
+            levels=int(b.levels),
+            codebook_size=int(b.codebook_size),
+            tokens_per_second=float(self.tokens_per_second),
+        )
 
     def _unit(self) -> int:
         """Audio is padded to a multiple of this many samples (a window for msrq, else a hop)."""
-        return self.window_samples if self.kind == "msrq" else self.hop
+        return self.bottleneck.unit_frames * self.hop
 
     def _pad(self, audio: torch.Tensor) -> torch.Tensor:
         if audio.dim() == 2:
@@ -360,8 +364,7 @@ class Codec(nn.Module):
     def encode_latents(self, audio: torch.Tensor, chunk_frames: int | None = None) -> torch.Tensor:
         """Continuous latents (B, D, T): unit-scale means for the continuous codec; the encoder output
         before quantization for msrq / rvq."""
-        z = self._encoder_out(audio, chunk_frames).float()
-        return self.bottleneck.encode(z) if self.kind == "continuous" else z
+        return self.bottleneck.latents(self._encoder_out(audio, chunk_frames).float())
 
     @torch.no_grad()
     def _decoder_out(self, h: torch.Tensor, chunk_frames: int | None) -> torch.Tensor:
@@ -404,10 +407,7 @@ def save_encoded(path: str | Path, codec: Codec, tokens, num_samples: int, extra
     """safetensors file: `latents` (continuous), `codes` (rvq) or `codes.<k>` (msrq) + metadata."""
     from arwave.checkpoint import save_tensors
 
-    if codec.kind == "msrq":
-        tensors = {f"codes.{k}": c for k, c in enumerate(tokens)}
-    else:
-        tensors = {"latents" if codec.kind == "continuous" else "codes": tokens}
+    tensors = codec.bottleneck.to_tensors(tokens)
     meta = {
         "format": ENCODED_FORMAT,
         "bottleneck": codec.kind,
@@ -437,16 +437,15 @@ def load_encoded(path: str | Path) -> tuple[Any, dict]:
     if meta.get("format") != ENCODED_FORMAT:
         raise ArwaveError(f"{path}: not an arwave encoded file (format {meta.get('format')!r})")
     n = meta.get("num_samples")
-    if meta.get("bottleneck") not in ("continuous", "msrq", "rvq") or not isinstance(n, int) or n < 1:
-        raise ArwaveError(f"{path}: damaged metadata (needs bottleneck continuous/msrq/rvq and num_samples >= 1)")
-    names = (
-        [f"codes.{k}" for k in range(len(tensors))]
-        if meta["bottleneck"] == "msrq"
-        else ["latents" if meta["bottleneck"] == "continuous" else "codes"]
-    )
-    if sorted(names) != sorted(tensors):
+    if meta.get("bottleneck") not in BOTTLENECKS or not isinstance(n, int) or n < 1:
+        raise ArwaveError(f"{path}: damaged metadata (needs bottleneck {'/'.join(BOTTLENECKS)} and num_samples >= 1)")
+    kind = BOTTLENECKS[meta["bottleneck"]]
+    try:
+        tokens = kind.from_tensors(tensors)
+    except KeyError:
+        tokens = None
+    if tokens is None or sorted(kind.to_tensors(tokens)) != sorted(tensors):
         raise ArwaveError(
-            f"{path}: a {meta['bottleneck']} file should hold {', '.join(names)}, found {', '.join(sorted(tensors))}"
+            f"{path}: a {meta['bottleneck']} file should hold {kind.tensor_names}, found {', '.join(sorted(tensors))}"
         )
-    tokens = [tensors[k] for k in names]
-    return (tokens if meta["bottleneck"] == "msrq" else tokens[0]), meta
+    return tokens, meta

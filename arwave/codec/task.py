@@ -78,10 +78,7 @@ class CodecTask(Task):
             data = dataclasses.replace(cfg.data, sample_rate=m.sample_rate, channels=m.channels)
             datasets = datasets_from_config(data, segment_samples=m.window_frames * m.hop)
         self.train_set, self.val_set = datasets
-        if m.bottleneck == "msrq":  # a phi conv no scale uses
-            from arwave.codec.msrq import phi_schedule
-
-            self.find_unused_parameters = len(set(phi_schedule(m.num_scales, m.num_phi))) < m.num_phi
+        self.find_unused_parameters = self.model.bottleneck.unused_parameters
         self._fake: torch.Tensor | None = None
         self._real: torch.Tensor | None = None
 
@@ -97,15 +94,15 @@ class CodecTask(Task):
             l_wave = F.l1_loss(fake.float(), real.float())
             l_mel = multi_resolution_mel_loss(fake.float(), real.float(), m.sample_rate, m.mel_bins)
             l_loud = frame_loudness_loss(fake.float(), real.float())
-        reg_weight = m.kl_weight if m.bottleneck == "continuous" else m.w_vq
-        total = m.w_wave * l_wave + m.w_mel * l_mel + reg_weight * out.loss
+        bottleneck = self.model.bottleneck
+        total = m.w_wave * l_wave + m.w_mel * l_mel + bottleneck.loss_weight * out.loss
         if m.w_loud:
             total = total + m.w_loud * l_loud
         logs = {
             "wave": float(l_wave.detach()),
             "mel": float(l_mel.detach()),
             "loud": float(l_loud.detach()),
-            ("kl" if m.bottleneck == "continuous" else "vq"): float(out.loss.detach()),
+            bottleneck.loss_name: float(out.loss.detach()),
         }
         logs.update({k: v for k, v in out.stats.items() if not k.startswith("ppl") or not k[3:].isdigit()})
         if self._adversarial(step):

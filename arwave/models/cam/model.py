@@ -33,7 +33,7 @@ from arwave.config import OneOf, above, at_least, between
 from arwave.errors import ArwaveError
 from arwave.models.cam.heads import HEADS, make_head
 from arwave.models.cam.noise import MODES, NoiseLevelEmbedding, augment, renoise
-from arwave.models.generator import AudioGenerator, make_generator
+from arwave.models.generator import AudioGenerator, class_index, make_generator
 from arwave.models.transformer import Transformer, TransformerConfig
 
 
@@ -150,7 +150,7 @@ class CAM(AudioGenerator):
             ddpm_steps=cfg.ddpm_steps,
             ddpm_clip=cfg.ddpm_clip,
         )
-        self.attach_codec(codec)
+        self.attach(codec)
         self.sample_rate = int(sample_rate or getattr(codec, "sample_rate", 0) or 0)
         self.channels = int(channels or getattr(codec, "channels", 0) or 0)
         self.hop = int(hop or getattr(codec, "hop", 0) or 0)
@@ -160,38 +160,11 @@ class CAM(AudioGenerator):
     # ---------------------------------------------------------------------------------------------
     # plumbing
 
-    def attach_codec(self, codec: nn.Module | None) -> None:
-        """Hold the codec OUTSIDE the module tree (plain attribute): it is not trained, not EMA'd and
-        not saved in CAM's weights (the run keeps it in its own folder, `parent`)."""
-        if codec is not None:
-            codec.eval().requires_grad_(False)
-        object.__setattr__(self, "_codec", codec)
-
-    @property
-    def codec(self) -> nn.Module:
-        if self._codec is None:
-            raise ArwaveError("this CAM has no codec attached (load the run with arwave.load to decode audio)")
-        return self._codec
-
-    def _apply(self, fn, *args, **kwargs):  # .to(device) / .half() also move the codec
-        super()._apply(fn, *args, **kwargs)
-        if self._codec is not None:
-            self._codec._apply(fn, *args, **kwargs)
-        return self
-
     def set_precision(self, precision: str = "float32") -> CAM:
         """Weights of the backbone and head in float32, bfloat16 (half the memory traffic per frame,
         which bounds batch-1 speed on CPU) or int8 (dynamically quantized Linear layers, CPU;
         arwave/models/quantize.py). The head's sampling state and the frames stay float32."""
-        from arwave.models.quantize import set_precision
-
-        codec = self._codec
-        object.__setattr__(self, "_codec", None)  # the codec keeps its own precision
-        try:
-            set_precision(self, precision)
-        finally:
-            object.__setattr__(self, "_codec", codec)
-        return self
+        return self._set_precision(precision)
 
     @property
     def frame_rate(self) -> float:
@@ -266,17 +239,7 @@ class CAM(AudioGenerator):
             return None
         if self.class_embed is None:
             raise ArwaveError("this CAM is unconditional: it takes no class_label")
-        if isinstance(class_label, str):
-            if class_label in self.label_names:
-                return self.label_names.index(class_label)
-            if class_label.lstrip("-").isdigit():
-                class_label = int(class_label)
-            else:
-                raise ArwaveError(f"unknown class {class_label!r} (known: {', '.join(self.label_names) or 'none'})")
-        index = int(class_label)
-        if not 0 <= index < self.cam.num_classes:
-            raise ArwaveError(f"class_label {index} out of range 0..{self.cam.num_classes - 1}")
-        return index
+        return class_index(class_label, self.label_names, self.cam.num_classes)
 
     def _check_options(self, sampling: dict) -> None:
         unknown = set(sampling) - self.sampling_options

@@ -91,11 +91,11 @@ class CAMTask(Task):
         mc = model.cam
         label = 0 if mc.conditional and mc.num_classes else None
         device = next(model.parameters()).device
-        model.attach_codec(self.codec.to(device))
+        model.attach(self.codec.to(device))
         try:
             audio = model.generate(mc.context * mc.hop / model.sample_rate, num=1, seed=0, class_label=label)[0]
         finally:
-            model.attach_codec(None)
+            model.attach(None)
             self.codec.cpu()
         return {"sample": (audio, model.sample_rate)}
 
