@@ -66,11 +66,11 @@ def test_a_manifest_under_the_current_folder_is_recorded_relative(cam_run, bundl
     config["data"]["manifest"] = str(tmp_path / "data" / "train.jsonl")
     (codec / "config.json").write_text(json.dumps(config))
     monkeypatch.chdir(tmp_path)
-    pretrained.export(codec, "here-codec")
+    bundle.export(codec, "here-codec")
     saved = json.loads((bundles / "here-codec" / "config.json").read_text())
     assert saved["data"]["manifest"] == "data/train.jsonl"
     monkeypatch.chdir(tmp_path / "copy")
-    pretrained.export(codec, "elsewhere-codec")
+    bundle.export(codec, "elsewhere-codec")
     saved = json.loads((bundles / "elsewhere-codec" / "config.json").read_text())
     assert saved["data"]["manifest"] == str(tmp_path / "data" / "train.jsonl")
 
