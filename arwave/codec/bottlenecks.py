@@ -59,6 +59,11 @@ class Bottleneck(nn.Module):
         return h
 
     tensor_names = "codes"  # the tensors of an encoded file, in words
+    count_unit = "tokens"  # what `count` counts
+
+    def count(self, tokens) -> int:
+        """How many tokens (continuous: latent frames) one clip's `encode` output holds."""
+        return sum(t[0].numel() for t in self.to_tensors(tokens).values())
 
     @staticmethod
     def to_tensors(tokens) -> dict[str, torch.Tensor]:
@@ -129,6 +134,10 @@ class ContinuousBottleneck(Bottleneck):
         return self.encode(h)
 
     tensor_names = "latents"
+    count_unit = "latent frames"
+
+    def count(self, tokens) -> int:
+        return tokens.shape[-1]
 
     @staticmethod
     def to_tensors(tokens) -> dict[str, torch.Tensor]:
