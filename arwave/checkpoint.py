@@ -201,7 +201,7 @@ def copy_run(src: str | Path, dst: str | Path) -> Path:
 
 def read_config(run_dir: str | Path):
     """The checked RunConfig of a run: a missing, unparsable or mistyped config.json is one clear error."""
-    from arwave.config import run_config_from_dict
+    from arwave.registry import run_config_from_dict
 
     path = Path(run_dir) / "config.json"
     try:

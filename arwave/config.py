@@ -1,8 +1,8 @@
 """Typed configuration: dataclasses, named presets, `--set key=value` overrides, JSON round trip.
 
 Every run is described by one `RunConfig` = which model kind + its model config + data + training.
-Each model kind registers its model-config dataclass and presets (`tiny`, `small`, `paper`) in
-`arwave.registry`; this file only knows the generic parts.
+Each model kind's config dataclass lives beside its model and is named in `arwave.registry`, with its
+presets (`tiny`, `small`, `paper`); this file only knows the generic parts and imports no kind.
 """
 
 from __future__ import annotations
@@ -399,18 +399,13 @@ def validate_fields(obj: Any, prefix: str, source: str = "config") -> Any:
 
 def validate_config(cfg: RunConfig, source: str = "config") -> RunConfig:
     """Type and range of every field of a resolved RunConfig (the kind's own cross-field checks run when
-    its model is built). `source` says where the values came from (a config.json path, `--set`)."""
-    from arwave.registry import get_kind
-
+    its model is built; `registry.check_run_config` also checks the model section's class). `source`
+    says where the values came from (a config.json path, `--set`)."""
     for name in ("kind", "preset", "parent", "init_from"):
         if not isinstance(getattr(cfg, name), str):
             raise ConfigError(f"{source}: {name} = {getattr(cfg, name)!r}: must be a string")
-    kind = get_kind(cfg.kind)
-    if not isinstance(cfg.model, kind.config_cls):
-        raise ConfigError(
-            f"{source}: model must be a {kind.config_cls.__name__} for kind {cfg.kind!r}, "
-            f"got {type(cfg.model).__name__}"
-        )
+    if not dataclasses.is_dataclass(cfg.model):
+        raise ConfigError(f"{source}: model must be a model config dataclass, got {type(cfg.model).__name__}")
     for section in ("data", "train"):
         expected = DataConfig if section == "data" else TrainConfig
         if not isinstance(getattr(cfg, section), expected):
@@ -458,30 +453,3 @@ def from_dict(cls: type, data: dict, where: str = "") -> Any:
 
 def run_config_to_json(cfg: RunConfig) -> str:
     return json.dumps(to_dict(cfg), indent=2)
-
-
-def run_config_from_dict(data: dict, source: str = "config") -> RunConfig:
-    """A checked RunConfig from parsed JSON; any missing, unknown or mistyped field is one ConfigError."""
-    from arwave.registry import get_kind
-
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
-    for key in ("kind", "model"):
-        if key not in data:
-            raise ConfigError(f"{source}: missing {key!r}")
-    if not isinstance(data["kind"], str):
-        raise ConfigError(f"{source}: kind = {json.dumps(data['kind'])}: must be a string")
-    kind = get_kind(data["kind"])
-    cfg = RunConfig(
-        kind=data["kind"],
-        preset=data.get("preset", "custom"),
-        model=from_dict(kind.config_cls, data["model"], f"{source}: model"),
-        data=from_dict(DataConfig, data.get("data", {}), f"{source}: data"),
-        train=from_dict(TrainConfig, data.get("train", {}), f"{source}: train"),
-        parent=data.get("parent", ""),
-        init_from=data.get("init_from", ""),
-    )
-    unknown = sorted(set(data) - {"kind", "preset", "model", "data", "train", "parent", "init_from"})
-    if unknown:
-        raise ConfigError(f"{source}: unknown keys {unknown}")
-    return validate_config(cfg, source)

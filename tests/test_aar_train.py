@@ -74,7 +74,7 @@ def test_train_load_generate(tmp_path):
 
 def test_embedding_condition_from_manifest_vectors(tmp_path):
     """cond=embedding with embedder=manifest:KEY: every window of a file carries that file's vector."""
-    from arwave.models.aar.kind import AARTask
+    from arwave.models.aar.task import AARTask
 
     cfg = preset("aar", "tiny")
     cfg.model.codec_run = str(make_codec_run(tmp_path / "codec", "tiny"))

@@ -7,8 +7,7 @@ import torch
 import torch.nn as nn
 
 from arwave.errors import ArwaveError
-from arwave.models.cam.kind import CAMConfig
-from arwave.models.cam.model import CAM
+from arwave.models.cam.model import CAM, CAMConfig
 
 D = 6
 

@@ -12,7 +12,7 @@ import arwave
 from arwave.checkpoint import save_checkpoint
 from arwave.config import run_config_to_json
 from arwave.errors import ArwaveError
-from arwave.models.cam.kind import LatentCrops
+from arwave.models.cam.task import LatentCrops
 from arwave.registry import get_kind, preset
 
 

@@ -9,7 +9,8 @@ import torch
 
 from arwave.checkpoint import save_checkpoint
 from arwave.cli.main import main
-from arwave.codec.kind import build_model, make_preset
+from arwave.codec.kind import build_model
+from arwave.codec.presets import make_preset
 from arwave.config import run_config_to_json
 from arwave.paths import atomic_write_text
 

@@ -6,11 +6,12 @@ import math
 import pytest
 import torch
 
-from arwave.codec.kind import CodecConfig, build_model, make_preset
-from arwave.codec.model import Codec, load_encoded, run_chunked, save_encoded
-from arwave.config import ConfigError, run_config_from_dict, to_dict
+from arwave.codec.kind import build_model
+from arwave.codec.model import Codec, CodecConfig, load_encoded, run_chunked, save_encoded
+from arwave.codec.presets import make_preset
+from arwave.config import ConfigError, to_dict
 from arwave.errors import ArwaveError
-from arwave.registry import preset
+from arwave.registry import preset, run_config_from_dict
 
 
 def tiny(bottleneck: str, **changes) -> Codec:
@@ -52,7 +53,7 @@ def test_tokens_per_second():
 
 
 def test_all_presets_round_trip_as_json_and_validate():
-    from arwave.codec.kind import validate
+    from arwave.codec.model import check_config
 
     for name in ["tiny", "small", "paper"] + [
         f"{s}-{b}" for s in ("tiny", "small", "paper") for b in ("continuous", "msrq", "rvq")
@@ -60,7 +61,7 @@ def test_all_presets_round_trip_as_json_and_validate():
         cfg = preset("codec", name)
         assert cfg.preset == name
         assert cfg.data.sample_rate == cfg.model.sample_rate and cfg.data.channels == cfg.model.channels
-        validate(cfg.model)
+        check_config(cfg.model)
         again = run_config_from_dict(to_dict(cfg))
         assert again.model == cfg.model and isinstance(again.model.strides, tuple)
     switched = preset("codec", "small")

@@ -10,8 +10,8 @@ import math
 import pytest
 import torch
 
-from arwave.codec.kind import CodecConfig, CodecTask, warn_if_collapsed
-from arwave.codec.model import Codec
+from arwave.codec.model import Codec, CodecConfig
+from arwave.codec.task import CodecTask, warn_if_collapsed
 from arwave.data.audio import write_audio
 from arwave.data.manifest import write_manifest
 from arwave.evaluation.recon import clip_mel_distance, input_specificity, rms_db

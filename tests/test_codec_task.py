@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from arwave.codec.kind import CodecTask, make_preset
+from arwave.codec.presets import make_preset
+from arwave.codec.task import CodecTask
 
 
 class SineSet:

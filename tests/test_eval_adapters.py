@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from arwave.evaluation.embedders import EmbedderError, get_embedder
+from arwave.evaluation.embedders import EmbedderError
 from arwave.evaluation.embedders import adapters as AD
+from arwave.evaluation.embedders.by_name import get_embedder
 
 
 def bn(prefix, c):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from arwave.evaluation.embedders import aisfx as A
-from arwave.evaluation.embedders import get_embedder
+from arwave.evaluation.embedders.by_name import get_embedder
 from arwave.mel import hz_to_mel, mel_filterbank, mel_to_hz
 
 FINGERPRINT = Path(__file__).parent / "data" / "aisfx_fingerprint.json"

@@ -8,10 +8,11 @@ import soundfile as sf
 import torch
 
 import arwave
-from arwave.config import run_config_from_dict, to_dict
+from arwave.config import to_dict
 from arwave.errors import ArwaveError
-from arwave.evaluation.classifier import AudioClassifier, ClassifierTask, build_model, evaluate_classifier
-from arwave.registry import get_kind, preset
+from arwave.evaluation.classifier import AudioClassifier, build_model, evaluate_classifier
+from arwave.evaluation.classifier_task import ClassifierTask
+from arwave.registry import get_kind, preset, run_config_from_dict
 
 SR = 16000
 FREQS = {"high": 2000.0, "low": 300.0}  # label_names are sorted: 0 = high, 1 = low
@@ -105,7 +106,7 @@ def test_presets_build():
 
 def test_trained_run_as_embedder_and_evaluation(tmp_path, monkeypatch):
     """The whole path: manifest -> `train` (the shared loop) -> run folder -> arwave.load -> embedder -> eval."""
-    from arwave.evaluation.embedders import get_embedder
+    from arwave.evaluation.embedders.by_name import get_embedder
     from arwave.training.loop import train
 
     monkeypatch.setenv("ARWAVE_CACHE", str(tmp_path / "cache"))

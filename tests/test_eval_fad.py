@@ -6,7 +6,8 @@ import scipy.linalg
 import soundfile as sf
 import torch
 
-from arwave.evaluation.embedders import Embedder, EmbedderError, get_embedder
+from arwave.evaluation.embedders import Embedder, EmbedderError
+from arwave.evaluation.embedders.by_name import get_embedder
 from arwave.evaluation.fad import (
     GaussianStats,
     StatsAccumulator,

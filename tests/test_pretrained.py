@@ -16,6 +16,7 @@ import arwave
 from arwave import pretrained
 from arwave.cli.main import main
 from arwave.errors import ArwaveError
+from arwave.pretrained import bundle
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_cam_task import write_corpus  # noqa: E402
@@ -33,8 +34,8 @@ def bundles(tmp_path, monkeypatch):
 @pytest.fixture
 def exported(cam_run, bundles):
     """The tiny CAM run of conftest and its codec, exported fp32 as tiny-codec and tiny-cam."""
-    pretrained.export(cam_run / "codec", "tiny-codec")
-    pretrained.export(
+    bundle.export(cam_run / "codec", "tiny-codec")
+    bundle.export(
         cam_run, "tiny-cam", parent="tiny-codec", command="arwave train cam --preset tiny", quality={"fad": 1.5}
     )
     return bundles
@@ -65,11 +66,11 @@ def test_a_manifest_under_the_current_folder_is_recorded_relative(cam_run, bundl
     config["data"]["manifest"] = str(tmp_path / "data" / "train.jsonl")
     (codec / "config.json").write_text(json.dumps(config))
     monkeypatch.chdir(tmp_path)
-    pretrained.export(codec, "here-codec")
+    bundle.export(codec, "here-codec")
     saved = json.loads((bundles / "here-codec" / "config.json").read_text())
     assert saved["data"]["manifest"] == "data/train.jsonl"
     monkeypatch.chdir(tmp_path / "copy")
-    pretrained.export(codec, "elsewhere-codec")
+    bundle.export(codec, "elsewhere-codec")
     saved = json.loads((bundles / "elsewhere-codec" / "config.json").read_text())
     assert saved["data"]["manifest"] == str(tmp_path / "data" / "train.jsonl")
 
@@ -88,8 +89,8 @@ def test_load_by_name_equals_the_run_fp32(exported, cam_run):
 
 
 def test_fp16_bundle_loads_as_float32_and_close(cam_run, bundles):
-    pretrained.export(cam_run / "codec", "tiny-codec", fp16=True)
-    pretrained.export(cam_run, "tiny-cam", parent="tiny-codec", fp16=True)
+    bundle.export(cam_run / "codec", "tiny-codec", fp16=True)
+    bundle.export(cam_run, "tiny-cam", parent="tiny-codec", fp16=True)
     from arwave.checkpoint import load_tensors
 
     stored = load_tensors(bundles / "tiny-cam" / "model.safetensors")
@@ -105,7 +106,7 @@ def test_fp16_bundle_loads_as_float32_and_close(cam_run, bundles):
 
 
 def test_half_keeps_out_of_range_tensors_float32():
-    out, kept = pretrained._half({"w": torch.ones(3), "count": torch.tensor([1e6, 1.0]), "i": torch.arange(3)})
+    out, kept = bundle._half({"w": torch.ones(3), "count": torch.tensor([1e6, 1.0]), "i": torch.arange(3)})
     assert out["w"].dtype == torch.float16 and out["count"].dtype == torch.float32 and out["i"].dtype == torch.int64
     assert kept == 1
 
@@ -168,7 +169,7 @@ def test_classifier_embedder_by_name(bundles, tmp_path):
     """`--classifier NAME` / `classifier:NAME` embedders resolve a bundled classifier."""
     from arwave.checkpoint import save_checkpoint
     from arwave.config import run_config_to_json
-    from arwave.evaluation.embedders import get_embedder
+    from arwave.evaluation.embedders.by_name import get_embedder
     from arwave.registry import get_kind, preset
 
     cfg = preset("classifier", "tiny")
@@ -177,7 +178,7 @@ def test_classifier_embedder_by_name(bundles, tmp_path):
     run.mkdir()
     (run / "config.json").write_text(run_config_to_json(cfg))
     save_checkpoint(run, 3, {"model": get_kind("classifier").build_model(cfg, None).state_dict()}, {"step": 3})
-    pretrained.export(run, "instrument-classifier")
+    bundle.export(run, "instrument-classifier")
     emb = get_embedder("classifier:instrument-classifier")
     assert emb.name == "classifier:instrument-classifier" and emb.class_names == ["high", "low"]
 
@@ -185,7 +186,7 @@ def test_classifier_embedder_by_name(bundles, tmp_path):
 def test_train_on_a_bundled_codec_then_export_and_load(bundles, cam_run, tmp_path, monkeypatch, capsys):
     """`arwave train cam --codec NAME`: the run copies the bundle (recognised again on --resume), caches
     its encodings outside the package, and exports with the bundle as its parent."""
-    pretrained.export(cam_run / "codec", "tiny-codec", fp16=True)
+    bundle.export(cam_run / "codec", "tiny-codec", fp16=True)
     before = sorted(p.name for p in (bundles / "tiny-codec").iterdir())
     manifest = write_corpus(tmp_path / "data")
     run = tmp_path / "cam"
@@ -216,7 +217,7 @@ def test_train_on_a_bundled_codec_then_export_and_load(bundles, cam_run, tmp_pat
     from arwave.registry import get_kind
 
     get_kind("cam").build_task(read_config(run), run)  # what --resume does first: the copy is recognised
-    pretrained.export(run, "tiny-cam", parent="tiny-codec")
+    bundle.export(run, "tiny-cam", parent="tiny-codec")
     model = arwave.load("tiny-cam")
     assert model.label_names == ["high", "low"] and model.generate(0.05, seed=0).shape == (1, 2, 800)
     # a run is refused as the child of a bundle with other codec weights (same config)
@@ -228,20 +229,20 @@ def test_train_on_a_bundled_codec_then_export_and_load(bundles, cam_run, tmp_pat
     torch.manual_seed(1)
     weights = get_kind("codec").build_model(arwave.load(cam_run / "codec").config, None).state_dict()
     save_checkpoint(other, 5, {"model": weights}, {"step": 5})
-    pretrained.export(other, "other-codec")
+    bundle.export(other, "other-codec")
     with pytest.raises(ArwaveError, match="different codec than the bundled other-codec .weights differ"):
-        pretrained.export(run, "other-cam", parent="other-codec")
+        bundle.export(run, "other-cam", parent="other-codec")
 
 
 def test_export_refuses_mismatches(exported, cam_run):
     with pytest.raises(ArwaveError, match="cam is a cam model"):
-        pretrained.export(cam_run / "codec", "cam")
+        bundle.export(cam_run / "codec", "cam")
     with pytest.raises(ArwaveError, match="--parent no-codec: no bundled model"):
-        pretrained.export(cam_run, "x-cam", parent="no-codec")
+        bundle.export(cam_run, "x-cam", parent="no-codec")
     with pytest.raises(ArwaveError, match="has no parent codec"):
-        pretrained.export(cam_run / "codec", "x-codec", parent="tiny-codec")
+        bundle.export(cam_run / "codec", "x-codec", parent="tiny-codec")
     with pytest.raises(ArwaveError, match="already a bundle"):
-        pretrained.export(exported / "tiny-codec", "again")
+        bundle.export(exported / "tiny-codec", "again")
 
 
 def test_load_by_name_never_unpickles(exported, monkeypatch):

@@ -34,10 +34,10 @@ def _no_loss_plot(monkeypatch):
 
 
 def task_class(kind):
-    from arwave.codec.kind import CodecTask
-    from arwave.models.aar.kind import AARTask
-    from arwave.models.cam.kind import CAMTask
-    from arwave.models.nexttoken.kind import NextTokenTask
+    from arwave.codec.task import CodecTask
+    from arwave.models.aar.task import AARTask
+    from arwave.models.cam.task import CAMTask
+    from arwave.models.nexttoken.task import NextTokenTask
 
     return {"codec": CodecTask, "cam": CAMTask, "aar": AARTask, "nexttoken": NextTokenTask}[kind]
 

@@ -202,8 +202,7 @@ def test_prepared_streaming_decoder_equals_offline():
 
 
 def _tiny_cam():
-    from arwave.models.cam.kind import CAMConfig
-    from arwave.models.cam.model import CAM
+    from arwave.models.cam.model import CAM, CAMConfig
     from arwave.registry import get_kind, preset
 
     torch.manual_seed(0)

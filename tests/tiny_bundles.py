@@ -1,5 +1,5 @@
 """Tiny stand-ins for every bundled model (codec-latent, codec-sat, codec-rvq, cam, aar, nexttoken,
-instrument-classifier): untrained tiny-preset runs exported with `arwave.pretrained.export` into a
+instrument-classifier): untrained tiny-preset runs exported with `arwave.pretrained.bundle.export` into a
 temporary bundle root, plus a labelled manifest with train, val and test splits. Built once per test
 process (the tests only read them; a test that removes a bundle works on a copy)."""
 
@@ -68,6 +68,7 @@ def tiny_bundles() -> tuple[Path, Path]:
     if _BUILT:
         return _BUILT["root"], _BUILT["manifest"]
     from arwave import pretrained
+    from arwave.pretrained import bundle
 
     base = Path(tempfile.mkdtemp(prefix="arwave-tiny-bundles-"))
     root, runs = base / "bundles", base / "runs"
@@ -78,7 +79,7 @@ def tiny_bundles() -> tuple[Path, Path]:
     try:
 
         def export(run, name, kind):
-            pretrained.export(
+            bundle.export(
                 run,
                 name,
                 command=f"arwave train {kind} --preset tiny --out {run} # {name}",

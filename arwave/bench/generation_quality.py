@@ -375,7 +375,7 @@ def bench_generation_quality(
     training manifest). `embedders`: FAD embedders (default classifier:<classifier> and aisfx).
     With keep_audio, each model row holds its clips and rollouts under "_audio" (not JSON)."""
     import arwave
-    from arwave.evaluation.embedders import get_embedder
+    from arwave.evaluation.embedders.by_name import get_embedder
 
     models = list(models) if models else default_models()
     if not models:

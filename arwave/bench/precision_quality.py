@@ -51,7 +51,7 @@ def cam_quality(
         test.set_precision(precision)
     else:
         ref, test = model_pair
-        cdc = ref._codec
+        cdc = ref._attached["codec"]  # None: a model without a codec (no audio metrics)
     out = {"frame_rel_mse": [], "rollout_rel_mse": [], "seed_rel_mse": [], "mel": [], "mel_seed": []}
     with torch.inference_mode():
         rollouts = {s: ref.sample_latents(frames, seed=s) for s in seeds}

@@ -15,7 +15,7 @@ def encode(args) -> int:
     check_output_file(args.output, args.overwrite, (".safetensors",), "encoded tokens")
     codec = load_codec(args.run, args.device)
     result = encode_file(codec, args.input, args.output, args.device)
-    what = "latent frames" if codec.kind == "continuous" else "tokens"
+    what = codec.bottleneck.count_unit
     print(f"{args.input}: {result['seconds']:.2f} s -> {result['count']} {what} ({codec.kind}) in {args.output}")
     if args.json:
         print(json.dumps(result))

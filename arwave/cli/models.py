@@ -72,8 +72,9 @@ def parse_quality(items: list[str]) -> dict:
 
 def cmd_export(args) -> int:
     from arwave import pretrained
+    from arwave.pretrained import bundle
 
-    final = pretrained.export(
+    final = bundle.export(
         args.run,
         args.name,
         fp16=args.fp16,

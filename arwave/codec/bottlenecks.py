@@ -1,12 +1,18 @@
-"""The three codec bottlenecks behind one interface, so the Codec never special-cases them.
+"""The three codec bottlenecks behind one interface (`Bottleneck`), so no code outside this file
+switches on the bottleneck's name. Each fact about a bottleneck is held once, by its class:
 
-    forward(z)    -> BottleneckOutput(z_hat, loss, codes | None, stats)   training / validation pass
-    encode(z)     -> tokens   (what AR models consume: latents or integer codes)
-    decode(tokens)-> z_hat    (what the decoder consumes)
-    to_decoder(x) -> decoder input for continuous-space AR outputs (pointwise in time; used by streaming)
+    forward(z)      -> BottleneckOutput(z_hat, loss, codes | None, stats)   training / validation pass
+    encode(z)       -> tokens   (what AR models consume: latents or integer codes)
+    decode(tokens)  -> z_hat    (what the decoder consumes)
+    to_decoder(x)   -> decoder input for continuous-space AR outputs (pointwise in time; used by streaming)
+    latents(z)      -> the continuous latents before quantization (continuous: = encode)
+    to_tensors / from_tensors: tokens <-> named tensors of an encoded file
+    unit_frames     frames audio is padded to a multiple of (msrq: one window)
+    tokens_per_frame, scales, levels, codebook_size, loss_name, loss_weight
 
 `in_dim` is the number of channels the encoder must produce, `out_dim` what the decoder receives.
-`loss` is the unweighted regulariser: the KL for `continuous`, the commitment/phi loss for the VQs.
+`loss` is the unweighted regulariser (the KL for `continuous`, the commitment/phi loss for the VQs);
+the task weighs it with `loss_weight`.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from arwave.codec.msrq import EMACodebook, MultiScaleResidualVQ, batch_perplexity
+from arwave.codec.msrq import EMACodebook, MultiScaleResidualVQ, batch_perplexity, msrq_scales
 
 
 class BottleneckOutput(NamedTuple):
@@ -28,7 +34,53 @@ class BottleneckOutput(NamedTuple):
     stats: dict[str, float]
 
 
-class ContinuousBottleneck(nn.Module):
+class Bottleneck(nn.Module):
+    """The interface; subclasses set `name`, `in_dim`, `out_dim` and the facts below."""
+
+    name = ""
+    loss_name = "vq"  # what `loss` is called in the logs
+    unit_frames = 1
+    scales: tuple[int, ...] = ()  # msrq: token-map sizes s_1..s_K
+    levels = 0  # rvq: residual levels
+    codebook_size = 0  # the VQs: codes per codebook
+    unused_parameters = False  # some parameters get no gradient (DDP must look for them)
+
+    def __init__(self, loss_weight: float):
+        super().__init__()
+        self.loss_weight = loss_weight
+
+    @property
+    def tokens_per_frame(self) -> float:
+        """Integer tokens per latent frame (continuous: latent vectors per frame)."""
+        return 1.0
+
+    def latents(self, h: torch.Tensor) -> torch.Tensor:
+        """Encoder output -> continuous latents before quantization (what `decode_latents` takes back)."""
+        return h
+
+    tensor_names = "codes"  # the tensors of an encoded file, in words
+    count_unit = "tokens"  # what `count` counts
+
+    def count(self, tokens) -> int:
+        """How many tokens (continuous: latent frames) one clip's `encode` output holds."""
+        return sum(t[0].numel() for t in self.to_tensors(tokens).values())
+
+    @staticmethod
+    def to_tensors(tokens) -> dict[str, torch.Tensor]:
+        return {"codes": tokens}
+
+    @staticmethod
+    def from_tensors(tensors: dict[str, torch.Tensor]):
+        """Tokens from the tensors of an encoded file (`to_tensors`), or KeyError."""
+        return tensors["codes"]
+
+    @staticmethod
+    def check(cfg) -> str | None:
+        """What is wrong with a CodecConfig for this bottleneck, or None."""
+        return None
+
+
+class ContinuousBottleneck(Bottleneck):
     """Gaussian VAE bottleneck: the encoder gives mean μ and log-variance; training decodes
     z = μ + σ·ε and pays KL(N(μ, σ²) || N(0, 1)) (mean over elements; weighted by `kl_weight` in the
     task). Why a VAE and not tanh bounding: the posterior noise makes the decoder robust to small latent
@@ -37,8 +89,10 @@ class ContinuousBottleneck(nn.Module):
     The latents handed to AR models are the deterministic mean divided by `latent_scale`, a running RMS
     of μ measured during training, so they have roughly unit variance whatever the KL weight did."""
 
-    def __init__(self, dim: int, scale_momentum: float = 0.01):
-        super().__init__()
+    name, loss_name = "continuous", "kl"
+
+    def __init__(self, dim: int, scale_momentum: float = 0.01, loss_weight: float = 1e-4):
+        super().__init__(loss_weight)
         self.in_dim, self.out_dim = 2 * dim, dim
         self.dim = dim
         self.scale_momentum = scale_momentum
@@ -76,19 +130,68 @@ class ContinuousBottleneck(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.to_decoder(z)
 
+    def latents(self, h: torch.Tensor) -> torch.Tensor:
+        return self.encode(h)
 
-class MSRQBottleneck(nn.Module):
+    tensor_names = "latents"
+    count_unit = "latent frames"
+
+    def count(self, tokens) -> int:
+        return tokens.shape[-1]
+
+    @staticmethod
+    def to_tensors(tokens) -> dict[str, torch.Tensor]:
+        return {"latents": tokens}
+
+    @staticmethod
+    def from_tensors(tensors: dict[str, torch.Tensor]):
+        return tensors["latents"]
+
+
+class MSRQBottleneck(Bottleneck):
     """MultiScaleResidualVQ applied per window of T frames: (B, D, W·T) is quantized as (B·W, D, T).
     Codes are a list of K long tensors (B, W, s_k)."""
 
-    def __init__(self, dim: int, scales: Sequence[int], **kwargs):
-        super().__init__()
+    name = "msrq"
+
+    def __init__(self, dim: int, scales: Sequence[int], loss_weight: float = 1.0, **kwargs):
+        super().__init__(loss_weight)
         self.in_dim = self.out_dim = dim
         self.msrq = MultiScaleResidualVQ(dim, scales, **kwargs)
+        self.scales = tuple(int(s) for s in scales)
+        self.unit_frames = self.window
+        self.codebook_size = self.msrq.codebook_size
+        self.unused_parameters = len(set(self.msrq._phi_index)) < len(self.msrq.phis)  # a phi conv no scale uses
 
     @property
     def window(self) -> int:
         return self.msrq.T
+
+    @property
+    def tokens_per_frame(self) -> float:
+        return self.msrq.tokens / self.window
+
+    tensor_names = "codes.0 .. codes.K-1"
+
+    @staticmethod
+    def to_tensors(tokens) -> dict[str, torch.Tensor]:
+        return {f"codes.{k}": c for k, c in enumerate(tokens)}
+
+    @staticmethod
+    def from_tensors(tensors: dict[str, torch.Tensor]):
+        return [tensors[f"codes.{k}"] for k in range(len(tensors))]
+
+    @staticmethod
+    def check(cfg) -> str | None:
+        if not 1 <= cfg.num_scales <= cfg.window_frames:
+            return f"num_scales must be in 1..window_frames ({cfg.window_frames}), got {cfg.num_scales}"
+        scales = msrq_scales(cfg.window_frames, cfg.num_scales)
+        if any(b <= a for a, b in zip(scales, scales[1:])):
+            return (
+                f"window_frames={cfg.window_frames} with num_scales={cfg.num_scales} gives "
+                f"repeated scales {scales}; use fewer scales or a longer window"
+            )
+        return None
 
     def _windows(self, z: torch.Tensor) -> torch.Tensor:
         B, D, L = z.shape
@@ -185,11 +288,18 @@ class ResidualVQ(nn.Module):
         return self.codebooks[level].embed
 
 
-class RVQBottleneck(nn.Module):
-    def __init__(self, dim: int, **kwargs):
-        super().__init__()
+class RVQBottleneck(Bottleneck):
+    name = "rvq"
+
+    def __init__(self, dim: int, loss_weight: float = 1.0, **kwargs):
+        super().__init__(loss_weight)
         self.in_dim = self.out_dim = dim
         self.rvq = ResidualVQ(dim, **kwargs)
+        self.levels, self.codebook_size = self.rvq.levels, self.rvq.codebook_size
+
+    @property
+    def tokens_per_frame(self) -> float:
+        return float(self.levels)
 
     def forward(self, z: torch.Tensor) -> BottleneckOutput:
         z_hat, codes, loss, stats = self.rvq(z)
@@ -205,4 +315,23 @@ class RVQBottleneck(nn.Module):
         return z_hat
 
 
-BOTTLENECKS = ("continuous", "msrq", "rvq")
+def build_bottleneck(cfg) -> Bottleneck:
+    """The bottleneck a CodecConfig names, with its sizes and loss weight."""
+    if cfg.bottleneck == "continuous":
+        return ContinuousBottleneck(cfg.latent_dim, loss_weight=cfg.kl_weight)
+    vq = dict(
+        codebook_size=cfg.codebook_size,
+        ema_decay=cfg.ema_decay,
+        kmeans_iters=cfg.kmeans_iters,
+        dead_threshold=cfg.dead_code_threshold,
+        loss_weight=cfg.w_vq,
+    )
+    if cfg.bottleneck == "msrq":
+        scales = msrq_scales(cfg.window_frames, cfg.num_scales)
+        kw = dict(num_phi=cfg.num_phi, phi_kernel=cfg.phi_kernel, shared_codebook=cfg.shared_codebook)
+        kw.update(per_scale_ste=cfg.per_scale_ste)
+        return MSRQBottleneck(cfg.latent_dim, scales, **kw, **vq)
+    return RVQBottleneck(cfg.latent_dim, levels=cfg.rvq_levels, **vq)
+
+
+BOTTLENECKS: dict[str, type[Bottleneck]] = {b.name: b for b in (ContinuousBottleneck, MSRQBottleneck, RVQBottleneck)}

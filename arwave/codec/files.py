@@ -37,13 +37,7 @@ def encode_file(codec, source: str | Path, output: str | Path, device: str = "cp
     tokens = codec.encode(audio[None].to(device))
     elapsed = time.time() - t0
     save_encoded(output, codec, tokens, audio.shape[-1], extra={"source": Path(source).name})
-    count = (
-        tokens.shape[-1]
-        if codec.kind == "continuous"
-        else sum(c[0].numel() for c in tokens)
-        if codec.kind == "msrq"
-        else tokens[0].numel()
-    )
+    count = codec.bottleneck.count(tokens)
     return {
         "output": str(output),
         "bottleneck": codec.kind,
@@ -89,7 +83,7 @@ def check_encoded(path, codec, codec_name: str, tokens, meta: dict) -> None:
         "hop": codec.hop,
         "latent_dim": codec.latent_dim,
     }
-    if codec.kind == "msrq":
+    if codec.bottleneck.unit_frames > 1:  # encoded in windows (msrq)
         facts["window_frames"] = codec.window_frames
     for key, value in facts.items():
         if meta.get(key) != value:
@@ -97,14 +91,14 @@ def check_encoded(path, codec, codec_name: str, tokens, meta: dict) -> None:
     for t in tokens if isinstance(tokens, list) else [tokens]:
         if t.ndim != 3 or t.shape[0] != 1 or t.shape[-1] == 0:
             raise ArwaveError(f"{path}: expected tensors of shape (1, rows, frames), found {tuple(t.shape)}")
-        if codec.kind == "continuous":
+        if not codec.bottleneck.codebook_size:  # latents, not codes
             if not t.is_floating_point() or t.shape[1] != codec.latent_dim or not bool(t.isfinite().all()):
                 raise ArwaveError(
                     f"{path}: latents must be finite floats of shape (1, {codec.latent_dim}, frames), "
                     f"found {t.dtype} {tuple(t.shape)}"
                 )
         else:
-            size = codec.cfg.codebook_size
+            size = codec.bottleneck.codebook_size
             if t.is_floating_point() or t.dtype == torch.bool:
                 raise ArwaveError(f"{path}: codes must be integers, found {t.dtype}")
             if int(t.min()) < 0 or int(t.max()) >= size:

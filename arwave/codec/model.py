@@ -24,21 +24,129 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from arwave.codec.bottlenecks import BOTTLENECKS, ContinuousBottleneck, MSRQBottleneck, RVQBottleneck
-from arwave.codec.msrq import MultiScaleResidualVQ, msrq_scales
+from arwave.codec.bottlenecks import BOTTLENECKS, build_bottleneck
+from arwave.codec.msrq import MultiScaleResidualVQ
 from arwave.codec.seanet import SEANetDecoder, SEANetEncoder
 from arwave.codec.spectral import SpectralDecoder, SpectralEncoder
+from arwave.config import ConfigError, OneOf, at_least, between
 from arwave.errors import ArwaveError
 
-if TYPE_CHECKING:
-    from arwave.codec.kind import CodecConfig
+
+@dataclass
+class CodecConfig:
+    bottleneck: str = "msrq"  # continuous | msrq | rvq
+    architecture: str = "seanet"  # seanet (waveform convs, SPEC) | spectral (STFT + iSTFT head)
+    # audio and encoder/decoder (SEANet; for spectral: strides = (STFT hop, learned down-sampling...))
+    sample_rate: int = 24000
+    channels: int = 1
+    strides: tuple[int, ...] = (2, 4, 5, 8)  # hop = product (320 -> 75 frames/s at 24 kHz)
+    width: int = 32  # channels of the first conv, doubled at every stride
+    max_channels: int = 1024
+    residual_layers: int = 1
+    lstm_layers: int = 2  # 0 = no LSTM
+    causal: bool = False  # left padding only (needed for streaming decoding)
+    spectral_dim: int = 256  # spectral: ConvNeXt width
+    spectral_blocks: int = 4  # spectral: ConvNeXt blocks per side
+    latent_dim: int = 128  # D: quantized dim (msrq/rvq) or latent dim (continuous)
+    window_frames: int = 75  # training crop in frames; msrq quantizes windows of T = this
+    # msrq (SAT)
+    num_scales: int = 16  # K; scales = msrq_scales(window_frames, K)
+    num_phi: int = 6
+    phi_kernel: int = 9
+    shared_codebook: bool = False
+    per_scale_ste: bool = False  # SAT's straight-through per scale (encoder gradient × K) instead of VAR's one
+    # rvq
+    rvq_levels: int = 10
+    # EMA codebooks (msrq and rvq)
+    codebook_size: int = 1024
+    ema_decay: float = 0.99
+    dead_code_threshold: float = 2.0
+    kmeans_iters: int = 50
+    # continuous (VAE)
+    kl_weight: float = 1e-4
+    # discriminator and loss weights (SAT: 3·adv + 3·feat + 0.1·wave + 1·mel + 1·vq)
+    disc_filters: int = 32
+    disc_start: int = 0  # adversarial terms and critic updates start at this step
+    disc_skip_every: int = 3  # SAT skips the critic update when step % 3 == 0 (0 = never)
+    w_adv: float = 3.0
+    w_feat: float = 3.0
+    w_wave: float = 0.1
+    w_mel: float = 1.0
+    w_loud: float = 0.0  # frame-loudness L1 in bels: log-domain losses alone leave the output quieter
+    w_vq: float = 1.0
+    mel_bins: int = 64
+
+    LIMITS: ClassVar[dict] = {
+        "bottleneck": OneOf(("continuous", "msrq", "rvq")),
+        "architecture": OneOf(("seanet", "spectral")),
+        "sample_rate": at_least(1),
+        "channels": at_least(1),
+        "strides": at_least(1),
+        "width": at_least(1),
+        "max_channels": at_least(1),
+        "latent_dim": at_least(1),
+        "window_frames": at_least(1),
+        "num_scales": at_least(1),
+        "phi_kernel": at_least(1),
+        "rvq_levels": at_least(1),
+        "codebook_size": at_least(2),
+        "ema_decay": between(0, 1, hi_open=True),
+        "mel_bins": at_least(1),
+        "disc_filters": at_least(1),
+    }
+
+    @property
+    def hop(self) -> int:
+        return math.prod(self.strides)
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window_frames * self.hop / self.sample_rate
+
+
+def check_config(cfg: CodecConfig) -> None:
+    if cfg.bottleneck not in ("continuous", "msrq", "rvq"):
+        raise ConfigError(f"codec: bottleneck must be continuous, msrq or rvq, got {cfg.bottleneck!r}")
+    if cfg.architecture not in ("seanet", "spectral"):
+        raise ConfigError(f"codec: architecture must be seanet or spectral, got {cfg.architecture!r}")
+    if cfg.architecture == "spectral" and cfg.strides and cfg.strides[0] < 2:
+        raise ConfigError(f"codec: a spectral codec's first stride is its STFT hop (>= 2), got {cfg.strides}")
+    if not cfg.strides or any(s < 1 for s in cfg.strides):
+        raise ConfigError(f"codec: strides must be positive integers, got {cfg.strides}")
+    problem = BOTTLENECKS[cfg.bottleneck].check(cfg)
+    if problem:
+        raise ConfigError(f"codec: {problem}")
+
+
+@dataclass(frozen=True)
+class CodecFacts:
+    """Every fact about a codec that an AR model needs, read once (`Codec.facts()`)."""
+
+    bottleneck: str  # continuous | msrq | rvq
+    sample_rate: int
+    channels: int
+    hop: int  # audio samples per latent frame
+    latent_dim: int  # channels of encode_latents / decode_latents (msrq: the quantized dim C)
+    window_frames: int  # training window (msrq: T, the frames quantized together)
+    scales: tuple[int, ...]  # msrq: token-map sizes s_1..s_K; () otherwise
+    levels: int  # rvq: residual levels; 0 otherwise
+    codebook_size: int  # the VQs: codes per codebook; 0 for continuous
+    tokens_per_second: float  # integer tokens per second (continuous: latent vectors per second)
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop
+
+    def seconds(self, frames: int) -> float:
+        return frames * self.hop / self.sample_rate
 
 
 class CodecOutput(NamedTuple):
@@ -48,30 +156,6 @@ class CodecOutput(NamedTuple):
     loss: torch.Tensor  # bottleneck regulariser (unweighted: KL or VQ loss)
     codes: Any  # None | list of (B, W, s_k) | (B, N, T)
     stats: dict[str, float]
-
-
-def build_bottleneck(cfg: CodecConfig) -> nn.Module:
-    if cfg.bottleneck == "continuous":
-        return ContinuousBottleneck(cfg.latent_dim)
-    vq = dict(
-        codebook_size=cfg.codebook_size,
-        ema_decay=cfg.ema_decay,
-        kmeans_iters=cfg.kmeans_iters,
-        dead_threshold=cfg.dead_code_threshold,
-    )
-    if cfg.bottleneck == "msrq":
-        return MSRQBottleneck(
-            cfg.latent_dim,
-            msrq_scales(cfg.window_frames, cfg.num_scales),
-            num_phi=cfg.num_phi,
-            phi_kernel=cfg.phi_kernel,
-            shared_codebook=cfg.shared_codebook,
-            per_scale_ste=cfg.per_scale_ste,
-            **vq,
-        )
-    if cfg.bottleneck == "rvq":
-        return RVQBottleneck(cfg.latent_dim, levels=cfg.rvq_levels, **vq)
-    raise ArwaveError(f"codec: unknown bottleneck {cfg.bottleneck!r} (known: {', '.join(BOTTLENECKS)})")
 
 
 def _fade_weights(length: int, fade: int, fade_in: bool, fade_out: bool, device, dtype) -> torch.Tensor:
@@ -148,13 +232,14 @@ class StreamingDecoder:
 class Codec(nn.Module):
     def __init__(self, cfg: CodecConfig):
         super().__init__()
+        check_config(cfg)
         self.cfg = cfg
         self.bottleneck = build_bottleneck(cfg)
         if cfg.architecture == "spectral":
             net = dict(strides=tuple(cfg.strides), dim=cfg.spectral_dim, blocks=cfg.spectral_blocks)
             self.encoder = SpectralEncoder(cfg.channels, self.bottleneck.in_dim, **net)
             self.decoder = SpectralDecoder(cfg.channels, self.bottleneck.out_dim, **net)
-            if cfg.bottleneck == "continuous":
+            if self.bottleneck.in_dim == 2 * cfg.latent_dim:  # a posterior (mean, log-variance)
                 self.encoder.init_posterior(cfg.latent_dim)
             return
         net = dict(
@@ -211,7 +296,7 @@ class Codec(nn.Module):
 
     @property
     def msrq(self) -> MultiScaleResidualVQ:
-        if self.kind != "msrq":
+        if not hasattr(self.bottleneck, "msrq"):
             raise ArwaveError(f"this codec has a {self.kind!r} bottleneck, not msrq")
         return self.bottleneck.msrq
 
@@ -219,15 +304,26 @@ class Codec(nn.Module):
     def tokens_per_second(self) -> float:
         """Integer tokens per second (msrq: Σ s_k per window; rvq: levels · frame rate); for the
         continuous codec, latent vectors per second."""
-        if self.kind == "msrq":
-            return self.msrq.tokens * self.frame_rate / self.window_frames
-        if self.kind == "rvq":
-            return self.cfg.rvq_levels * self.frame_rate
-        return self.frame_rate
+        return self.bottleneck.tokens_per_frame * self.frame_rate
+
+    def facts(self) -> CodecFacts:
+        b = self.bottleneck
+        return CodecFacts(
+            bottleneck=b.name,
+            sample_rate=int(self.sample_rate),
+            channels=int(self.channels),
+            hop=int(self.hop),
+            latent_dim=int(self.latent_dim),
+            window_frames=int(self.window_frames),
+            scales=tuple(b.scales),
+            levels=int(b.levels),
+            codebook_size=int(b.codebook_size),
+            tokens_per_second=float(self.tokens_per_second),
+        )
 
     def _unit(self) -> int:
         """Audio is padded to a multiple of this many samples (a window for msrq, else a hop)."""
-        return self.window_samples if self.kind == "msrq" else self.hop
+        return self.bottleneck.unit_frames * self.hop
 
     def _pad(self, audio: torch.Tensor) -> torch.Tensor:
         if audio.dim() == 2:
@@ -268,8 +364,7 @@ class Codec(nn.Module):
     def encode_latents(self, audio: torch.Tensor, chunk_frames: int | None = None) -> torch.Tensor:
         """Continuous latents (B, D, T): unit-scale means for the continuous codec; the encoder output
         before quantization for msrq / rvq."""
-        z = self._encoder_out(audio, chunk_frames).float()
-        return self.bottleneck.encode(z) if self.kind == "continuous" else z
+        return self.bottleneck.latents(self._encoder_out(audio, chunk_frames).float())
 
     @torch.no_grad()
     def _decoder_out(self, h: torch.Tensor, chunk_frames: int | None) -> torch.Tensor:
@@ -312,10 +407,7 @@ def save_encoded(path: str | Path, codec: Codec, tokens, num_samples: int, extra
     """safetensors file: `latents` (continuous), `codes` (rvq) or `codes.<k>` (msrq) + metadata."""
     from arwave.checkpoint import save_tensors
 
-    if codec.kind == "msrq":
-        tensors = {f"codes.{k}": c for k, c in enumerate(tokens)}
-    else:
-        tensors = {"latents" if codec.kind == "continuous" else "codes": tokens}
+    tensors = codec.bottleneck.to_tensors(tokens)
     meta = {
         "format": ENCODED_FORMAT,
         "bottleneck": codec.kind,
@@ -345,16 +437,15 @@ def load_encoded(path: str | Path) -> tuple[Any, dict]:
     if meta.get("format") != ENCODED_FORMAT:
         raise ArwaveError(f"{path}: not an arwave encoded file (format {meta.get('format')!r})")
     n = meta.get("num_samples")
-    if meta.get("bottleneck") not in ("continuous", "msrq", "rvq") or not isinstance(n, int) or n < 1:
-        raise ArwaveError(f"{path}: damaged metadata (needs bottleneck continuous/msrq/rvq and num_samples >= 1)")
-    names = (
-        [f"codes.{k}" for k in range(len(tensors))]
-        if meta["bottleneck"] == "msrq"
-        else ["latents" if meta["bottleneck"] == "continuous" else "codes"]
-    )
-    if sorted(names) != sorted(tensors):
+    if meta.get("bottleneck") not in BOTTLENECKS or not isinstance(n, int) or n < 1:
+        raise ArwaveError(f"{path}: damaged metadata (needs bottleneck {'/'.join(BOTTLENECKS)} and num_samples >= 1)")
+    kind = BOTTLENECKS[meta["bottleneck"]]
+    try:
+        tokens = kind.from_tensors(tensors)
+    except KeyError:
+        tokens = None
+    if tokens is None or sorted(kind.to_tensors(tokens)) != sorted(tensors):
         raise ArwaveError(
-            f"{path}: a {meta['bottleneck']} file should hold {', '.join(names)}, found {', '.join(sorted(tensors))}"
+            f"{path}: a {meta['bottleneck']} file should hold {kind.tensor_names}, found {', '.join(sorted(tensors))}"
         )
-    tokens = [tensors[k] for k in names]
-    return (tokens if meta["bottleneck"] == "msrq" else tokens[0]), meta
+    return tokens, meta

@@ -1,5 +1,6 @@
 """In-domain audio classifier (model kind `classifier`): a small CNN over log-mel spectrograms, trained
-on the corpus's labels (instruments for the built-in corpus) with `arwave train classifier`.
+on the corpus's labels (instruments for the built-in corpus) with `arwave train classifier`
+(training: classifier_task.py; presets: classifier_kind.py).
 
 It is arwave's "Inception" for audio: its penultimate features are an embedder for FAD on this
 domain, its class posteriors feed ISc and KL (`arwave.evaluation.embedders.classifier`).
@@ -23,12 +24,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from arwave.config import DataConfig, RunConfig, TrainConfig, above, at_least, between
+from arwave.config import RunConfig, above, at_least, between
 from arwave.errors import ArwaveError
 from arwave.evaluation.embedders import as_clips, mono_at_rate
 from arwave.mel import mel_filterbank
-from arwave.registry import Kind, register
-from arwave.training.task import Task
 
 
 @dataclass
@@ -174,58 +173,6 @@ def build_model(cfg: RunConfig, run_dir: Path | None = None) -> AudioClassifier:
 
 
 # ---------------------------------------------------------------------------------------------------
-# training task
-
-
-def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    mask = labels >= 0
-    if not mask.any():
-        return float("nan")
-    return float((logits.argmax(-1)[mask] == labels[mask]).float().mean())
-
-
-class ClassifierTask(Task):
-    """Cross-entropy on the dataset's labels (unlabelled items, label -1, are ignored)."""
-
-    def __init__(self, cfg: RunConfig, run_dir: Path | None = None, train_set=None, val_set=None):
-        if train_set is None:
-            from arwave.data.dataset import datasets_from_config
-
-            train_set, val_set = datasets_from_config(cfg.data)
-        names = list(getattr(train_set, "label_names", []))
-        if not cfg.model.label_names:
-            cfg.model.label_names = names  # recorded in config.json so the run rebuilds alone
-        elif names and names != list(cfg.model.label_names):
-            raise ArwaveError(f"classifier: the data's labels {names} differ from the config's {cfg.model.label_names}")
-        if len(cfg.model.label_names) < 2:
-            raise ArwaveError(
-                f"classifier: the training data needs at least 2 labels (field "
-                f"{cfg.data.label_key!r} of the manifest), found {names}"
-            )
-        self.train_set, self.val_set = train_set, val_set
-        self.model = build_model(cfg, run_dir)
-
-    def loss(self, model, batch, step):
-        labels = batch["label"].long()
-        logits = model(batch["audio"])
-        if not (labels >= 0).any():
-            return logits.sum() * 0.0, {"acc": float("nan")}
-        loss = F.cross_entropy(logits, labels, ignore_index=-1)
-        return loss, {"acc": accuracy(logits.detach(), labels)}
-
-    def val_metrics(self, model, batch):
-        labels = batch["label"].long()
-        logits = model(batch["audio"])
-        mask = labels >= 0
-        loss = F.cross_entropy(logits[mask], labels[mask]) if mask.any() else torch.tensor(float("nan"))
-        return {"loss": float(loss), "accuracy": accuracy(logits, labels)}
-
-
-def build_task(cfg: RunConfig, run_dir: Path) -> ClassifierTask:
-    return ClassifierTask(cfg, run_dir)
-
-
-# ---------------------------------------------------------------------------------------------------
 # evaluation of a trained classifier
 
 
@@ -235,10 +182,10 @@ def evaluate_classifier(run_dir, split: str = "test", device: str = "cpu", progr
     Returns {"accuracy", "num_items", "split", "per_class": {label: {"accuracy", "count"}}, "confusion"}."""
     from tqdm.auto import tqdm
 
-    import arwave
+    from arwave.checkpoint import load
     from arwave.data.dataset import dataset_for_split
 
-    model = arwave.load(run_dir, device=device)
+    model = load(run_dir, device=device)
     if not isinstance(model, AudioClassifier):
         raise ArwaveError(f"{run_dir}: not a classifier run (kind {model.config.kind!r})")
     ds = dataset_for_split(model.config.data, split, random_crop=False)
@@ -272,58 +219,3 @@ def evaluate_classifier(run_dir, split: str = "test", device: str = "cpu", progr
         "confusion": confusion.tolist(),
         "labels": model.label_names,
     }
-
-
-# ---------------------------------------------------------------------------------------------------
-# presets and registration
-
-PRESETS = {
-    # seconds on CPU: for tests and smoke runs
-    "tiny": lambda: RunConfig(
-        kind="classifier",
-        preset="tiny",
-        model=ClassifierConfig(n_mels=32, widths=(8, 16), embed_dim=32),
-        data=DataConfig(sample_rate=16000, channels=1, segment_seconds=1.0, batch_size=8),
-        train=TrainConfig(
-            max_steps=30, lr=2e-3, warmup_steps=5, log_every=5, val_every=15, val_batches=2, ckpt_every=30
-        ),
-    ),
-    # minutes on CPU: the demo's evaluation classifier
-    "small": lambda: RunConfig(
-        kind="classifier",
-        preset="small",
-        model=ClassifierConfig(n_mels=64, widths=(16, 32, 64, 128), embed_dim=128),
-        data=DataConfig(sample_rate=24000, channels=1, segment_seconds=2.0, batch_size=16),
-        train=TrainConfig(
-            max_steps=1500, lr=1e-3, warmup_steps=100, weight_decay=0.01, val_every=250, ckpt_every=500, ema_decay=0.999
-        ),
-    ),
-    # a GPU-sized evaluation network on 48 kHz audio
-    "paper": lambda: RunConfig(
-        kind="classifier",
-        preset="paper",
-        model=ClassifierConfig(n_mels=128, widths=(64, 128, 256, 512), embed_dim=512, dropout=0.2),
-        data=DataConfig(sample_rate=48000, channels=1, segment_seconds=4.0, batch_size=32),
-        train=TrainConfig(
-            max_steps=20000,
-            lr=1e-3,
-            warmup_steps=500,
-            weight_decay=0.05,
-            val_every=1000,
-            ckpt_every=2000,
-            ema_decay=0.999,
-            mixed_precision=True,
-        ),
-    ),
-}
-
-register(
-    Kind(
-        name="classifier",
-        config_cls=ClassifierConfig,
-        presets=PRESETS,
-        build_model=build_model,
-        build_task=build_task,
-        description="in-domain log-mel CNN classifier: FAD embedder and ISc/KL posteriors",
-    )
-)

@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 from arwave.errors import ArwaveError
-from arwave.evaluation.embedders import Embedder, as_clips, get_embedder
+from arwave.evaluation.embedders import Embedder, as_clips
+from arwave.evaluation.embedders.by_name import get_embedder
 from arwave.paths import cache_root
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")

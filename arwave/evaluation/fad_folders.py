@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from arwave.evaluation.embedders import Embedder, get_embedder
+from arwave.evaluation.embedders import Embedder
+from arwave.evaluation.embedders.by_name import get_embedder
 from arwave.evaluation.fad import (
     FADError,
     GaussianStats,

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from arwave.evaluation.embedders import as_clips, get_embedder
+from arwave.evaluation.embedders import as_clips
+from arwave.evaluation.embedders.by_name import get_embedder
 from arwave.evaluation.fad import FADError, GaussianStats, StatsAccumulator, fad_from_stats, reference_stats
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from arwave.errors import ArwaveError
-from arwave.evaluation.embedders import get_embedder
+from arwave.evaluation.embedders.by_name import get_embedder
 from arwave.evaluation.fad import audio_source, fad_from_stats, reference_summary, summarize
 from arwave.evaluation.scores import inception_score, kl_divergence, kl_marginal
 

@@ -36,10 +36,10 @@ from tqdm import tqdm
 
 from arwave import checkpoint as ckpt
 from arwave import console
-from arwave.config import RunConfig, run_config_to_json, validate_config
+from arwave.config import RunConfig, run_config_to_json
 from arwave.errors import ArwaveError, Terminated
 from arwave.paths import atomic_write_text, check_output_folder
-from arwave.registry import get_kind
+from arwave.registry import check_run_config, get_kind
 from arwave.training import distributed
 from arwave.training.logger import MetricsLog, plot_metrics
 from arwave.training.sampler import ResumableBatchSampler
@@ -174,7 +174,7 @@ def _train(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, ta
 
 def _run(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, task: Task | None) -> Path:
     run_dir = check_output_folder(run_dir)
-    validate_config(cfg)
+    check_run_config(cfg)
     tc = cfg.train
     if tc.threads > 0:
         torch.set_num_threads(tc.threads)

@@ -1,4 +1,4 @@
-"""Audio embedders for FAD, ISc and KL: one interface, a registry of names, shared audio helpers.
+"""Audio embedders for FAD, ISc and KL: one interface and shared audio helpers (names: `by_name.py`).
 
 An `Embedder` turns clips into
 
@@ -10,7 +10,7 @@ An `Embedder` turns clips into
 Every FAD/ISc/KL number is reported together with the embedder's `name`: values from different
 embedders are not comparable.
 
-Names understood by `get_embedder`:
+Names understood by `by_name.get_embedder`:
     aisfx                    pretrained sound-effects CNN whose weights ship in the `aisfx` wheel
     classifier:RUN_DIR       an arwave classifier run (`arwave train classifier`), like Inception for FID
     vggish / panns / clap    adapters that need `weights=PATH` (a local weight file of the user)
@@ -151,48 +151,10 @@ class Embedder:
         return f"{type(self).__name__}(name={self.name!r}, sample_rate={self.sample_rate}, dim={self.dim})"
 
 
-# ---------------------------------------------------------------------------------------------------
-# registry
-
-EMBEDDER_NAMES = ("aisfx", "classifier:RUN_DIR", "vggish", "panns", "clap")
-
-
-def get_embedder(name: str | Embedder, device: str | torch.device | None = "cpu", **kw) -> Embedder:
-    """Build an embedder by name (see the module docstring). An Embedder instance is returned as is.
-
-    `classifier:RUN_DIR` or `classifier` with `run=RUN_DIR`; adapters take `weights=PATH`.
-    """
-    if isinstance(name, Embedder):
-        return name
-    base, _, arg = str(name).partition(":")
-    if base == "aisfx":
-        from arwave.evaluation.embedders.aisfx import AisfxEmbedder
-
-        return AisfxEmbedder(device=device, **kw)
-    if base == "classifier":
-        from arwave.evaluation.embedders.classifier import ClassifierEmbedder
-
-        run = arg or kw.pop("run", None)
-        if not run:
-            raise EmbedderError(
-                "embedder 'classifier' needs a run folder: use 'classifier:RUN_DIR' "
-                "(a run trained with `arwave train classifier`)"
-            )
-        return ClassifierEmbedder(run, device=device, **kw)
-    if base in ("vggish", "panns", "clap"):
-        from arwave.evaluation.embedders import adapters
-
-        weights = arg or kw.pop("weights", None)
-        return adapters.build(base, weights, device=device, **kw)
-    raise EmbedderError(f"unknown embedder {name!r} (known: {', '.join(EMBEDDER_NAMES)})")
-
-
 __all__ = [
     "Embedder",
     "Features",
     "EmbedderError",
-    "get_embedder",
-    "EMBEDDER_NAMES",
     "as_clips",
     "mono_at_rate",
     "frames_to_clips",

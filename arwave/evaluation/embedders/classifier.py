@@ -15,13 +15,12 @@ from arwave.evaluation.embedders import Embedder, EmbedderError
 
 class ClassifierEmbedder(Embedder):
     def __init__(self, run: str | Path, device: str | torch.device | None = "cpu", batch_size: int = 32):
-        import arwave
-        from arwave.checkpoint import resolve_run
+        from arwave.checkpoint import load, resolve_run
         from arwave.evaluation.classifier import AudioClassifier
 
         device = pick_device(device)
         run_dir, ckpt = resolve_run(run)
-        model = arwave.load(run, device=device)
+        model = load(run, device=device)
         if not isinstance(model, AudioClassifier):
             raise EmbedderError(
                 f"{run}: embedder 'classifier' needs a classifier run, this one is a {model.config.kind!r} run"

@@ -1,9 +1,6 @@
-"""What AAR and the next-token baseline share: a frozen codec attached to the model, the condition
-inputs of a sampling call (class names/ids, embedding vectors), and prompt / latent codec I/O.
-
-The codec is attached, not owned: it is neither in `parameters()` nor in `state_dict()` (the run's
-weights are the AR model's alone; `RUN/codec/` holds the codec run), it stays in eval mode (its EMA
-codebooks must never update) and it moves with `.to(...)`.
+"""What AAR and the next-token baseline share: the condition inputs of a sampling call (class
+names/ids, embedding vectors) and prompt / latent codec I/O, over a codec attached as every
+AudioGenerator attaches it (`AudioGenerator.attach`; its EMA codebooks must never update).
 """
 
 from __future__ import annotations
@@ -13,27 +10,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from arwave.errors import ArwaveError
-from arwave.models.generator import AudioGenerator
+from arwave.models.generator import AudioGenerator, class_index
 
 
 class CodecGenerator(AudioGenerator):
     """An AudioGenerator over the tokens of an attached codec. Subclasses set `cfg` (with `cond`,
     `label_names`, `num_classes`) and `condition` (a ConditionEmbedding) and call `attach`."""
-
-    def attach(self, codec: nn.Module | None, quantizer: nn.Module | None) -> None:
-        self._attached = {"codec": codec, "quantizer": quantizer}
-
-    @property
-    def codec(self) -> nn.Module:
-        if self._attached["codec"] is None:
-            raise ArwaveError(f"{type(self).__name__}: no codec attached (load the model with arwave.load(RUN))")
-        return self._attached["codec"]
-
-    @property
-    def quantizer(self) -> nn.Module:
-        if self._attached["quantizer"] is None:
-            raise ArwaveError(f"{type(self).__name__}: no quantizer attached")
-        return self._attached["quantizer"]
 
     @property
     def sample_rate(self) -> int:
@@ -47,26 +29,10 @@ class CodecGenerator(AudioGenerator):
     def label_names(self) -> list[str]:
         return list(self.cfg.label_names)
 
-    def _apply(self, fn, recurse=True):
-        super()._apply(fn, recurse)
-        for m in {id(m): m for m in self._attached.values() if m is not None}.values():
-            m._apply(fn, recurse)
-        return self
-
     def set_precision(self, precision: str = "float32") -> CodecGenerator:
         """Weights in float32 or int8 (dynamically quantized Linear layers, CPU only:
         arwave/models/quantize.py); the codec, embeddings and sampling stay float32."""
-        from arwave.models.quantize import set_precision
-
-        set_precision(self, precision, allowed=("float32", "int8"))
-        return self
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for m in self._attached.values():
-            if m is not None:
-                m.eval()
-        return self
+        return self._set_precision(precision, allowed=("float32", "int8"))
 
     def condition_vectors(self, num: int, class_label=None, embedding=None) -> tuple[torch.Tensor, bool]:
         """(num, width) condition vectors for a sampling call, and whether any condition was given
@@ -99,18 +65,7 @@ def parse_labels(class_label, num: int, names: list[str], num_classes: int) -> t
     )
     if len(items) != num:
         raise ArwaveError(f"got {len(items)} class labels for {num} samples")
-    out = []
-    for item in items:
-        item = item.item() if torch.is_tensor(item) else item
-        if isinstance(item, str) and not item.lstrip("-").isdigit():
-            if item not in names:
-                raise ArwaveError(f"unknown class label {item!r} (known: {', '.join(names) or 'none'})")
-            out.append(names.index(item))
-        else:
-            value = int(item)
-            if not 0 <= value < num_classes:
-                raise ArwaveError(f"class label {value} out of range (the model knows {num_classes} classes)")
-            out.append(value)
+    out = [class_index(item, names, num_classes) for item in items]
     return torch.tensor(out, dtype=torch.long)
 
 
@@ -121,8 +76,8 @@ def decode_latent(codec: nn.Module, z_hat: torch.Tensor) -> torch.Tensor:
 
 def encode_prompt_latent(codec: nn.Module, prompt: torch.Tensor, num: int, frames: int, device) -> torch.Tensor:
     """Encoder latents before quantization (num, C, n) of the last n = min(prompt frames, `frames`)
-    frames of a prompt waveform (C, N) or (num, C, N) at the codec's rate. An msrq codec encodes whole
-    windows, so at least one window ending at the prompt's end is encoded (zero-padded on the left)."""
+    frames of a prompt waveform (C, N) or (num, C, N) at the codec's rate. A codec encodes whole units
+    (msrq: windows), so at least one unit ending at the prompt's end is encoded (zero-padded on the left)."""
     prompt = torch.as_tensor(prompt, dtype=torch.float32, device=device)
     if prompt.dim() == 1:
         prompt = prompt[None]
@@ -138,6 +93,6 @@ def encode_prompt_latent(codec: nn.Module, prompt: torch.Tensor, num: int, frame
     n = min(prompt.shape[-1] // hop, int(frames))
     if n < 1:
         raise ArwaveError(f"prompt is shorter than one latent frame ({hop} samples)")
-    span = max(n, int(codec.window_frames)) if codec.kind == "msrq" else n
+    span = max(n, int(codec.bottleneck.unit_frames))
     x = F.pad(prompt[..., prompt.shape[-1] - n * hop :], ((span - n) * hop, 0))
     return codec.encode_latents(x).float()[..., -n:]

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from arwave.config import OneOf, Range, above, at_least, between
+from arwave.config import ConfigError, OneOf, Range, above, at_least, between
 from arwave.errors import ArwaveError
 from arwave.models.aar.base import CodecGenerator, decode_latent, encode_prompt_latent
 from arwave.models.aar.condition import COND_KINDS, ConditionEmbedding
@@ -78,6 +78,17 @@ class AARConfig:
         "top_p": between(0, 1),
         "overlap": between(0, 1, hi_open=True),
     }
+
+
+def check_config(m: AARConfig) -> None:
+    if m.cond not in COND_KINDS:
+        raise ConfigError(f"aar: cond must be one of {', '.join(COND_KINDS)}, got {m.cond!r}")
+    if m.width % m.heads:
+        raise ConfigError(f"aar: width {m.width} is not divisible by heads {m.heads}")
+    if not 0 < m.window_stride <= 1:
+        raise ConfigError(f"aar: window_stride must be in (0, 1], got {m.window_stride}")
+    if not 0 <= m.cond_drop < 1:
+        raise ConfigError(f"aar: cond_drop must be in [0, 1), got {m.cond_drop}")
 
 
 @dataclass

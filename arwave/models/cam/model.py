@@ -23,19 +23,93 @@ import math
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 
+from arwave.config import OneOf, above, at_least, between
 from arwave.errors import ArwaveError
-from arwave.models.cam.heads import make_head
-from arwave.models.cam.noise import NoiseLevelEmbedding, augment, renoise
-from arwave.models.generator import AudioGenerator, make_generator
+from arwave.models.cam.heads import HEADS, make_head
+from arwave.models.cam.noise import MODES, NoiseLevelEmbedding, augment, renoise
+from arwave.models.generator import AudioGenerator, class_index, make_generator
 from arwave.models.transformer import Transformer, TransformerConfig
 
-if TYPE_CHECKING:
-    from arwave.models.cam.kind import CAMConfig
+
+@dataclass
+class CAMConfig:
+    # latents (facts of the codec; filled from it at training start)
+    latent_dim: int = 64  # D
+    hop: int = 4096  # audio samples per latent frame
+    latent_scale: float = 0.0  # RMS of the training latents (0 = measure at training start);
+    # the model works on latents / latent_scale (unit RMS)
+    # backbone
+    width: int = 256
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    context: int = 64  # frames per training crop = attention span at inference
+    # head
+    head: str = "rf"  # rf | gmm | ddpm
+    head_width: int = 256
+    head_depth: int = 3
+    head_batch_mul: int = 4  # (σ, noise) draws per z_t per step (rf, ddpm)
+    head_steps: int = 0  # default sampling steps; 0 = head default (rf 8, ddpm 25)
+    rf_time: str = "logit_normal"  # σ sampling in training: uniform | logit_normal
+    gmm_modes: int = 32
+    ddpm_steps: int = 1000
+    ddpm_clip: float = 6.0  # |x0 estimate| clamp in ddpm sampling (0 = off)
+    # noise augmentation
+    noise_aug: bool = True
+    k_max: float = 0.5  # k ~ U(0, k_max) per context frame
+    noise_aug_mode: str = "linear"  # linear: (1−k)x + kε | vp: √(1−k)x + √k ε
+    k_inf: float = 0.02  # default inference noise (used only if trained with noise_aug)
+    # conditioning
+    conditional: bool = False  # class-conditioned on the manifest's labels
+    num_classes: int = 0  # filled from the data when conditional
+    label_names: list[str] = field(default_factory=list)
+    class_dropout: float = 0.1  # label dropped in training (enables CFG)
+    # codec
+    codec_run: str = ""  # codec run folder (required to start training)
+    stream_window: int = 8  # frames decoded per chunk if the codec cannot stream
+
+    LIMITS: ClassVar[dict] = {
+        "latent_dim": at_least(1),
+        "hop": at_least(1),
+        "width": at_least(1),
+        "depth": at_least(1),
+        "heads": at_least(1),
+        "mlp_ratio": above(0),
+        "context": at_least(2),
+        "head": OneOf(HEADS),
+        "head_width": at_least(1),
+        "head_depth": at_least(1),
+        "head_batch_mul": at_least(1),
+        "rf_time": OneOf(("uniform", "logit_normal")),
+        "gmm_modes": at_least(1),
+        "ddpm_steps": at_least(1),
+        "k_max": between(0, 1),
+        "noise_aug_mode": OneOf(MODES),
+        "k_inf": between(0, 1, hi_open=True),
+        "class_dropout": between(0, 1, hi_open=True),
+        "stream_window": at_least(1),
+    }
+
+
+def check_config(c: CAMConfig) -> None:
+    if c.head not in HEADS:
+        raise ArwaveError(f"cam: head must be one of {', '.join(HEADS)}, got {c.head!r}")
+    if c.noise_aug_mode not in MODES:
+        raise ArwaveError(f"cam: noise_aug_mode must be one of {', '.join(MODES)}, got {c.noise_aug_mode!r}")
+    if c.rf_time not in ("uniform", "logit_normal"):
+        raise ArwaveError(f"cam: rf_time must be uniform or logit_normal, got {c.rf_time!r}")
+    if not 0.0 <= c.k_max <= 1.0 or not 0.0 <= c.k_inf < 1.0:
+        raise ArwaveError(f"cam: need 0 <= k_max <= 1 and 0 <= k_inf < 1 (got k_max={c.k_max}, k_inf={c.k_inf})")
+    if c.context < 2:
+        raise ArwaveError(f"cam: context must be >= 2 frames, got {c.context}")
+    if c.width % c.heads:
+        raise ArwaveError(f"cam: width {c.width} is not divisible by heads {c.heads}")
 
 
 class CAM(AudioGenerator):
@@ -76,7 +150,7 @@ class CAM(AudioGenerator):
             ddpm_steps=cfg.ddpm_steps,
             ddpm_clip=cfg.ddpm_clip,
         )
-        self.attach_codec(codec)
+        self.attach(codec)
         self.sample_rate = int(sample_rate or getattr(codec, "sample_rate", 0) or 0)
         self.channels = int(channels or getattr(codec, "channels", 0) or 0)
         self.hop = int(hop or getattr(codec, "hop", 0) or 0)
@@ -86,38 +160,11 @@ class CAM(AudioGenerator):
     # ---------------------------------------------------------------------------------------------
     # plumbing
 
-    def attach_codec(self, codec: nn.Module | None) -> None:
-        """Hold the codec OUTSIDE the module tree (plain attribute): it is not trained, not EMA'd and
-        not saved in CAM's weights (the run keeps it in its own folder, `parent`)."""
-        if codec is not None:
-            codec.eval().requires_grad_(False)
-        object.__setattr__(self, "_codec", codec)
-
-    @property
-    def codec(self) -> nn.Module:
-        if self._codec is None:
-            raise ArwaveError("this CAM has no codec attached (load the run with arwave.load to decode audio)")
-        return self._codec
-
-    def _apply(self, fn, *args, **kwargs):  # .to(device) / .half() also move the codec
-        super()._apply(fn, *args, **kwargs)
-        if self._codec is not None:
-            self._codec._apply(fn, *args, **kwargs)
-        return self
-
     def set_precision(self, precision: str = "float32") -> CAM:
         """Weights of the backbone and head in float32, bfloat16 (half the memory traffic per frame,
         which bounds batch-1 speed on CPU) or int8 (dynamically quantized Linear layers, CPU;
         arwave/models/quantize.py). The head's sampling state and the frames stay float32."""
-        from arwave.models.quantize import set_precision
-
-        codec = self._codec
-        object.__setattr__(self, "_codec", None)  # the codec keeps its own precision
-        try:
-            set_precision(self, precision)
-        finally:
-            object.__setattr__(self, "_codec", codec)
-        return self
+        return self._set_precision(precision)
 
     @property
     def frame_rate(self) -> float:
@@ -192,17 +239,7 @@ class CAM(AudioGenerator):
             return None
         if self.class_embed is None:
             raise ArwaveError("this CAM is unconditional: it takes no class_label")
-        if isinstance(class_label, str):
-            if class_label in self.label_names:
-                return self.label_names.index(class_label)
-            if class_label.lstrip("-").isdigit():
-                class_label = int(class_label)
-            else:
-                raise ArwaveError(f"unknown class {class_label!r} (known: {', '.join(self.label_names) or 'none'})")
-        index = int(class_label)
-        if not 0 <= index < self.cam.num_classes:
-            raise ArwaveError(f"class_label {index} out of range 0..{self.cam.num_classes - 1}")
-        return index
+        return class_index(class_label, self.label_names, self.cam.num_classes)
 
     def _check_options(self, sampling: dict) -> None:
         unknown = set(sampling) - self.sampling_options

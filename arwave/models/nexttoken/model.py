@@ -27,7 +27,7 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 
-from arwave.config import OneOf, above, at_least, between
+from arwave.config import ConfigError, OneOf, above, at_least, between
 from arwave.errors import ArwaveError
 from arwave.models.aar.base import CodecGenerator, decode_latent, encode_prompt_latent
 from arwave.models.aar.condition import COND_KINDS, ConditionEmbedding
@@ -73,6 +73,17 @@ class NextTokenConfig:
         "embed_dim": at_least(1),
         "top_p": between(0, 1),
     }
+
+
+def check_config(m: NextTokenConfig) -> None:
+    if m.cond not in COND_KINDS:
+        raise ConfigError(f"nexttoken: cond must be one of {', '.join(COND_KINDS)}, got {m.cond!r}")
+    if m.pattern not in PATTERNS:
+        raise ConfigError(f"nexttoken: pattern must be one of {', '.join(PATTERNS)}, got {m.pattern!r}")
+    if m.width % m.heads:
+        raise ConfigError(f"nexttoken: width {m.width} is not divisible by heads {m.heads}")
+    if not 0 <= m.cond_drop < 1:
+        raise ConfigError(f"nexttoken: cond_drop must be in [0, 1), got {m.cond_drop}")
 
 
 # ---------------------------------------------------------------------------------------------------

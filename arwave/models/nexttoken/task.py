@@ -1,0 +1,105 @@
+"""The next-token baseline's training task: cross-entropy over crops of the codes of a trained rvq codec.
+
+Training data = the RVQ codes (N, F) of every whole file, encoded once per (codec checkpoint, split) and
+cached in `CODEC_RUN/cache/`; items are random crops of `context_frames` frames (RVQ codes are per
+frame, so any offset is valid). The codec run is copied into `RUN/codec/` and `parent = "codec"`, as
+for AAR, so `arwave.load(RUN)` alone rebuilds the model with its codec.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from arwave.config import RunConfig
+from arwave.data.encoded import EncodedCrops
+from arwave.errors import ArwaveError
+from arwave.models.aar.task import clip_conditions
+from arwave.models.codec_parent import attach_codec_run
+from arwave.models.nexttoken.model import NextToken, NextTokenConfig, check_config
+from arwave.training.task import Task
+
+
+class CodeCrops(EncodedCrops):
+    """Crops of `context` frames of per-file codes (N, F_f): item = {"codes": (N, context), "label",
+    ["embedding"]}."""
+
+    def __getitem__(self, key):
+        f, c = self.crop(key)
+        item = {"codes": c.long(), "label": self.labels[f]}
+        if self.embeddings is not None:
+            item["embedding"] = self.embeddings[f]
+        return item
+
+
+class NextTokenTask(Task):
+    """Cross-entropy over every real token of the step layout (flat: all F·N; delay: no PAD)."""
+
+    def __init__(self, cfg: RunConfig, run_dir: str | Path):
+        from arwave.data.dataset import dataset_for_split
+        from arwave.data.encoded import drop_skipped, encode_files
+
+        m: NextTokenConfig = cfg.model
+        check_config(m)
+        codec, cache_dir, key, device = attach_codec_run(cfg, run_dir, "nexttoken", "rvq")
+        cfg.data.sample_rate, cfg.data.channels = int(codec.sample_rate), int(codec.channels)
+        m.context_frames = int(m.context_frames or codec.window_frames)
+        cfg.data.segment_seconds = m.context_frames * codec.hop / codec.sample_rate
+        sets = {}
+        for split in ("train", "val"):
+            files = dataset_for_split(cfg.data, split, segment_samples=1)
+            if m.cond == "class":
+                m.label_names, m.num_classes = list(files.label_names), len(files.label_names)
+            if not files.file_paths:
+                sets[split] = None
+                continue
+            skipped: list[int] = []  # files that vanished since indexing (encode_files warns once)
+            codes = encode_files(
+                files.file_paths,
+                lambda a: codec.encode(a[None].to(device))[0].cpu(),
+                cache_dir,
+                f"nexttoken-codes-{split}",
+                files.sample_rate,
+                files.channels,
+                extra=key,
+                skipped=skipped,
+            )
+            conds = clip_conditions(cfg, files, split, cache_dir, skipped)
+            labels = drop_skipped(files.labels, skipped)
+            sets[split] = CodeCrops(codes, labels, m.context_frames, split == "train", conds)
+        codec.cpu()
+        if sets["train"] is None or len(sets["train"]) == 0:
+            secs = m.context_frames * codec.hop / codec.sample_rate
+            raise ArwaveError(
+                f"nexttoken: no training file is at least context_frames={m.context_frames} ({secs:.2f} s) long"
+            )
+        self.train_set = sets["train"]
+        self.val_set = sets["val"] if sets["val"] is not None and len(sets["val"]) else None
+        self.cfg = cfg
+        self.model = NextToken(m, codec=codec)
+
+    def loss(self, model, batch, step):
+        codes = batch["codes"]
+        logits = model(
+            codes,
+            labels=batch.get("label"),
+            embeddings=batch.get("embedding"),
+            cond_drop=self.cfg.model.cond_drop if step >= 0 else 0.0,
+        )
+        targets = self.model.to_steps(codes)
+        valid = self.model.valid(codes.shape[-1], codes.device)
+        picked = logits[:, valid].float()  # (B, n, V)
+        ce = F.cross_entropy(picked.flatten(0, 1), targets[:, valid].flatten())
+        with torch.no_grad():
+            acc = (picked.argmax(-1) == targets[:, valid]).float().mean()
+        return ce, {"acc": acc}
+
+    def samples(self, model, step: int) -> dict:
+        """One training context sampled with the default settings (first class): RUN/samples/sample-<step>.wav."""
+        m = self.cfg.model
+        label = 0 if m.cond == "class" and m.num_classes else None
+        seconds = m.context_frames * model.codec.hop / model.sample_rate
+        audio = model.generate(seconds, num=1, seed=0, class_label=label)[0]
+        return {"sample": (audio, model.sample_rate)}
