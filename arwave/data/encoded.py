@@ -95,6 +95,52 @@ def drop_skipped(items: list, skipped: list[int]) -> list:
     return [x for i, x in enumerate(items) if i not in gone]
 
 
+def encode_splits(
+    data,
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    cache_dir: str | Path,
+    name: str,
+    extra: dict,
+    build: Callable,
+    on_labels: Callable[[list[str]], None] | None = None,
+    conditions: Callable | None = None,
+) -> dict:
+    """The data side of every AR task (CAM, AAR, next-token): for the train and val splits of `data`
+    (a DataConfig), each file encoded once (`encode_files`, cached as `{name}-{split}`), the labels and
+    `conditions(files, split, skipped)` of files that could not be read dropped, and
+    `build(encoded, labels, conditions, split)` making the split's dataset (None for an empty split).
+    `on_labels(label_names)` sees each split's label names (class-conditioned models keep them)."""
+    from arwave.data.dataset import dataset_for_split
+
+    sets = {}
+    for split in ("train", "val"):
+        files = dataset_for_split(data, split, segment_samples=1)
+        if on_labels is not None:
+            on_labels(list(files.label_names))
+        if not files.file_paths:
+            sets[split] = None
+            continue
+        skipped: list[int] = []  # files that vanished since indexing (encode_files warns once)
+        encoded = encode_files(
+            files.file_paths,
+            encode,
+            cache_dir,
+            f"{name}-{split}",
+            files.sample_rate,
+            files.channels,
+            extra=extra,
+            skipped=skipped,
+        )
+        conds = conditions(files, split, skipped) if conditions is not None else None
+        sets[split] = build(encoded, drop_skipped(files.labels, skipped), conds, split)
+    return sets
+
+
+def set_labels(model_config, names: list[str]) -> None:
+    """A class-conditioned model's classes are its training data's labels."""
+    model_config.label_names, model_config.num_classes = list(names), len(names)
+
+
 class EncodedCrops(Dataset):
     """Crops of `context` frames from per-file encodings (..., T_f): latents for CAM, codes for the
     next-token baseline. Items are (file, chunk) pairs, T_f // context per file, so an epoch covers the

@@ -104,39 +104,31 @@ class AARTask(Task):
     """Cross-entropy of the teacher-forced next-scale logits over all L tokens of a window."""
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path):
-        from arwave.data.dataset import dataset_for_split
-        from arwave.data.encoded import drop_skipped, encode_files
+        from arwave.data.encoded import encode_splits, set_labels
 
         m: AARConfig = cfg.model
         check_config(m)
         codec, cache_dir, key, device = attach_codec_run(cfg, run_dir, "aar", "msrq")
         cfg.data.sample_rate, cfg.data.channels = int(codec.sample_rate), int(codec.channels)
         cfg.data.segment_seconds = codec.window_samples / codec.sample_rate
-        sets = {}
-        for split in ("train", "val"):
-            files = dataset_for_split(cfg.data, split, segment_samples=1)
-            if m.cond == "class":
-                m.label_names, m.num_classes = list(files.label_names), len(files.label_names)
-            if not files.file_paths:
-                sets[split] = None
-                continue
-            skipped: list[int] = []  # files that vanished since indexing (encode_files warns once)
-            per_file = encode_files(
-                files.file_paths,
-                lambda a: msrq_window_codes(codec, a, m.window_stride),
-                cache_dir,
-                f"aar-codes-{split}",
-                files.sample_rate,
-                files.channels,
-                extra={**key, "stride": m.window_stride},
-                skipped=skipped,
-            )
-            conds = clip_conditions(cfg, files, split, cache_dir, skipped)
+
+        def windows(per_file, file_labels, conds, split) -> TokenItems:
+            """Every window of every file is one item: labels and conditions repeat per window."""
             counts = [len(c) for c in per_file]
-            file_labels = drop_skipped(files.labels, skipped)
             labels = torch.tensor([lab for lab, n in zip(file_labels, counts) for _ in range(n)], dtype=torch.long)
             emb = torch.cat([e[None].expand(n, -1) for e, n in zip(conds, counts)]) if conds is not None else None
-            sets[split] = TokenItems(torch.cat(per_file), labels, emb)
+            return TokenItems(torch.cat(per_file), labels, emb)
+
+        sets = encode_splits(
+            cfg.data,
+            lambda a: msrq_window_codes(codec, a, m.window_stride),
+            cache_dir,
+            "aar-codes",
+            {**key, "stride": m.window_stride},
+            build=windows,
+            on_labels=(lambda names: set_labels(m, names)) if m.cond == "class" else None,
+            conditions=lambda files, split, skipped: clip_conditions(cfg, files, split, cache_dir, skipped),
+        )
         codec.cpu()
         if sets["train"] is None or len(sets["train"]) == 0:
             raise ArwaveError("aar: no training windows (the train split is empty)")

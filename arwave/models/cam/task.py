@@ -30,8 +30,7 @@ class LatentCrops(EncodedCrops):
 
 class CAMTask(Task):
     def __init__(self, cfg: RunConfig, run_dir: str | Path):
-        from arwave.data.dataset import dataset_for_split
-        from arwave.data.encoded import drop_skipped, encode_files
+        from arwave.data.encoded import encode_splits, set_labels
 
         run_dir = Path(run_dir)
         mc = cfg.model
@@ -41,27 +40,15 @@ class CAMTask(Task):
         cfg.data.sample_rate, cfg.data.channels = int(codec.sample_rate), int(codec.channels)
         mc.latent_dim, mc.hop = int(codec.latent_dim), int(codec.hop)
         cfg.data.segment_seconds = mc.context * mc.hop / codec.sample_rate
-        sets = {}
-        for split in ("train", "val"):
-            files = dataset_for_split(cfg.data, split, segment_samples=1)
-            if mc.conditional:
-                mc.label_names, mc.num_classes = list(files.label_names), len(files.label_names)
-            if not files.file_paths:
-                sets[split] = None
-                continue
-            skipped: list[int] = []  # files that vanished since indexing (encode_files warns once)
-            lat = encode_files(
-                files.file_paths,
-                lambda a: codec.encode(a[None].to(device))[0].float().cpu(),
-                cache_dir,
-                f"cam-latents-{split}",
-                cfg.data.sample_rate,
-                cfg.data.channels,
-                extra=cache_key,
-                skipped=skipped,
-            )
-            labels = drop_skipped(files.labels, skipped)
-            sets[split] = LatentCrops(lat, labels, mc.context, random_crop=(split == "train"))
+        sets = encode_splits(
+            cfg.data,
+            lambda a: codec.encode(a[None].to(device))[0].float().cpu(),
+            cache_dir,
+            "cam-latents",
+            cache_key,
+            build=lambda lat, labels, _, split: LatentCrops(lat, labels, mc.context, random_crop=(split == "train")),
+            on_labels=(lambda names: set_labels(mc, names)) if mc.conditional else None,
+        )
         codec.cpu()
         train = sets["train"]
         if train is not None and train.sequences and mc.latent_scale <= 0:

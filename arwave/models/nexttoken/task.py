@@ -38,8 +38,7 @@ class NextTokenTask(Task):
     """Cross-entropy over every real token of the step layout (flat: all F·N; delay: no PAD)."""
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path):
-        from arwave.data.dataset import dataset_for_split
-        from arwave.data.encoded import drop_skipped, encode_files
+        from arwave.data.encoded import encode_splits, set_labels
 
         m: NextTokenConfig = cfg.model
         check_config(m)
@@ -47,28 +46,18 @@ class NextTokenTask(Task):
         cfg.data.sample_rate, cfg.data.channels = int(codec.sample_rate), int(codec.channels)
         m.context_frames = int(m.context_frames or codec.window_frames)
         cfg.data.segment_seconds = m.context_frames * codec.hop / codec.sample_rate
-        sets = {}
-        for split in ("train", "val"):
-            files = dataset_for_split(cfg.data, split, segment_samples=1)
-            if m.cond == "class":
-                m.label_names, m.num_classes = list(files.label_names), len(files.label_names)
-            if not files.file_paths:
-                sets[split] = None
-                continue
-            skipped: list[int] = []  # files that vanished since indexing (encode_files warns once)
-            codes = encode_files(
-                files.file_paths,
-                lambda a: codec.encode(a[None].to(device))[0].cpu(),
-                cache_dir,
-                f"nexttoken-codes-{split}",
-                files.sample_rate,
-                files.channels,
-                extra=key,
-                skipped=skipped,
-            )
-            conds = clip_conditions(cfg, files, split, cache_dir, skipped)
-            labels = drop_skipped(files.labels, skipped)
-            sets[split] = CodeCrops(codes, labels, m.context_frames, split == "train", conds)
+        sets = encode_splits(
+            cfg.data,
+            lambda a: codec.encode(a[None].to(device))[0].cpu(),
+            cache_dir,
+            "nexttoken-codes",
+            key,
+            build=lambda codes, labels, conds, split: CodeCrops(
+                codes, labels, m.context_frames, split == "train", conds
+            ),
+            on_labels=(lambda names: set_labels(m, names)) if m.cond == "class" else None,
+            conditions=lambda files, split, skipped: clip_conditions(cfg, files, split, cache_dir, skipped),
+        )
         codec.cpu()
         if sets["train"] is None or len(sets["train"]) == 0:
             secs = m.context_frames * codec.hop / codec.sample_rate
