@@ -289,7 +289,6 @@ class MultiScaleResidualVQ(nn.Module):
         )
         z = z.float()
         r, z_hat = z, torch.zeros_like(z)
-        z_hat_ste = torch.zeros_like(z)  # per-scale STE: Σ_k (r_k + sg(h_k − r_k))
         codes, losses, stats = [], [], {}
         resets = 0
         for k, s in enumerate(self.scales):
@@ -303,14 +302,15 @@ class MultiScaleResidualVQ(nn.Module):
             if self.training:
                 resets += book.ema_update(flat, idx)
             losses.append(F.mse_loss(h.detach(), r) + F.mse_loss(h, r.detach()))
-            if self.per_scale_ste:
-                z_hat_ste = z_hat_ste + r + (h - r).detach()
             r = r - h.detach()
             z_hat = z_hat + h.detach()
             codes.append(idx.view(z.shape[0], s))
             stats[f"ppl{k}"] = batch_perplexity(idx, self.codebook_size)
-        if not self.per_scale_ste:  # VAR's single STE: ẑ_ste = z + sg(ẑ − z), identity Jacobian
-            z_hat_ste = z + (z_hat - z).detach()
+        # straight-through: ẑ_ste = g·z + sg(ẑ − g·z), the values of ẑ and g times the decoder's gradient.
+        # VAR's single STE: g = 1. SAT's per-scale one, Σ_k (r_k + sg(h_k − r_k)) with every r_k = z − sg(·),
+        # is the same expression with g = K.
+        g = self.num_scales if self.per_scale_ste else 1
+        z_hat_ste = g * z + (z_hat - g * z).detach()
         ppl = [stats[f"ppl{k}"] for k in range(self.num_scales)]
         stats.update(ppl_mean=sum(ppl) / len(ppl), ppl_min=min(ppl), resets=float(resets))
         return z_hat_ste, codes, torch.stack(losses).mean(), stats
