@@ -63,10 +63,8 @@ def check_writable_folder(folder: str | os.PathLike, target: str | os.PathLike |
         raise ArwaveError(f"{name}: cannot create it: {base} is a {missing_reason(base)}")
     if not base.is_dir():
         raise ArwaveError(f"{name}: cannot create it: {base} is a file, not a folder")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise ArwaveError(f"{name}: cannot write there: folder {base} is not writable")
-    # os.access says yes to root everywhere; a read-only file system or a kernel folder (/sys) still
-    # refuses, so create (and remove) an empty probe file: the only test that cannot be wrong
+    # create (and remove) an empty probe file: os.access would say yes to root everywhere, while a
+    # read-only file system or a kernel folder (/sys) still refuses; the probe is the test that cannot be wrong
     try:
         fd, probe = tempfile.mkstemp(dir=base, prefix=".arwave-probe-")
     except OSError as err:

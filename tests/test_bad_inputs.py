@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -195,8 +196,14 @@ def test_cli_overwrite_replaces_only_when_asked(cam_run, files, capsys):
 
 
 def test_read_only_folder_is_refused_before_any_work(cam_run, files, capsys, monkeypatch):
-    real = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == files else real(p, mode))
+    real = tempfile.mkstemp
+
+    def refuse_in_files(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == files:
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse_in_files)
     loaded = []
     monkeypatch.setattr(arwave, "load", lambda *a, **k: loaded.append(a))
     assert main(["generate", str(cam_run), "--seconds", "0.05", "--out", str(files / "new.wav")]) == 2
@@ -207,7 +214,7 @@ def test_read_only_folder_is_refused_before_any_work(cam_run, files, capsys, mon
 @pytest.mark.skipif(not os.path.isdir("/sys"), reason="needs Linux /sys")
 @pytest.mark.parametrize("command", ["generate", "train", "prepare"])
 def test_a_folder_that_refuses_writes_is_found_even_as_root(command, cam_run, files, capsys):
-    """os.access says yes to root everywhere; /sys (like a read-only mount) still refuses a new file."""
+    """Permission bits say yes to root everywhere; /sys (like a read-only mount) still refuses a new file."""
     out = "/sys/arwave-out"
     argv = {
         "generate": ["generate", str(cam_run), "--seconds", "0.05", "--out", out + ".wav"],
