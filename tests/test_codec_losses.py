@@ -9,6 +9,7 @@ import torch
 from arwave.codec.discriminator import MultiScaleSTFTDiscriminator
 from arwave.codec.losses import (
     feature_matching_loss,
+    frame_loudness_loss,
     hinge_critic_loss,
     hinge_generator_loss,
     multi_resolution_mel_loss,
@@ -107,8 +108,6 @@ def test_discriminator_outputs(channels):
 
 
 def test_frame_loudness_loss_measures_the_energy_ratio_in_bels():
-    from arwave.codec.losses import frame_loudness_loss
-
     torch.manual_seed(0)
     x = torch.randn(2, 1, 8192, requires_grad=True)
     assert float(frame_loudness_loss(x, x)) == 0.0

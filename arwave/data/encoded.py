@@ -11,7 +11,7 @@ import hashlib
 import json
 import random
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -88,7 +88,7 @@ def encode_files(
     return out
 
 
-def drop_skipped(items: list, skipped: list[int]) -> list:
+def drop_skipped(items: Sequence, skipped: Sequence[int]) -> list:
     """`items` (one per manifest file: labels, conditions) without the files `encode_files` skipped, so
     they stay aligned with its output."""
     gone = set(skipped)

@@ -10,6 +10,7 @@ with its codec attached.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -25,7 +26,7 @@ from arwave.training.task import Task
 
 
 def clip_conditions(
-    cfg: RunConfig, files, split: str, cache_dir: Path, skipped: list[int] = ()
+    cfg: RunConfig, files, split: str, cache_dir: Path, skipped: Sequence[int] = ()
 ) -> list[torch.Tensor] | None:
     """Per-file condition embeddings (cond = "embedding") of the files not in `skipped` (those whose
     codes could not be made), or None.
