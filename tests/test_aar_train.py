@@ -82,7 +82,7 @@ def test_embedding_condition_from_manifest_vectors(tmp_path):
     manifest = make_manifest(tmp_path / "data", vectors=5)
     cfg.data.manifest = str(manifest)
     task = AARTask(cfg, tmp_path / "run")
-    assert cfg.model.embed_dim == 5 and cfg.parent == "codec"
+    assert task.config.model.embed_dim == 5 and task.config.parent == "codec" and cfg.parent == ""
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     item = task.train_set[(4, 0)]  # window 4 = file 1 (3 windows per file)
     torch.testing.assert_close(item["embedding"], torch.tensor(rows[1]["vec"], dtype=torch.float32))

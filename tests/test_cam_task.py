@@ -120,7 +120,8 @@ def test_data_follows_the_codec_format_and_a_codec_is_required(tmp_path):
         get_kind("cam").build_task(cfg, tmp_path / "a")
     cfg.model.codec_run = str(codec_run)
     cfg.data.sample_rate, cfg.data.channels = 24000, 1  # a preset written for another codec format
-    get_kind("cam").build_task(cfg, tmp_path / "b")
+    resolved = get_kind("cam").build_task(cfg, tmp_path / "b").config
     codec_cfg = preset("codec", "tiny-continuous").model
-    assert (cfg.data.sample_rate, cfg.data.channels) == (codec_cfg.sample_rate, codec_cfg.channels)  # the codec's
-    assert cfg.data.segment_seconds == cfg.model.context * cfg.model.hop / cfg.data.sample_rate
+    data, m = resolved.data, resolved.model
+    assert (data.sample_rate, data.channels) == (codec_cfg.sample_rate, codec_cfg.channels)  # the codec's
+    assert data.segment_seconds == m.context * m.hop / data.sample_rate

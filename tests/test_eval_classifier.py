@@ -57,7 +57,7 @@ def test_training_steps_separate_two_sine_frequencies():
     torch.manual_seed(0)
     cfg = tiny_cfg()
     task = ClassifierTask(cfg, None, train_set=TwoTones(64), val_set=TwoTones(16, offset=1000))
-    assert cfg.model.label_names == ["high", "low"]  # filled from the dataset for config.json
+    assert task.config.model.label_names == ["high", "low"] and not cfg.model.label_names  # a new config
     model = task.model
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     collate = torch.utils.data.default_collate

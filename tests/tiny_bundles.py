@@ -57,7 +57,7 @@ def _run(kind: str, folder: Path, manifest: Path, codec: str | None = None, **mo
     folder.mkdir(parents=True)
     torch.manual_seed(0)
     task = get_kind(kind).build_task(cfg, folder)  # fills labels, copies the codec
-    (folder / "config.json").write_text(run_config_to_json(cfg))
+    (folder / "config.json").write_text(run_config_to_json(task.config or cfg))
     save_checkpoint(folder, 1, {"model": task.model.state_dict()}, {"step": 1})
     return folder
 

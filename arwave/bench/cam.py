@@ -30,6 +30,7 @@ once the codec's weights are folded.
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 import time
 from collections.abc import Iterable
@@ -65,11 +66,9 @@ def build_random(preset_name: str, head: str, precision: str = "float32", seed: 
     from arwave.registry import get_kind, preset
 
     torch.manual_seed(seed)
-    cfg = preset("cam", preset_name)
-    cfg.model.head = head
     codec = get_kind("codec").build_model(preset("codec", f"{codec or preset_name}-continuous"), None).eval()
-    cfg.model.latent_dim, cfg.model.hop = int(codec.latent_dim), int(codec.hop)
-    model = CAM(cfg.model, codec, sample_rate=codec.sample_rate, channels=codec.channels).eval()
+    config = dataclasses.replace(preset("cam", preset_name).model, head=head).with_codec(codec.facts())
+    model = CAM(config, codec, sample_rate=codec.sample_rate, channels=codec.channels).eval()
     for p in model.parameters():  # zero-initialised layers get random values too
         if p.dim() > 1 and p.abs().max() == 0:
             torch.nn.init.normal_(p, std=0.02)

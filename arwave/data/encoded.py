@@ -7,6 +7,7 @@ name); later epochs and later runs read `CODEC_RUN/cache/<name>-<split>-<hash>.s
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -95,6 +96,17 @@ def drop_skipped(items: Sequence, skipped: Sequence[int]) -> list:
     return [x for i, x in enumerate(items) if i not in gone]
 
 
+@dataclasses.dataclass
+class EncodedSplits:
+    """What `encode_splits` makes of the data: the two datasets, and the facts about the data that a
+    model's config records (its classes, the size of its condition vectors)."""
+
+    train: Dataset | None
+    val: Dataset | None
+    label_names: list[str]  # sorted labels of the whole manifest (or the fixed `data.label_names`)
+    condition_dim: int  # size of one condition vector (0: no conditions)
+
+
 def encode_splits(
     data,
     encode: Callable[[torch.Tensor], torch.Tensor],
@@ -102,21 +114,20 @@ def encode_splits(
     name: str,
     extra: dict,
     build: Callable,
-    on_labels: Callable[[list[str]], None] | None = None,
     conditions: Callable | None = None,
-) -> dict:
+) -> EncodedSplits:
     """The data side of every AR task (CAM, AAR, next-token): for the train and val splits of `data`
     (a DataConfig), each file encoded once (`encode_files`, cached as `{name}-{split}`), the labels and
     `conditions(files, split, skipped)` of files that could not be read dropped, and
-    `build(encoded, labels, conditions, split)` making the split's dataset (None for an empty split).
-    `on_labels(label_names)` sees each split's label names (class-conditioned models keep them)."""
+    `build(encoded, labels, conditions, split)` making the split's dataset (None for an empty split)."""
     from arwave.data.dataset import dataset_for_split
 
-    sets = {}
+    sets: dict[str, Dataset | None] = {}
+    label_names: list[str] = []
+    condition_dim = 0
     for split in ("train", "val"):
         files = dataset_for_split(data, split, segment_samples=1)
-        if on_labels is not None:
-            on_labels(list(files.label_names))
+        label_names = list(files.label_names)  # the same for every split
         if not files.file_paths:
             sets[split] = None
             continue
@@ -132,13 +143,15 @@ def encode_splits(
             skipped=skipped,
         )
         conds = conditions(files, split, skipped) if conditions is not None else None
+        if conds:
+            condition_dim = int(conds[0].numel())
         sets[split] = build(encoded, drop_skipped(files.labels, skipped), conds, split)
-    return sets
+    return EncodedSplits(sets["train"], sets["val"], label_names, condition_dim)
 
 
-def set_labels(model_config, names: list[str]) -> None:
-    """A class-conditioned model's classes are its training data's labels."""
-    model_config.label_names, model_config.num_classes = list(names), len(names)
+def with_labels(model_config, names: list[str]):
+    """A class-conditioned model's classes are its training data's labels (a new config)."""
+    return dataclasses.replace(model_config, label_names=list(names), num_classes=len(names))
 
 
 class EncodedCrops(Dataset):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -29,8 +30,8 @@ class ClassifierTask(Task):
 
             train_set, val_set = datasets_from_config(cfg.data)
         names = list(getattr(train_set, "label_names", []))
-        if not cfg.model.label_names:
-            cfg.model.label_names = names  # recorded in config.json so the run rebuilds alone
+        if not cfg.model.label_names:  # recorded in config.json so the run rebuilds alone
+            cfg = self.config = replace(cfg, model=replace(cfg.model, label_names=names))
         elif names and names != list(cfg.model.label_names):
             raise ArwaveError(f"classifier: the data's labels {names} differ from the config's {cfg.model.label_names}")
         if len(cfg.model.label_names) < 2:

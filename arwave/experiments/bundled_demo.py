@@ -18,7 +18,7 @@ import torch
 
 from arwave.errors import ArwaveError
 from arwave.experiments.common import log, write_examples
-from arwave.experiments.report import Section, write_json, write_report
+from arwave.experiments.report import Section, finish_report
 
 GENERATORS = ("cam", "aar", "nexttoken")
 CODECS = ("codec-latent", "codec-sat", "codec-rvq")
@@ -416,20 +416,5 @@ def run_bundled_demo(
             ),
         )
 
-    results["wall_minutes"] = (time.time() - t_start) / 60
-    write_json(out / "metrics.json", results)
-    report = write_report(
-        out / "report.html",
-        "arwave demo: the bundled pretrained models",
-        sections,
-        meta={
-            "bundles": str(pretrained.root()),
-            "data": str(manifest) if manifest else "-",
-            "wall": f"{results['wall_minutes']:.1f} min",
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        },
-    )
-    say(f"report: {report} ({results['wall_minutes']:.1f} min)")
-    results["report"] = str(report)
-    return results
+    meta = {"bundles": str(pretrained.root()), "data": str(manifest) if manifest else "-"}
+    return finish_report(out, "arwave demo: the bundled pretrained models", sections, results, t_start, meta, say)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from arwave.experiments.common import final_metrics, log, train_or_reuse, write_examples
-from arwave.experiments.report import Section, write_json, write_report
+from arwave.experiments.report import Section, finish_report
 
 # share of the training budget per model (the rest of --minutes goes to data, sampling and metrics)
 TRAIN_SHARE = 0.72
@@ -34,35 +34,59 @@ def run_demo(
     progress: bool = True,
     corpus_minutes: float | None = None,
 ) -> dict:
-    import arwave
+    """Train every model within `minutes`, evaluate them, and write OUT/report.html + OUT/metrics.json."""
     from arwave.config import DataConfig
     from arwave.data.corpus import ensure_corpus
-    from arwave.data.dataset import dataset_for_split
-    from arwave.evaluation.classifier import evaluate_classifier
-    from arwave.evaluation.fad_over_time import fad_over_time, latent_fad_over_time, plot_fad_over_time
-    from arwave.evaluation.generated import evaluate_generated
-    from arwave.evaluation.recon import evaluate_recon
-    from arwave.experiments.claims import test_split_latents
 
     t_start = time.time()
     out = Path(out)
-    runs, media = out / "runs", out / "media"
+    media = out / "media"
     media.mkdir(parents=True, exist_ok=True)
-    data_over = [f"data.corpus_minutes={corpus_minutes}"] if corpus_minutes else []
-    train_minutes = {k: max(0.1, minutes * TRAIN_SHARE * s) for k, s in SHARES.items()}
     results: dict = {"minutes_budget": minutes, "preset": preset, "runs": {}}
-    sections: list[Section] = []
 
-    # 1. data ------------------------------------------------------------------------------------------
     data = DataConfig()
     if corpus_minutes:
         data.corpus_minutes = corpus_minutes
-    manifest = ensure_corpus(data)
+    sections = [corpus_section(data, ensure_corpus(data), media)]
+    budget = {k: max(0.1, minutes * TRAIN_SHARE * s) for k, s in SHARES.items()}
+    data_over = [f"data.corpus_minutes={corpus_minutes}"] if corpus_minutes else []
+    runs = train_all(out / "runs", preset, budget, data_over, progress)
+
+    log("evaluating")
+    from arwave.evaluation.classifier import evaluate_classifier
+
+    acc = evaluate_classifier(runs["classifier"], split="test", progress=progress)
+    results["classifier"] = {k: acc[k] for k in ("accuracy", "num_items") if k in acc}
+    embedders = ["aisfx", f"classifier:{runs['classifier'].resolve()}"]
+    codec_rows, section = codec_section(runs, media, out, results, progress)
+    sections.append(section)
+    cam_eval, section = cam_section(runs["cam"], media, out, embedders, seed, results, progress)
+    sections.append(section)
+    aar_eval, section = aar_section(runs["aar"], media, out, embedders, seed, results, progress)
+    sections.append(section)
+    results["runs"]["classifier"] = final_metrics(runs["classifier"])
+    sections.append(
+        Section(
+            "Classifier (the FAD/ISc/KL embedder trained on the corpus)",
+            text=(f"Test accuracy {acc['accuracy']:.3f} over {acc['num_items']} test files."),
+            images=[("classifier training curves", str((runs["classifier"] / "loss.png").relative_to(out)))],
+        )
+    )
+    sections.insert(0, metrics_section(cam_eval, aar_eval, codec_rows, runs, budget, results))
+
+    meta = {"preset": preset, "budget": f"{minutes:g} min"}
+    return finish_report(out, "arwave demo", sections, results, t_start, meta, log)
+
+
+def corpus_section(data, manifest: Path, media: Path) -> Section:
+    """Three real test recordings of the built-in corpus, to hear what the models learn from."""
+    from arwave.data.dataset import dataset_for_split
+
     test_full = dataset_for_split(data, "test", segment_samples=round(4 * data.sample_rate), random_crop=False)
     log(f"corpus: {manifest} ({len(test_full)} test files, labels {', '.join(test_full.label_names)})")
     real = torch.stack([test_full[(i, 0)]["audio"] for i in range(min(3, len(test_full)))])
     real_labels = [test_full.label_names[test_full[(i, 0)]["label"]] for i in range(len(real))]
-    corpus_section = Section(
+    return Section(
         "Built-in corpus",
         text=(
             f"Bach chorales and folk tunes from music21's bundled corpus, rendered through a General MIDI "
@@ -71,49 +95,47 @@ def run_demo(
         ),
         audio=write_examples(real, data.sample_rate, media, "real", [f"real: {l}" for l in real_labels]),
     )
-    sections.append(corpus_section)
 
-    # 2. train -----------------------------------------------------------------------------------------
+
+def train_all(runs: Path, preset: str, budget: dict, data_over: list[str], progress: bool) -> dict[str, Path]:
+    """The five runs in order (each AR model on the codec trained just before it), or reused when done."""
     r_cls = train_or_reuse(
-        "classifier",
-        preset,
-        runs / "classifier",
-        train_minutes["classifier"],
-        data_overrides=data_over,
-        progress=progress,
+        "classifier", preset, runs / "classifier", budget["classifier"], data_overrides=data_over, progress=progress
     )
     r_cc = train_or_reuse(
         "codec",
         f"{preset}-continuous",
         runs / "codec-continuous",
-        train_minutes["codec-continuous"],
+        budget["codec-continuous"],
         data_overrides=data_over,
         progress=progress,
     )
     r_cam = train_or_reuse(
-        "cam", preset, runs / "cam", train_minutes["cam"], [f"codec_run={r_cc.resolve()}"], data_over, progress
+        "cam", preset, runs / "cam", budget["cam"], [f"codec_run={r_cc.resolve()}"], data_over, progress
     )
     r_cm = train_or_reuse(
         "codec",
         f"{preset}-msrq",
         runs / "codec-msrq",
-        train_minutes["codec-msrq"],
+        budget["codec-msrq"],
         data_overrides=data_over,
         progress=progress,
     )
     r_aar = train_or_reuse(
-        "aar", preset, runs / "aar", train_minutes["aar"], [f"codec_run={r_cm.resolve()}"], data_over, progress
+        "aar", preset, runs / "aar", budget["aar"], [f"codec_run={r_cm.resolve()}"], data_over, progress
     )
-    trained = {"classifier": r_cls, "codec-continuous": r_cc, "cam": r_cam, "codec-msrq": r_cm, "aar": r_aar}
+    return {"classifier": r_cls, "codec-continuous": r_cc, "cam": r_cam, "codec-msrq": r_cm, "aar": r_aar}
 
-    # 3. evaluate --------------------------------------------------------------------------------------
-    log("evaluating")
-    acc = evaluate_classifier(r_cls, split="test", progress=progress)
-    results["classifier"] = {k: acc[k] for k in ("accuracy", "num_items") if k in acc}
-    embedders = ["aisfx", f"classifier:{r_cls.resolve()}"]
+
+def codec_section(runs: dict, media: Path, out: Path, results: dict, progress: bool) -> tuple[list[dict], Section]:
+    """Reconstruction figures and one original/reconstruction pair per codec."""
+    import arwave
+    from arwave.data.dataset import dataset_for_split
+    from arwave.evaluation.recon import evaluate_recon
 
     codec_rows, codec_audio = [], []
-    for name, run in (("codec-continuous", r_cc), ("codec-msrq", r_cm)):
+    for name in ("codec-continuous", "codec-msrq"):
+        run = runs[name]
         codec = arwave.load(run)
         ds = dataset_for_split(
             codec.config.data,
@@ -136,43 +158,46 @@ def run_demo(
                 "items": rec["num_items"],
             }
         )
-        clip = torch.stack(
-            [
-                dataset_for_split(codec.config.data, "test", segment_samples=4 * codec.sample_rate, random_crop=False)[
-                    (0, 0)
-                ]["audio"]
-            ]
-        )
+        test = dataset_for_split(codec.config.data, "test", segment_samples=4 * codec.sample_rate, random_crop=False)
+        clip = test[(0, 0)]["audio"][None]
         with torch.no_grad():
             recon = codec.reconstruct(clip)
         codec_audio += write_examples(
             torch.cat([clip, recon]), codec.sample_rate, media, name, [f"{name}: original", f"{name}: reconstruction"]
         )
         results["runs"][name] = {**final_metrics(run), **rec}
-    sections.append(
-        Section(
-            "Codecs (reconstruction)",
-            text=(
-                "One SEANet encoder/decoder with two of its three bottlenecks: <b>continuous</b> (VAE latents for "
-                "CAM) and "
-                "<b>msrq</b> (SAT's multi-scale residual VQ, for AAR). MEL and STFT distance as defined in "
-                "docs/metrics.md, "
-                "on the test split (lower is better)."
-            ),
-            tables=[("reconstruction on the test split", codec_rows)],
-            audio=codec_audio,
-            images=[
-                (f"{n} training curves", str((r / "loss.png").relative_to(out)))
-                for n, r in (("codec-continuous", r_cc), ("codec-msrq", r_cm))
-            ],
-        )
+    section = Section(
+        "Codecs (reconstruction)",
+        text=(
+            "One SEANet encoder/decoder with two of its three bottlenecks: <b>continuous</b> (VAE latents for "
+            "CAM) and <b>msrq</b> (SAT's multi-scale residual VQ, for AAR). MEL and STFT distance as defined in "
+            "docs/metrics.md, on the test split (lower is better)."
+        ),
+        tables=[("reconstruction on the test split", codec_rows)],
+        audio=codec_audio,
+        images=[
+            (f"{n} training curves", str((runs[n] / "loss.png").relative_to(out)))
+            for n in ("codec-continuous", "codec-msrq")
+        ],
     )
+    return codec_rows, section
 
-    # CAM: long rollouts (4× its training context), FAD over time, FAD/ISc/KL
+
+def cam_section(
+    r_cam: Path, media: Path, out: Path, embedders: list[str], seed: int, results: dict, progress: bool
+) -> tuple[dict, Section]:
+    """CAM: long rollouts (4× its training context), FAD over time on audio and latents, FAD/ISc/KL."""
+    import arwave
+    from arwave.data.dataset import dataset_for_split
+    from arwave.evaluation.fad_over_time import fad_over_time, latent_fad_over_time, plot_fad_over_time
+    from arwave.evaluation.generated import evaluate_generated
+    from arwave.experiments.claims import test_split_latents
+
     cam = arwave.load(r_cam)
-    context_s = cam.config.model.context * cam.hop / cam.sample_rate
+    context = cam.config.model.context
+    context_s = context * cam.hop / cam.sample_rate
     rollout_s = 4 * context_s
-    latents = cam.sample_latents(4 * cam.config.model.context, num=6, seed=seed)
+    latents = cam.sample_latents(4 * context, num=6, seed=seed)
     with torch.inference_mode():
         waves = cam.codec.decode(latents)
     cam_audio = write_examples(
@@ -182,8 +207,8 @@ def run_demo(
         cam.config.data, "test", segment_samples=round(context_s * cam.sample_rate), random_crop=False, tiled=True
     )
     fot = fad_over_time(waves, cam.sample_rate, ref_ctx, embedder="aisfx", window_seconds=context_s, progress=progress)
-    lat = latent_fad_over_time(latents, test_split_latents(cam, progress), cam.config.model.context)
-    lat.update(times=[t * context_s / cam.config.model.context for t in lat["times"]], window_seconds=context_s)
+    lat = latent_fad_over_time(latents, test_split_latents(cam, progress), context)
+    lat.update(times=[t * context_s / context for t in lat["times"]], window_seconds=context_s)
     plot_fad_over_time({"CAM (rf + noise aug)": fot}, media / "fad_over_time.png", title="FAD over time (aisfx)")
     plot_fad_over_time(
         {"CAM (rf + noise aug)": lat}, media / "latent_fad_over_time.png", title="FAD over time (codec latent space)"
@@ -196,16 +221,38 @@ def run_demo(
         "eval": cam_eval,
         "params": _params(cam),
     }
+    section = Section(
+        "CAM: continuous autoregressive generation",
+        text=(
+            f"Rectified-flow head, noise augmentation on (k_max={cam.config.model.k_max}), inference noise "
+            f"k_inf={cam.config.model.k_inf}. Rollouts of {rollout_s:.1f} s = 4× the training context of "
+            f"{context_s:.2f} s; FAD of successive {context_s:.2f} s windows against the test split, on audio "
+            f"(aisfx embedder, FAD_acc = {fot['fad_acc']:.3f}) and on the codec latents (FAD_acc = "
+            f"{lat['fad_acc']:.3f}; the AR model's own drift, independent of how well the codec decodes)."
+        ),
+        audio=cam_audio,
+        images=[
+            ("FAD over time (aisfx)", "media/fad_over_time.png"),
+            ("FAD over time (latent space)", "media/latent_fad_over_time.png"),
+            ("CAM training curves", str((r_cam / "loss.png").relative_to(out))),
+        ],
+    )
+    return cam_eval, section
 
-    # AAR: one clip per instrument (class-conditioned, CFG), longer than one window
+
+def aar_section(
+    r_aar: Path, media: Path, out: Path, embedders: list[str], seed: int, results: dict, progress: bool
+) -> tuple[dict, Section]:
+    """AAR: one clip per instrument (class-conditioned, CFG), longer than one window, and FAD/ISc/KL."""
+    import arwave
+    from arwave.data.dataset import dataset_for_split
+    from arwave.evaluation.generated import evaluate_generated
+
     aar = arwave.load(r_aar)
     labels = list(aar.config.model.label_names) or [None]
     aar_clips = [
         aar.generate(
-            AAR_CLIP_SECONDS,
-            num=1,
-            seed=seed + i,
-            **({"class_label": l, "cfg": 2.0} if l is not None else {}),
+            AAR_CLIP_SECONDS, num=1, seed=seed + i, **({"class_label": l, "cfg": 2.0} if l is not None else {})
         )
         for i, l in enumerate(labels)
     ]
@@ -218,65 +265,37 @@ def run_demo(
         aar_waves, ref_aar, embedder=embedders, sample_rate=aar.sample_rate, progress=progress
     )
     results["runs"]["aar"] = {**final_metrics(r_aar), "eval": aar_eval, "params": _params(aar)}
-    results["runs"]["classifier"] = final_metrics(r_cls)
+    section = Section(
+        "AAR: next-scale generation",
+        text=(
+            "Class-conditioned (instrument) with classifier-free guidance ramping over scales; clips of two "
+            "windows, the second continuing the first."
+        ),
+        audio=aar_audio,
+        images=[("AAR training curves", str((r_aar / "loss.png").relative_to(out)))],
+    )
+    return aar_eval, section
 
-    # 4. report ----------------------------------------------------------------------------------------
+
+def metrics_section(
+    cam_eval: dict, aar_eval: dict, codec_rows: list[dict], runs: dict, budget: dict, results: dict
+) -> Section:
+    """The report's first section: every figure of this run in tables."""
     gen_rows = []
     for name, ev in (("CAM", cam_eval), ("AAR", aar_eval)):
         for emb in ev["embedders"]:
-            short = "classifier" if emb.startswith("classifier") else emb
             gen_rows.append(
                 {
                     "model": name,
-                    "embedder": short,
+                    "embedder": "classifier" if emb.startswith("classifier") else emb,
                     "FAD": ev["fad"][emb],
                     "ISc": ev.get("isc", {}).get(emb, ""),
                     "KL (marginal)": ev.get("kl_marginal", {}).get(emb, ""),
                     "clips": ev["num_generated"],
                 }
             )
-    sections.append(
-        Section(
-            "CAM: continuous autoregressive generation",
-            text=(
-                f"Rectified-flow head, noise augmentation on (k_max={cam.config.model.k_max}), inference noise "
-                f"k_inf={cam.config.model.k_inf}. Rollouts of {rollout_s:.1f} s = 4× the training context of "
-                f"{context_s:.2f} s; "
-                f"FAD of successive {context_s:.2f} s windows against the test split, on audio (aisfx embedder, "
-                "FAD_acc = "
-                f"{fot['fad_acc']:.3f}) and on the codec latents (FAD_acc = {lat['fad_acc']:.3f}; the AR model's own "
-                "drift, "
-                f"independent of how well the codec decodes)."
-            ),
-            audio=cam_audio,
-            images=[
-                ("FAD over time (aisfx)", "media/fad_over_time.png"),
-                ("FAD over time (latent space)", "media/latent_fad_over_time.png"),
-                ("CAM training curves", str((r_cam / "loss.png").relative_to(out))),
-            ],
-        )
-    )
-    sections.append(
-        Section(
-            "AAR: next-scale generation",
-            text=(
-                "Class-conditioned (instrument) with classifier-free guidance ramping over scales; clips of two "
-                "windows, "
-                "the second continuing the first."
-            ),
-            audio=aar_audio,
-            images=[("AAR training curves", str((r_aar / "loss.png").relative_to(out)))],
-        )
-    )
-    sections.append(
-        Section(
-            "Classifier (the FAD/ISc/KL embedder trained on the corpus)",
-            text=(f"Test accuracy {acc['accuracy']:.3f} over {acc['num_items']} test files."),
-            images=[("classifier training curves", str((r_cls / "loss.png").relative_to(out)))],
-        )
-    )
     run_rows = []
-    for name, run in trained.items():
+    for name, run in runs.items():
         fm = final_metrics(run)
         run_rows.append(
             {
@@ -284,36 +303,16 @@ def run_demo(
                 "steps": fm.get("steps", 0),
                 "train loss": fm.get("train_loss", ""),
                 "val loss": fm.get("val_loss", ""),
-                "minutes budget": train_minutes[name],
+                "minutes budget": budget[name],
             }
         )
-    sections.insert(
-        0,
-        Section(
-            "Metrics",
-            text="All numbers come from this run of the demo; definitions in docs/metrics.md.",
-            tables=[
-                ("generation (lower FAD is better; ISc higher is better)", gen_rows),
-                ("reconstruction", codec_rows),
-                ("training runs", run_rows),
-                ("classifier", [results["classifier"]]),
-            ],
-        ),
+    return Section(
+        "Metrics",
+        text="All numbers come from this run of the demo; definitions in docs/metrics.md.",
+        tables=[
+            ("generation (lower FAD is better; ISc higher is better)", gen_rows),
+            ("reconstruction", codec_rows),
+            ("training runs", run_rows),
+            ("classifier", [results["classifier"]]),
+        ],
     )
-    results["wall_minutes"] = (time.time() - t_start) / 60
-    write_json(out / "metrics.json", results)
-    report = write_report(
-        out / "report.html",
-        "arwave demo",
-        sections,
-        meta={
-            "preset": preset,
-            "budget": f"{minutes:g} min",
-            "wall": f"{results['wall_minutes']:.1f} min",
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        },
-    )
-    log(f"report: {report} ({results['wall_minutes']:.1f} min)")
-    results["report"] = str(report)
-    return results

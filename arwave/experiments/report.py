@@ -119,3 +119,24 @@ def write_report(path: str | Path, title: str, sections: list[Section], meta: di
 
 def write_json(path: str | Path, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, default=str))
+
+
+def finish_report(
+    out: Path, title: str, sections: list[Section], results: dict, t_start: float, meta: dict, say
+) -> dict:
+    """The end of every demo: the wall time into `results`, OUT/metrics.json, OUT/report.html (with the
+    machine's torch and thread count beside `meta`), one line said; returns `results` with its path."""
+    import time
+
+    results["wall_minutes"] = (time.time() - t_start) / 60
+    write_json(out / "metrics.json", results)
+    meta = {
+        **meta,
+        "wall": f"{results['wall_minutes']:.1f} min",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    report = write_report(out / "report.html", title, sections, meta=meta)
+    say(f"report: {report} ({results['wall_minutes']:.1f} min)")
+    results["report"] = str(report)
+    return results

@@ -6,28 +6,40 @@ under the user cache (`arwave.pretrained.cache_dir`), never inside the package."
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch.nn as nn
 
+from arwave.codec.model import CodecFacts
 from arwave.config import ConfigError, DataConfig, RunConfig
 from arwave.device import pick_device
 from arwave.errors import ArwaveError
 
+CODEC_FOLDER = "codec"  # RUN/codec: the AR run's copy of its codec; its config's `parent`
 
-def attach_codec_run(
-    cfg: RunConfig, run_dir: str | Path, kind: str, bottleneck: str
-) -> tuple[nn.Module, Path, dict, str]:
-    """Copy `cfg.model.codec_run` into RUN/codec (once), set `cfg.parent = "codec"`, load it, check its
-    bottleneck is the one `kind` models, and move it to the training device.
 
-    Returns (codec, cache folder, cache key, device): caches live in the SOURCE codec run (shared by
-    every AR run on that codec), keyed by its checkpoint."""
+@dataclasses.dataclass(frozen=True)
+class AttachedCodec:
+    """The codec an AR training run is built on, and where its encodings are cached: in the SOURCE codec
+    run (shared by every AR run on that codec), keyed by its checkpoint."""
+
+    codec: nn.Module  # on the training device
+    facts: CodecFacts  # read once: everything the AR config takes from the codec
+    cache_dir: Path
+    cache_key: dict
+    device: str
+
+
+def attach_codec_run(cfg: RunConfig, run_dir: str | Path, kind: str, bottleneck: str) -> AttachedCodec:
+    """Copy `cfg.model.codec_run` into RUN/codec (once), load it, check its bottleneck is the one `kind`
+    models, and move it to the training device. `cfg` is not changed: the task resolves its config from
+    the returned facts (`resolve_with_codec`)."""
     from arwave import pretrained
     from arwave.checkpoint import copy_run, latest_checkpoint, load, read_config, resolve_run
 
     run_dir = Path(run_dir)
-    local = run_dir / "codec"
+    local = run_dir / CODEC_FOLDER
     codec_run = cfg.model.codec_run
     src = pretrained.locate(codec_run) if codec_run else None
     bundled = src is not None and pretrained.is_bundle(src)
@@ -52,7 +64,6 @@ def attach_codec_run(
             )
     elif not (local / "config.json").is_file():
         raise ConfigError(f"{kind}: training needs a trained codec: add --codec RUN (or --set codec_run=RUN)")
-    cfg.parent = "codec"
     codec = load(local)
     cache_dir = pretrained.cache_dir(src) if bundled else (src if codec_run else local) / "cache"
     key = {
@@ -71,7 +82,20 @@ def attach_codec_run(
             f"{kind} needs a codec trained with --set bottleneck={bottleneck}"
         )
     device = "cpu" if cfg.train.device == "cpu" else pick_device("auto").type
-    return codec.to(device), cache_dir, key, device
+    return AttachedCodec(codec.to(device), codec.facts(), cache_dir, key, device)
+
+
+def data_at_codec(data: DataConfig, facts: CodecFacts, segment_frames: int) -> DataConfig:
+    """The data read at the codec's format, in segments of `segment_frames` latent frames (a new config)."""
+    return dataclasses.replace(
+        data, sample_rate=facts.sample_rate, channels=facts.channels, segment_seconds=facts.seconds(segment_frames)
+    )
+
+
+def resolved_config(cfg: RunConfig, model, data: DataConfig) -> RunConfig:
+    """An AR run's resolved config (a new object; `cfg` is left as it was): the `model` section filled from
+    the codec's facts and the data, the `data` section at the codec's format, parent = the codec copy."""
+    return dataclasses.replace(cfg, parent=CODEC_FOLDER, model=model, data=data)
 
 
 def _same_run(a: Path, b: Path) -> bool:

@@ -204,6 +204,7 @@ def _run(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, task
     torch.manual_seed(tc.seed + dist_info.rank)
     if task is None:
         task = get_kind(cfg.kind).build_task(cfg, run_dir)
+    cfg = task.config or cfg  # what the task resolved (codec facts, classes); `cfg` itself is never changed
     if fine_tune:
         finetune.init_weights(cfg, task.model, task.critic)
     distributed.barrier()
@@ -224,7 +225,7 @@ def _run(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, task
                 f"{run_dir}: its checkpoint is at step {step}; train.max_steps={tc.max_steps} would "
                 "train nothing (give a larger --max-steps)"
             )
-    # written only now: after the task filled its fields (label names, codec facts) and, on resume, after the
+    # written only now: after the task resolved the config (label names, codec facts) and, on resume, after the
     # checkpoint loaded, so a failed start never leaves a config.json that no longer matches the weights
     if main:
         atomic_write_text(run_dir / "config.json", run_config_to_json(cfg))

@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
+from arwave.config import RunConfig
+
 
 class Task:
     """Subclass per model kind. Attributes the loop reads:
@@ -23,6 +25,9 @@ class Task:
                   deterministic int for random crops, so resumed and distributed runs see the same data.
     val_set    -- optional Dataset (items fetched with `val_set[(index, 0)]`).
     collate    -- optional DataLoader collate_fn.
+    config     -- the run's resolved config, when the task resolves what the user's config leaves open (an
+                  AR model's codec facts and classes): a new RunConfig, the one the loop trains with and
+                  writes as RUN/config.json; None = the config the task was built from, unchanged.
     """
 
     model: nn.Module
@@ -30,6 +35,7 @@ class Task:
     train_set: Dataset
     val_set: Dataset | None = None
     collate: Callable | None = None
+    config: RunConfig | None = None
 
     def loss(self, model: nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         """Training loss for one batch. `model` may be DDP-wrapped: run the forward through it

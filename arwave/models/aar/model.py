@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import torch
@@ -78,6 +78,25 @@ class AARConfig:
         "top_p": between(0, 1),
         "overlap": between(0, 1, hi_open=True),
     }
+
+    def with_codec(self, facts) -> AARConfig:
+        """This config over an msrq codec (`Codec.facts()`): its scales s_1..s_K, dimension C and
+        codebook size V (a new config; a config that already names others is refused)."""
+        return self._with_tokens(facts.scales, facts.latent_dim, facts.codebook_size)
+
+    def with_quantizer(self, quantizer: nn.Module) -> AARConfig:
+        """The same over a bare MultiScaleResidualVQ (tests and benchmarks build models without a codec)."""
+        V, C = quantizer.codebook(0).shape
+        return self._with_tokens(quantizer.scales, C, V)
+
+    def _with_tokens(self, scales, C: int, V: int) -> AARConfig:
+        scales = [int(s) for s in scales]
+        if self.scales and (list(self.scales) != scales or self.latent_dim != C or self.vocab_size != V):
+            raise ArwaveError(
+                f"aar: the codec's MSRQ (scales {scales}, dim {C}, {V} codes) does not match the "
+                f"model config (scales {list(self.scales)}, dim {self.latent_dim}, {self.vocab_size} codes)"
+            )
+        return replace(self, scales=scales, latent_dim=int(C), vocab_size=int(V))
 
 
 def check_config(m: AARConfig) -> None:
@@ -161,10 +180,11 @@ class AAR(CodecGenerator):
 
     def __init__(self, cfg: AARConfig, codec: nn.Module | None = None, quantizer: nn.Module | None = None):
         super().__init__()
-        if quantizer is None and codec is not None:
-            quantizer = codec_msrq(codec)
-        if quantizer is not None:
-            fill_from_quantizer(cfg, quantizer)
+        if codec is not None:
+            quantizer = quantizer if quantizer is not None else codec_msrq(codec)
+            cfg = cfg.with_codec(codec.facts())
+        elif quantizer is not None:
+            cfg = cfg.with_quantizer(quantizer)
         if not cfg.scales or not cfg.latent_dim or not cfg.vocab_size:
             raise ArwaveError(
                 "aar: scales/latent_dim/vocab_size are unknown: build the model with its codec "
@@ -478,15 +498,3 @@ def codec_msrq(codec: nn.Module) -> nn.Module:
             "(train one with `arwave train codec --preset small`)"
         )
     return codec.msrq
-
-
-def fill_from_quantizer(cfg: AARConfig, quantizer: nn.Module) -> None:
-    """Record the codec facts the model shape depends on (scales, C, V) in its config."""
-    scales = [int(s) for s in quantizer.scales]
-    V, C = quantizer.codebook(0).shape
-    if cfg.scales and (list(cfg.scales) != scales or cfg.latent_dim != C or cfg.vocab_size != V):
-        raise ArwaveError(
-            f"aar: the codec's MSRQ (scales {scales}, dim {C}, {V} codes) does not match the "
-            f"model config (scales {list(cfg.scales)}, dim {cfg.latent_dim}, {cfg.vocab_size} codes)"
-        )
-    cfg.scales, cfg.latent_dim, cfg.vocab_size = scales, int(C), int(V)

@@ -11,6 +11,7 @@ with its codec attached.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -21,12 +22,12 @@ from torch.utils.data import Dataset
 from arwave.config import ConfigError, RunConfig
 from arwave.errors import ArwaveError
 from arwave.models.aar.model import AAR, AARConfig, check_config
-from arwave.models.codec_parent import attach_codec_run
+from arwave.models.codec_parent import attach_codec_run, data_at_codec, resolved_config
 from arwave.training.task import Task
 
 
 def clip_conditions(
-    cfg: RunConfig, files, split: str, cache_dir: Path, skipped: Sequence[int] = ()
+    kind: str, m, files, split: str, cache_dir: Path, skipped: Sequence[int] = ()
 ) -> list[torch.Tensor] | None:
     """Per-file condition embeddings (cond = "embedding") of the files not in `skipped` (those whose
     codes could not be made), or None.
@@ -34,11 +35,10 @@ def clip_conditions(
     `embedder = "manifest:KEY"` reads a precomputed vector from each manifest row's field KEY (any
     embedder run offline); any other name goes through arwave.evaluation.embedders.by_name.get_embedder and
     embeds the whole file (AAR: a clip-level embedding conditions every window of the clip)."""
-    m = cfg.model
     if m.cond != "embedding":
         return None
     if not m.embedder:
-        raise ConfigError(f"{cfg.kind}: cond=embedding needs --set embedder=NAME (an embedder name or manifest:KEY)")
+        raise ConfigError(f"{kind}: cond=embedding needs --set embedder=NAME (an embedder name or manifest:KEY)")
     from arwave.data.encoded import drop_skipped, encode_files
 
     if m.embedder.startswith("manifest:"):
@@ -56,14 +56,24 @@ def clip_conditions(
             drop_skipped(files.file_paths, skipped),
             lambda a: embedder.embed_clips([a], files.sample_rate)[0],
             cache_dir,
-            f"{cfg.kind}-embedding-{split}",
+            f"{kind}-embedding-{split}",
             files.sample_rate,
             files.channels,
             extra={"embedder": getattr(embedder, "cache_key", m.embedder)},
         )
-    if out:
-        m.embed_dim = int(out[0].numel())
     return out
+
+
+def with_condition_facts(m, encoded):
+    """A token model's config with what the data says about its conditions: the classes (cond =
+    "class") or the size of the condition vectors (cond = "embedding"); a new config."""
+    from arwave.data.encoded import with_labels
+
+    if m.cond == "class":
+        return with_labels(m, encoded.label_names)
+    if m.cond == "embedding" and encoded.condition_dim:
+        return replace(m, embed_dim=encoded.condition_dim)
+    return m
 
 
 class TokenItems(Dataset):
@@ -105,13 +115,13 @@ class AARTask(Task):
     """Cross-entropy of the teacher-forced next-scale logits over all L tokens of a window."""
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path):
-        from arwave.data.encoded import encode_splits, set_labels
+        from arwave.data.encoded import encode_splits
 
-        m: AARConfig = cfg.model
-        check_config(m)
-        codec, cache_dir, key, device = attach_codec_run(cfg, run_dir, "aar", "msrq")
-        cfg.data.sample_rate, cfg.data.channels = int(codec.sample_rate), int(codec.channels)
-        cfg.data.segment_seconds = codec.window_samples / codec.sample_rate
+        check_config(cfg.model)
+        attached = attach_codec_run(cfg, run_dir, "aar", "msrq")
+        codec, facts = attached.codec, attached.facts
+        m: AARConfig = cfg.model.with_codec(facts)
+        data = data_at_codec(cfg.data, facts, facts.window_frames)
 
         def windows(per_file, file_labels, conds, split) -> TokenItems:
             """Every window of every file is one item: labels and conditions repeat per window."""
@@ -120,21 +130,23 @@ class AARTask(Task):
             emb = torch.cat([e[None].expand(n, -1) for e, n in zip(conds, counts)]) if conds is not None else None
             return TokenItems(torch.cat(per_file), labels, emb)
 
-        sets = encode_splits(
-            cfg.data,
+        encoded = encode_splits(
+            data,
             lambda a: msrq_window_codes(codec, a, m.window_stride),
-            cache_dir,
+            attached.cache_dir,
             "aar-codes",
-            {**key, "stride": m.window_stride},
+            {**attached.cache_key, "stride": m.window_stride},
             build=windows,
-            on_labels=(lambda names: set_labels(m, names)) if m.cond == "class" else None,
-            conditions=lambda files, split, skipped: clip_conditions(cfg, files, split, cache_dir, skipped),
+            conditions=lambda files, split, skipped: clip_conditions(
+                cfg.kind, m, files, split, attached.cache_dir, skipped
+            ),
         )
         codec.cpu()
-        if sets["train"] is None or len(sets["train"]) == 0:
+        if encoded.train is None or len(encoded.train) == 0:
             raise ArwaveError("aar: no training windows (the train split is empty)")
-        self.train_set, self.val_set = sets["train"], sets["val"]
-        self.cfg = cfg
+        m = with_condition_facts(m, encoded)
+        self.config = resolved_config(cfg, m, data)
+        self.train_set, self.val_set = encoded.train, encoded.val
         self.model = AAR(m, codec=codec)
 
     def loss(self, model, batch, step):
@@ -143,13 +155,13 @@ class AARTask(Task):
             codes,
             labels=batch.get("label"),
             embeddings=batch.get("embedding"),
-            cond_drop=self.cfg.model.cond_drop if step >= 0 else 0.0,
+            cond_drop=self.config.model.cond_drop if step >= 0 else 0.0,
         )
         ce = F.cross_entropy(logits.float().flatten(0, 1), codes.flatten(), reduction="none").view(codes.shape)
         with torch.no_grad():
             acc = (logits.argmax(-1) == codes).float().mean()
-            first = self.cfg.model.scales[0]
-            half = sum(self.cfg.model.scales[: len(self.cfg.model.scales) // 2])
+            first = self.config.model.scales[0]
+            half = sum(self.config.model.scales[: len(self.config.model.scales) // 2])
         return ce.mean(), {
             "acc": acc,
             "ce_coarse": ce[:, :half].mean().detach(),
@@ -159,6 +171,6 @@ class AARTask(Task):
 
     def samples(self, model, step: int) -> dict:
         """One window sampled with the default settings (first class): RUN/samples/sample-<step>.wav."""
-        label = 0 if self.cfg.model.cond == "class" and self.cfg.model.num_classes else None
+        label = 0 if self.config.model.cond == "class" and self.config.model.num_classes else None
         audio = model.generate(model.codec.window_samples / model.sample_rate, num=1, seed=0, class_label=label)[0]
         return {"sample": (audio, model.sample_rate)}

@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import torch
@@ -95,6 +95,10 @@ class CAMConfig:
         "class_dropout": between(0, 1, hi_open=True),
         "stream_window": at_least(1),
     }
+
+    def with_codec(self, facts) -> CAMConfig:
+        """This config over a codec (`Codec.facts()`): its latent size D and hop (a new config)."""
+        return replace(self, latent_dim=int(facts.latent_dim), hop=int(facts.hop))
 
 
 def check_config(c: CAMConfig) -> None:

@@ -8,6 +8,7 @@ training start the codec run is copied into `CAM_RUN/codec/` (config + latest we
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -16,7 +17,7 @@ from arwave.config import RunConfig
 from arwave.data.encoded import EncodedCrops
 from arwave.errors import ArwaveError
 from arwave.models.cam.model import CAM, check_config
-from arwave.models.codec_parent import attach_codec_run
+from arwave.models.codec_parent import attach_codec_run, data_at_codec, resolved_config
 from arwave.training.task import Task
 
 
@@ -30,43 +31,43 @@ class LatentCrops(EncodedCrops):
 
 class CAMTask(Task):
     def __init__(self, cfg: RunConfig, run_dir: str | Path):
-        from arwave.data.encoded import encode_splits, set_labels
+        from arwave.data.encoded import encode_splits, with_labels
 
-        run_dir = Path(run_dir)
-        mc = cfg.model
-        check_config(mc)
-        codec, cache_dir, cache_key, device = attach_codec_run(cfg, run_dir, "cam", "continuous")
+        check_config(cfg.model)
+        attached = attach_codec_run(cfg, run_dir, "cam", "continuous")
+        codec, device = attached.codec, attached.device
         # the data is read at the codec's format, whatever the preset assumed (as AAR and next-token do)
-        cfg.data.sample_rate, cfg.data.channels = int(codec.sample_rate), int(codec.channels)
-        mc.latent_dim, mc.hop = int(codec.latent_dim), int(codec.hop)
-        cfg.data.segment_seconds = mc.context * mc.hop / codec.sample_rate
-        sets = encode_splits(
-            cfg.data,
+        mc = cfg.model.with_codec(attached.facts)
+        data = data_at_codec(cfg.data, attached.facts, mc.context)
+        encoded = encode_splits(
+            data,
             lambda a: codec.encode(a[None].to(device))[0].float().cpu(),
-            cache_dir,
+            attached.cache_dir,
             "cam-latents",
-            cache_key,
+            attached.cache_key,
             build=lambda lat, labels, _, split: LatentCrops(lat, labels, mc.context, random_crop=(split == "train")),
-            on_labels=(lambda names: set_labels(mc, names)) if mc.conditional else None,
         )
         codec.cpu()
-        train = sets["train"]
+        train = encoded.train
+        if mc.conditional:
+            mc = with_labels(mc, encoded.label_names)
         if train is not None and train.sequences and mc.latent_scale <= 0:
             # noise levels k, k_inf and the head's N(0, I) prior assume unit-scale frames
             sq = sum(float(z.double().pow(2).sum()) for z in train.sequences)
             count = sum(z.numel() for z in train.sequences)
-            mc.latent_scale = max(math.sqrt(sq / max(count, 1)), 1e-8)
+            mc = replace(mc, latent_scale=max(math.sqrt(sq / max(count, 1)), 1e-8))
         if train is None or len(train) == 0:
-            secs = mc.context * mc.hop / cfg.data.sample_rate
+            secs = attached.facts.seconds(mc.context)
             raise ArwaveError(
                 f"cam: no training file is at least context={mc.context} frames ({secs:.1f} s) long; "
                 "lower --set context=N or add longer audio"
             )
+        self.config = resolved_config(cfg, mc, data)
         self.train_set = train
-        self.val_set = sets["val"] if sets["val"] is not None and len(sets["val"]) else None
+        self.val_set = encoded.val if encoded.val is not None and len(encoded.val) else None
         self.conditional = mc.conditional
         self.codec = codec  # decodes the samples; never part of the trained weights
-        self.model = CAM(mc, None, sample_rate=cfg.data.sample_rate, channels=cfg.data.channels, hop=mc.hop)
+        self.model = CAM(mc, None, sample_rate=data.sample_rate, channels=data.channels, hop=mc.hop)
 
     def loss(self, model, batch, step):
         labels = batch["label"] if self.conditional else None

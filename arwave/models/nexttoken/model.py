@@ -21,7 +21,7 @@ current frame so far] of at most the training length.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import torch
@@ -74,6 +74,27 @@ class NextTokenConfig:
         "top_p": between(0, 1),
     }
 
+    def with_codec(self, facts) -> NextTokenConfig:
+        """This config over an rvq codec (`Codec.facts()`): its levels N and codebook size V, and one codec
+        window as the training crop unless `context_frames` is set (a new config)."""
+        return replace(
+            self._with_tokens(facts.levels, facts.codebook_size),
+            context_frames=int(self.context_frames or facts.window_frames),
+        )
+
+    def with_quantizer(self, rvq: nn.Module) -> NextTokenConfig:
+        """The same over a bare ResidualVQ (tests and benchmarks build models without a codec)."""
+        return self._with_tokens(rvq.levels, rvq.codebook_size)
+
+    def _with_tokens(self, N: int, V: int) -> NextTokenConfig:
+        N, V = int(N), int(V)
+        if self.levels and (self.levels != N or self.vocab_size != V):
+            raise ArwaveError(
+                f"nexttoken: the codec's RVQ ({N} levels, {V} codes) does not match the model config "
+                f"({self.levels} levels, {self.vocab_size} codes)"
+            )
+        return replace(self, levels=N, vocab_size=V)
+
 
 def check_config(m: NextTokenConfig) -> None:
     if m.cond not in COND_KINDS:
@@ -123,10 +144,11 @@ class NextToken(CodecGenerator):
 
     def __init__(self, cfg: NextTokenConfig, codec: nn.Module | None = None, quantizer: nn.Module | None = None):
         super().__init__()
-        if quantizer is None and codec is not None:
-            quantizer = codec_rvq(codec)
-        if quantizer is not None:
-            fill_from_rvq(cfg, quantizer)
+        if codec is not None:
+            quantizer = quantizer if quantizer is not None else codec_rvq(codec)
+            cfg = cfg.with_codec(codec.facts())
+        elif quantizer is not None:
+            cfg = cfg.with_quantizer(quantizer)
         if cfg.pattern not in PATTERNS:
             raise ArwaveError(f"nexttoken: pattern={cfg.pattern!r}, expected one of {', '.join(PATTERNS)}")
         if not cfg.levels or not cfg.vocab_size or not cfg.context_frames:
@@ -365,13 +387,3 @@ def codec_rvq(codec: nn.Module) -> nn.Module:
             "nexttoken needs a codec with the rvq bottleneck (train one with `arwave train codec --set bottleneck=rvq`)"
         )
     return rvq
-
-
-def fill_from_rvq(cfg: NextTokenConfig, rvq: nn.Module) -> None:
-    N, V = int(rvq.levels), int(rvq.codebook_size)
-    if cfg.levels and (cfg.levels != N or cfg.vocab_size != V):
-        raise ArwaveError(
-            f"nexttoken: the codec's RVQ ({N} levels, {V} codes) does not match the model config "
-            f"({cfg.levels} levels, {cfg.vocab_size} codes)"
-        )
-    cfg.levels, cfg.vocab_size = N, V

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from arwave.config import RunConfig
 from arwave.data.encoded import EncodedCrops
 from arwave.errors import ArwaveError
-from arwave.models.aar.task import clip_conditions
-from arwave.models.codec_parent import attach_codec_run
+from arwave.models.aar.task import clip_conditions, with_condition_facts
+from arwave.models.codec_parent import attach_codec_run, data_at_codec, resolved_config
 from arwave.models.nexttoken.model import NextToken, NextTokenConfig, check_config
 from arwave.training.task import Task
 
@@ -38,35 +38,36 @@ class NextTokenTask(Task):
     """Cross-entropy over every real token of the step layout (flat: all F·N; delay: no PAD)."""
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path):
-        from arwave.data.encoded import encode_splits, set_labels
+        from arwave.data.encoded import encode_splits
 
-        m: NextTokenConfig = cfg.model
-        check_config(m)
-        codec, cache_dir, key, device = attach_codec_run(cfg, run_dir, "nexttoken", "rvq")
-        cfg.data.sample_rate, cfg.data.channels = int(codec.sample_rate), int(codec.channels)
-        m.context_frames = int(m.context_frames or codec.window_frames)
-        cfg.data.segment_seconds = m.context_frames * codec.hop / codec.sample_rate
-        sets = encode_splits(
-            cfg.data,
+        check_config(cfg.model)
+        attached = attach_codec_run(cfg, run_dir, "nexttoken", "rvq")
+        codec, device, facts = attached.codec, attached.device, attached.facts
+        m: NextTokenConfig = cfg.model.with_codec(facts)
+        data = data_at_codec(cfg.data, facts, m.context_frames)
+        encoded = encode_splits(
+            data,
             lambda a: codec.encode(a[None].to(device))[0].cpu(),
-            cache_dir,
+            attached.cache_dir,
             "nexttoken-codes",
-            key,
+            attached.cache_key,
             build=lambda codes, labels, conds, split: CodeCrops(
                 codes, labels, m.context_frames, split == "train", conds
             ),
-            on_labels=(lambda names: set_labels(m, names)) if m.cond == "class" else None,
-            conditions=lambda files, split, skipped: clip_conditions(cfg, files, split, cache_dir, skipped),
+            conditions=lambda files, split, skipped: clip_conditions(
+                cfg.kind, m, files, split, attached.cache_dir, skipped
+            ),
         )
         codec.cpu()
-        if sets["train"] is None or len(sets["train"]) == 0:
-            secs = m.context_frames * codec.hop / codec.sample_rate
+        if encoded.train is None or len(encoded.train) == 0:
+            secs = facts.seconds(m.context_frames)
             raise ArwaveError(
                 f"nexttoken: no training file is at least context_frames={m.context_frames} ({secs:.2f} s) long"
             )
-        self.train_set = sets["train"]
-        self.val_set = sets["val"] if sets["val"] is not None and len(sets["val"]) else None
-        self.cfg = cfg
+        m = with_condition_facts(m, encoded)
+        self.config = resolved_config(cfg, m, data)
+        self.train_set = encoded.train
+        self.val_set = encoded.val if encoded.val is not None and len(encoded.val) else None
         self.model = NextToken(m, codec=codec)
 
     def loss(self, model, batch, step):
@@ -75,7 +76,7 @@ class NextTokenTask(Task):
             codes,
             labels=batch.get("label"),
             embeddings=batch.get("embedding"),
-            cond_drop=self.cfg.model.cond_drop if step >= 0 else 0.0,
+            cond_drop=self.config.model.cond_drop if step >= 0 else 0.0,
         )
         targets = self.model.to_steps(codes)
         valid = self.model.valid(codes.shape[-1], codes.device)
@@ -87,7 +88,7 @@ class NextTokenTask(Task):
 
     def samples(self, model, step: int) -> dict:
         """One training context sampled with the default settings (first class): RUN/samples/sample-<step>.wav."""
-        m = self.cfg.model
+        m = self.config.model
         label = 0 if m.cond == "class" and m.num_classes else None
         seconds = m.context_frames * model.codec.hop / model.sample_rate
         audio = model.generate(seconds, num=1, seed=0, class_label=label)[0]
