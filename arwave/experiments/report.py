@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,8 +127,6 @@ def finish_report(
 ) -> dict:
     """The end of every demo: the wall time into `results`, OUT/metrics.json, OUT/report.html (with the
     machine's torch and thread count beside `meta`), one line said; returns `results` with its path."""
-    import time
-
     results["wall_minutes"] = (time.time() - t_start) / 60
     write_json(out / "metrics.json", results)
     meta = {

@@ -34,7 +34,7 @@ class AttachedCodec:
 def attach_codec_run(cfg: RunConfig, run_dir: str | Path, kind: str, bottleneck: str) -> AttachedCodec:
     """Copy `cfg.model.codec_run` into RUN/codec (once), load it, check its bottleneck is the one `kind`
     models, and move it to the training device. `cfg` is not changed: the task resolves its config from
-    the returned facts (`resolve_with_codec`)."""
+    the returned facts (`Config.with_codec`, `data_at_codec`, `resolved_config`)."""
     from arwave import pretrained
     from arwave.checkpoint import copy_run, latest_checkpoint, load, read_config, resolve_run
 
