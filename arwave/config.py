@@ -134,6 +134,10 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     mixed_precision: bool = False  # bf16 autocast, used on GPU only
     compile: bool = False
+    # top-level parts of the model held fixed (e.g. "encoder,bottleneck" of a codec: a decoder-only
+    # fine-tune keeps every latent/token the same, so generators trained on them stay valid). Frozen
+    # parts get no gradient and stay in eval mode (no codebook EMA updates or dead-code resets)
+    freeze: tuple[str, ...] = ()
     threads: int = 0  # torch intra-op threads; 0 = torch's default (all cores)
     accumulate: int = 1  # micro-batches of data.batch_size summed into one optimiser step
     print_every: int = 0  # `arwave train` prints a progress line every N steps; 0 = every log_every

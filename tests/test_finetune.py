@@ -204,3 +204,34 @@ def test_finetune_the_bundled_classifier_keeps_its_classes(tmp_path, capsys):
     cfg = ckpt.read_config(out)
     assert cfg.init_from == "instrument-classifier" and cfg.model.label_names == names
     assert cfg.data.label_names == names
+
+
+@pytest.mark.parametrize("codec", ["tiny", "tiny-rvq"])
+def test_a_decoder_only_finetune_keeps_every_token(tmp_path, codec, capsys):
+    """train.freeze=encoder,bottleneck: the decoder learns (its weights move at a real learning rate)
+    while the encoder and bottleneck, codebook buffers included (EMA updates, dead-code resets), stay
+    bit-identical, so the tokens of any audio are unchanged and generators trained on them stay valid."""
+    manifest = make_manifest(tmp_path / "data")
+    source = make_codec_run(tmp_path / "source", codec)
+    tuned = tmp_path / "tuned"
+    args = ["train", "codec", "--init-from", str(source), "--data", str(manifest), "--max-steps", "3"]
+    sets = ["train.lr=1e-2", "train.warmup_steps=0", "train.val_every=0", "train.tensorboard=false"]
+    frozen = [*args, *sum((["--set", s] for s in sets), []), "--set", "train.freeze=encoder,bottleneck"]
+    assert main([*frozen, "--out", str(tuned), "--quiet"]) == 0
+    a = ckpt.load_tensors(ckpt.latest_checkpoint(source) / "model.safetensors")
+    b = ckpt.load_tensors(ckpt.latest_checkpoint(tuned) / "model.safetensors")
+    for name in a:
+        if name.startswith(("encoder.", "bottleneck.")):
+            assert torch.equal(a[name], b[name]), name
+    assert any(not torch.equal(a[n], b[n]) for n in a if n.startswith("decoder.")), "the decoder did not train"
+    audio = torch.randn(1, 1, 16000) * 0.1
+    before, after = ckpt.load(source), ckpt.load(tuned)
+    tokens = [before.encode(audio), after.encode(audio)]
+    flat = [t if torch.is_tensor(t) else torch.cat([s.flatten() for s in t]) for t in tokens]
+    assert torch.equal(flat[0], flat[1])
+    # a whole model frozen, or a part that does not exist: one line naming the parts there are
+    assert main([*args, "--set", "train.freeze=encoder,bottleneck,decoder", "--out", str(tmp_path / "x")]) == 2
+    assert "leaves nothing of the model to train" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main([*args, "--set", "train.freeze=encodr", "--out", str(tmp_path / "y")]) == 2
+    err = capsys.readouterr().err
+    assert "encodr is not a part of this model" in err and "encoder" in err and not (tmp_path / "y").exists()

@@ -98,11 +98,13 @@ def check_codec_kept(cfg: RunConfig) -> None:
 
 def check_source(cfg: RunConfig) -> None:
     """Everything about a fine-tune's source that can fail, checked before any file is written: its
-    kind, that the codec is kept, and that its weights fit the model `cfg` describes."""
+    kind, that the codec is kept, that its weights fit the model `cfg` describes, and `train.freeze`."""
     from arwave.registry import get_kind
 
     check_codec_kept(cfg)
-    init_weights(cfg, get_kind(cfg.kind).build_model(copy.deepcopy(cfg), None))
+    model = get_kind(cfg.kind).build_model(copy.deepcopy(cfg), None)
+    init_weights(cfg, model)
+    freeze(model, cfg.train.freeze)
 
 
 def init_weights(cfg: RunConfig, model: nn.Module, critic: nn.Module | None = None) -> None:
@@ -126,6 +128,29 @@ def init_weights(cfg: RunConfig, model: nn.Module, critic: nn.Module | None = No
         ) from None
     if critic is not None and (ckpt / "critic.safetensors").is_file():
         load_weights(critic, ckpt / "critic.safetensors")
+
+
+def freeze(model: nn.Module, names: tuple[str, ...] | list[str]) -> list[nn.Module]:
+    """Hold the named top-level parts of `model` fixed: no gradient from now on. Returns those parts, for
+    `train_mode` to keep in eval mode. An unknown name is an error listing the parts there are."""
+    parts = dict(model.named_children())
+    unknown = [n for n in names if n not in parts]
+    if unknown:
+        raise ConfigError(
+            f"train.freeze: {', '.join(unknown)} is not a part of this model (its parts: {', '.join(parts)})"
+        )
+    held = [parts[n].requires_grad_(False) for n in dict.fromkeys(names)]
+    if held and not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError(f"train.freeze: {', '.join(names)} leaves nothing of the model to train")
+    return held
+
+
+def train_mode(model: nn.Module, held: list[nn.Module]) -> None:
+    """model.train(), except the frozen parts, which stay in eval mode: a frozen codec bottleneck must
+    not move its codebooks (EMA updates, dead-code resets) nor sample, or its tokens would change."""
+    model.train()
+    for part in held:
+        part.eval()
 
 
 def model_changes(src: RunConfig, cfg: RunConfig) -> list[str]:

@@ -40,7 +40,7 @@ from arwave.config import RunConfig, run_config_to_json
 from arwave.errors import ArwaveError, Terminated
 from arwave.paths import atomic_write_text, check_output_folder
 from arwave.registry import check_run_config, get_kind
-from arwave.training import distributed
+from arwave.training import distributed, finetune
 from arwave.training.logger import MetricsLog, plot_metrics
 from arwave.training.sampler import ResumableBatchSampler
 from arwave.training.task import Task
@@ -191,8 +191,6 @@ def _run(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, task
         )
     fine_tune = bool(cfg.init_from) and start is None
     if fine_tune:  # before anything is written or encoded: a source that does not fit fails now
-        from arwave.training import finetune
-
         finetune.check_source(cfg)
         finetune.check_labels(cfg)
     if main:
@@ -210,6 +208,7 @@ def _run(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, task
     distributed.barrier()
 
     model = task.model.to(device)
+    held = finetune.freeze(model, tc.freeze)  # before the optimiser and DDP see the parameters
     critic = task.critic.to(device) if task.critic is not None else None
     optimizer = _optimizer(model.parameters(), tc.lr, tc.betas, tc.weight_decay)
     if optimizer is None:
@@ -311,7 +310,7 @@ def _run(cfg: RunConfig, run_dir: str | Path, resume: bool, progress: bool, task
             # noise draws are a function of (seed, step, rank) alone, so a resumed run repeats them exactly
             torch.manual_seed(tc.seed * 1_000_003 + step * 1_009 + dist_info.rank)
             lr = set_lr(step)
-            model.train()
+            finetune.train_mode(model, held)
             optimizer.zero_grad(set_to_none=True)
             if critic_opt is not None:
                 critic_opt.zero_grad(set_to_none=True)
