@@ -304,7 +304,8 @@ def test_stream_equals_generate_with_the_real_causal_codec():
     model = randomize_zero_init(CAM(cfg, codec, sample_rate=codec.sample_rate, channels=codec.channels)).eval()
     seconds = 0.1 + 37 / codec.sample_rate  # not a whole number of frames
     chunks = list(model.stream(seconds, seed=4))
-    assert all(c.shape == (codec.channels, codec.hop) for c in chunks[:-1])
+    assert chunks[0].shape == (codec.channels, codec.hop)  # first audio: one frame
+    assert all(c.shape[0] == codec.channels and c.shape[1] % codec.hop == 0 for c in chunks[:-1])
     streamed = torch.cat(chunks, -1)
     offline = model.generate(seconds, seed=4)[0]
     assert streamed.shape == offline.shape == (codec.channels, round(seconds * codec.sample_rate))
@@ -316,6 +317,37 @@ def test_stream_equals_generate_with_the_real_causal_codec():
         atol=1e-5,
         rtol=1e-4,
     )
+
+
+def test_a_busy_stream_decoder_catches_up_in_blocks(monkeypatch):
+    """While the decoding thread is busy, new frames wait and are decoded together in its next step
+    (one batched streaming step per block): fewer, longer chunks, the same audio as `generate`."""
+    import time
+
+    from arwave.registry import get_kind, preset
+
+    codec = get_kind("codec").build_model(preset("codec", "tiny-continuous"), None).eval()
+    torch.manual_seed(0)
+    cfg = tiny_config(latent_dim=codec.latent_dim, hop=codec.hop)
+    model = randomize_zero_init(CAM(cfg, codec, sample_rate=codec.sample_rate, channels=codec.channels)).eval()
+    real = model._frame_decoder
+    blocks = []
+
+    def slow(prompt=None):
+        prepare, step, batched = real(prompt)
+
+        def slow_step(z):
+            blocks.append(z.shape[-1])
+            time.sleep(0.05)
+            return step(z)
+
+        return prepare, slow_step, batched
+
+    monkeypatch.setattr(model, "_frame_decoder", slow)
+    seconds = 24 * codec.hop / codec.sample_rate
+    chunks = list(model.stream(seconds, seed=5))
+    assert blocks[0] == 1 and max(blocks) > 1 and sum(blocks) == 24 and len(chunks) == len(blocks) < 24
+    torch.testing.assert_close(torch.cat(chunks, -1), model.generate(seconds, seed=5)[0], atol=1e-5, rtol=1e-4)
 
 
 def test_stream_falls_back_to_window_decoding():

@@ -15,7 +15,10 @@ Reported per (preset, head, batch):
 - first_audio_ms: from the start of sampling to the first decoded chunk (start-token step + first
   head sample + first decoder step);
 - stream_rtf, stream_first_audio_ms (batch 1): the same through `CAM.stream`, which decodes on a
-  second thread while the next frame is generated (needs two free cores to gain);
+  second thread while the next frames are generated (needs two free cores to gain), frames that
+  arrive while it is busy decoded together in its next step;
+- generate_rtf (batch 1): `CAM.generate`, what `arwave generate` does: every frame first, then one
+  batched decode of the whole clip (no first-audio figure: nothing plays until the end);
   stream_inline_rtf, stream_inline_first_audio_ms: `CAM.stream(pipeline=False)`, decoding on the
   calling thread (what the thread buys on this machine right now);
 - peak_rss_delta_mb: growth of the process's peak resident memory (getrusage ru_maxrss) during the
@@ -123,6 +126,9 @@ def measure(
                 f"{name}_rtf": round(n / codec.sample_rate / stream_wall, 3),
                 f"{name}_first_audio_ms": round(1000 * first_chunk, 3),
             }
+        t0 = time.perf_counter()
+        audio = model.generate(frames * frame_s, seed=seed, **opts)
+        stream["generate_rtf"] = round(audio.shape[-1] / codec.sample_rate / (time.perf_counter() - t0), 3)
     return {
         **stream,
         "batch": batch,
@@ -191,7 +197,7 @@ def format_table(rows: list[dict]) -> str:
     head = (
         f"{'preset':7} {'head':5} {'B':>3} {'params':>8} {'backbone':>9} {'head':>8} {'decode':>8} {'total':>8} "
         f"{'median':>8} {'frame':>7} {'RTF':>7} {'RTF/str':>7} {'1st ms':>7} {'streamRTF':>9} {'str 1st':>7} "
-        f"{'inlineRTF':>9}"
+        f"{'inlineRTF':>9} {'genRTF':>7}"
     )
     lines = [head, "-" * len(head)]
     nan = float("nan")
@@ -202,9 +208,10 @@ def format_table(rows: list[dict]) -> str:
             f"{m['head']:>8.2f} {m['decode']:>8.2f} {m['total']:>8.2f} {r['median_frame_ms']:>8.2f} "
             f"{r['frame_ms']:>7.1f} {r['rtf']:>7.2f} "
             f"{r['rtf_per_stream']:>7.2f} {r['first_audio_ms']:>7.1f} {r.get('stream_rtf', nan):>9.2f} "
-            f"{r.get('stream_first_audio_ms', nan):>7.1f} {r.get('stream_inline_rtf', nan):>9.2f}"
+            f"{r.get('stream_first_audio_ms', nan):>7.1f} {r.get('stream_inline_rtf', nan):>9.2f} "
+            f"{r.get('generate_rtf', nan):>7.2f}"
         )
     return "\n".join(lines) + (
         "\n(ms per frame; RTF = audio seconds per wall second; stream = CAM.stream with its "
-        "decoding thread, inline = pipeline=False)"
+        "decoding thread, inline = pipeline=False, gen = CAM.generate: frames, then one batched decode)"
     )

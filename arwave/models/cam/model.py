@@ -401,24 +401,28 @@ class CAM(AudioGenerator):
     def stream(
         self, seconds: float, seed: int | None = None, *, pipeline: bool = True, **sampling
     ) -> Iterator[torch.Tensor]:
-        """Yield (channels, hop) chunks as frames are generated and decoded (the last chunk is cut to
-        length). Causal codecs decode frame by frame through `codec.streaming_decoder()`; otherwise
-        each chunk is decoded from a window of the last `stream_window` frames.
+        """Yield audio chunks (channels, n·hop) as frames are generated and decoded (the last chunk is
+        cut to length). Causal codecs decode through `codec.streaming_decoder()`, which is exact for any
+        number of frames per step; otherwise each frame is decoded from a window of the last
+        `stream_window` frames.
 
-        pipeline=True: decoding runs on a second thread, overlapped with generating the next frame
+        pipeline=True: decoding runs on a second thread, overlapped with generating the next frames
         (torch releases the GIL inside its kernels), so a frame costs max(generate, decode) rather
         than their sum on a machine with two free cores; the decoder's one-time preparation (weight
-        norm folded, prompt primed) overlaps the first frame's generation. Each chunk is yielded as
-        soon as it is decoded. pipeline=False decodes on the calling thread (same output)."""
+        norm folded, prompt primed) overlaps the first frame's generation. The first frame is decoded
+        alone (first audio as early as possible); after it, every frame generated while the decoder was
+        busy is decoded together in its next step — one batched decode costs far less per frame than
+        frame-by-frame (docs/benchmarks.md), so a decoder that falls behind catches up instead of
+        setting the pace. pipeline=False decodes each frame on the calling thread (same audio)."""
         self._check_options(sampling)
         frames, samples = self._seconds_to_frames(seconds)
         prompt = self._prompt_latents(sampling.pop("prompt", None))
         g = make_generator(seed, self.start.device)
-        prepare, decoder = self._frame_decoder(prompt)
+        prepare, decoder, batched = self._frame_decoder(prompt)
 
-        def decode(x):
+        def decode(xs: list[torch.Tensor]):
             with torch.inference_mode():
-                return decoder(x[:, :, None])[0].float()
+                return decoder(torch.stack(xs, dim=-1))[0].float()
 
         emitted = 0
 
@@ -432,7 +436,7 @@ class CAM(AudioGenerator):
         if not pipeline:
             prepare()
             for x in latents:
-                yield cut(decode(x))
+                yield cut(decode([x]))
             return
 
         def prepare_on_thread():
@@ -441,24 +445,31 @@ class CAM(AudioGenerator):
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cam-decode") as pool:
             pending = pool.submit(prepare_on_thread)  # jobs run in order on the one worker
+            waiting: list[torch.Tensor] = []  # frames generated, not yet handed to the decoder
             first = True
             for x in latents:
-                job = pool.submit(decode, x)  # decodes while the loop generates frame t + 1
-                if first:  # latency to first audio: wait for it now
+                waiting.append(x)
+                if first:  # latency to first audio: decode the first frame alone and wait for it
                     first = False
                     pending.result()
-                    yield cut(job.result())
-                    pending = None
+                    yield cut(pool.submit(decode, waiting).result())
+                    waiting, pending = [], None
                     continue
+                if pending is not None and not pending.done() and batched:
+                    continue  # the decoder is busy: this frame joins the next block
                 if pending is not None:
                     yield cut(pending.result())
-                pending = job
+                pending, waiting = pool.submit(decode, waiting), []
             if pending is not None:
                 yield cut(pending.result())
+            if waiting:
+                yield cut(decode(waiting))
 
     def _frame_decoder(self, prompt: torch.Tensor | None = None):
-        """(prepare, step): `step` maps a frame (1, D, 1) to audio (1, C, hop); `prepare()` must run
-        once before the first step: it readies the decoder and primes it with the prompt's latents."""
+        """(prepare, step, batched): `step` maps frames (1, D, n) to audio (1, C, n·hop); `prepare()` must
+        run once before the first step: it readies the decoder and primes it with the prompt's latents.
+        batched: whether a step may take several frames at once (a causal streaming decoder);
+        otherwise it takes one frame at a time."""
         codec = self.codec
         make = getattr(codec, "streaming_decoder", None)
         if make is not None and getattr(codec, "causal", True):
@@ -472,7 +483,7 @@ class CAM(AudioGenerator):
                 for t in range(prompt.shape[-1] if prompt is not None else 0):
                     dec.step(prompt[None, :, t : t + 1])
 
-            return prepare, dec.step
+            return prepare, dec.step, True
         window = max(1, int(self.cam.stream_window))
         history = [] if prompt is None else [prompt[None, :, t : t + 1] for t in range(prompt.shape[-1])]
 
@@ -481,4 +492,4 @@ class CAM(AudioGenerator):
             del history[:-window]
             return codec.decode(torch.cat(history, dim=-1))[..., -self.hop :]
 
-        return (lambda: None), step
+        return (lambda: None), step, False
