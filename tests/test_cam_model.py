@@ -246,6 +246,18 @@ def test_class_conditioning_and_guidance():
         make().sample_latents(2, class_label=0)
 
 
+def test_the_configs_guidance_is_the_default_of_class_conditioned_sampling():
+    """CAMConfig.cfg applies when a class is asked for and no cfg is given; an explicit cfg (0 too) wins;
+    unconditional sampling has no guidance to apply."""
+    model = make(num_classes=3, label_names=["a", "b", "c"], cfg=2.5)
+    default = model.sample_latents(4, seed=1, class_label=1)
+    assert torch.equal(default, model.sample_latents(4, seed=1, class_label=1, cfg=2.5))
+    assert not torch.allclose(default, model.sample_latents(4, seed=1, class_label=1, cfg=0.0))
+    plain = make(num_classes=3, label_names=["a", "b", "c"])  # same seed, same weights, cfg 0
+    assert torch.equal(plain.sample_latents(4, seed=1, class_label=1), model.sample_latents(4, seed=1, class_label=1, cfg=0))
+    assert torch.isfinite(model.sample_latents(3, seed=1)).all()  # no class: no guidance, no error
+
+
 def test_class_dropout_in_training():
     model = make(num_classes=2, class_dropout=1.0).train()
     x, labels = torch.randn(2, 8, D), torch.tensor([0, 1])

@@ -70,6 +70,7 @@ class CAMConfig:
     num_classes: int = 0  # filled from the data when conditional
     label_names: list[str] = field(default_factory=list)
     class_dropout: float = 0.1  # label dropped in training (enables CFG)
+    cfg: float = 0.0  # classifier-free guidance of class-conditioned sampling when the caller gives none
     # codec
     codec_run: str = ""  # codec run folder (required to start training)
     stream_window: int = 8  # frames decoded per chunk if the codec cannot stream
@@ -93,6 +94,7 @@ class CAMConfig:
         "noise_aug_mode": OneOf(MODES),
         "k_inf": between(0, 1, hi_open=True),
         "class_dropout": between(0, 1, hi_open=True),
+        "cfg": at_least(0),
         "stream_window": at_least(1),
     }
 
@@ -263,7 +265,7 @@ class CAM(AudioGenerator):
         head_steps: int | None = None,
         temperature: float = 1.0,
         class_label=None,
-        cfg: float = 0.0,
+        cfg: float | None = None,
         prompt_latents: torch.Tensor | None = None,
         timings: dict | None = None,
     ) -> Iterator[torch.Tensor]:
@@ -279,7 +281,9 @@ class CAM(AudioGenerator):
         if not 0.0 <= k_inf < 1.0:
             raise ArwaveError(f"k_inf must be in [0, 1), got {k_inf}")
         index = self._class_index(class_label)
-        cfg = float(cfg or 0.0)
+        if cfg is None:  # the model's default guidance, for class-conditioned sampling only
+            cfg = c.cfg if index is not None and c.head != "gmm" else 0.0
+        cfg = float(cfg)
         if cfg and index is None:
             raise ArwaveError("cfg (classifier-free guidance) needs a class_label")
         if cfg and c.head == "gmm":
