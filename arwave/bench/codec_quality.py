@@ -11,6 +11,13 @@ file, at each codec's own rate and channels, reconstructs them and reports per c
     cpu_xrt      seconds of audio per CPU second of this process (all its threads): with 1 thread, the
                  speed of one core, robust to other work on the machine (wall time is not)
 
+With `labelled` (a manifest with instrument labels, e.g. the corpus) and `classifier`, also:
+
+    recognised   per class: the share of the labelled test split's clips (the middle `seconds` of each
+                 file) that `classifier` puts in their own class, for the originals (`real`) and for
+                 their reconstructions (`recon`). A generator over this codec is heard through its
+                 decoder: a class the decoder does not keep is hard to generate recognisably.
+
 and the same figures for Opus at `opus_kbps` (opusenc/opusdec of Debian's opus-tools, used here only,
 not a dependency of arwave; the row is left out when they are missing).
 """
@@ -96,6 +103,28 @@ def opus_roundtrip(clip: torch.Tensor, sample_rate: int, kbps: float) -> torch.T
     return torch.nn.functional.pad(y, (0, max(0, n - y.shape[-1])))[..., :n]
 
 
+def recognised_after_reconstruction(codec, classifier, labelled: str | Path, seconds: float) -> dict:
+    """{class: {"clips", "real", "recon"}}: how often `classifier` recognises the labelled test clips'
+    own class, before and after `codec` reconstructs them (see the module docstring)."""
+    from arwave.bench.generation_quality import real_clips_by_class
+
+    by_class = real_clips_by_class(labelled, codec.sample_rate, codec.channels, seconds)
+    names = list(classifier.label_names)
+    out = {}
+    for label, clips in sorted(by_class.items()):
+        if label not in names or not clips:
+            continue
+        recons = [codec.reconstruct(x[None])[0] for x in clips]
+        hits = {}
+        for what, waves in (("real", clips), ("recon", recons)):
+            post = torch.as_tensor(classifier.posteriors(waves, codec.sample_rate))
+            hits[what] = float((post.argmax(-1) == names.index(label)).float().mean())
+        out[label] = {"clips": len(clips), **hits}
+    if not out:
+        raise ArwaveError(f"{labelled}: no test clips labelled with a class of the classifier ({', '.join(names)})")
+    return out
+
+
 @torch.no_grad()
 def bench_codec_quality(
     codecs: list[str],
@@ -104,10 +133,13 @@ def bench_codec_quality(
     seconds: float = 10.0,
     opus_kbps: float = 6.0,
     progress: bool = True,
+    labelled: str | Path | None = None,
+    classifier: str = "instrument-classifier",
 ) -> dict:
     from arwave import load
 
     rows, clip_cache = [], {}
+    judge = load(classifier) if labelled else None
     for name in codecs:
         codec = load(name)
         codec.eval()
@@ -128,11 +160,18 @@ def bench_codec_quality(
             cpu_xrt=len(refs) * seconds / cpu,
             threads=torch.get_num_threads(),
         )
+        if judge is not None:
+            per_class = recognised_after_reconstruction(codec, judge, labelled, seconds)
+            row["recognised"] = per_class
+            row["recognised_recon"] = sum(v["recon"] * v["clips"] for v in per_class.values()) / sum(
+                v["clips"] for v in per_class.values()
+            )
         rows.append(row)
         if progress:
+            kept = f", recognised after reconstruction {row['recognised_recon']:.2f}" if judge is not None else ""
             print(
                 f"[codec-quality] {name}: mel {row['mel']:.3f}, ratio {row['ratio']:.3f}, "
-                f"rms ±{row['rms_db']:.2f} dB, {row['xrt']:.0f}x real time",
+                f"rms ±{row['rms_db']:.2f} dB, {row['xrt']:.0f}x real time{kept}",
                 flush=True,
             )
     if opus_kbps and shutil.which("opusenc") and shutil.which("opusdec"):
@@ -141,4 +180,5 @@ def bench_codec_quality(
             row = _figures(f"opus-{opus_kbps:g}kbps", refs, recons, rate)
             row.update(bottleneck="opus", tokens_per_second=None, xrt=None)
             rows.append(row)
-    return {"bench": "codec-quality", "manifest": str(manifest), "clips": clips, "seconds": seconds, "rows": rows}
+    out = {"bench": "codec-quality", "manifest": str(manifest), "clips": clips, "seconds": seconds, "rows": rows}
+    return out | ({"labelled": str(labelled), "classifier": classifier} if labelled else {})

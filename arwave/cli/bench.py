@@ -130,7 +130,14 @@ def run_codec_quality(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = bench_codec_quality(
-        args.codecs, args.data, clips=args.clips, seconds=args.seconds, opus_kbps=args.opus_kbps, progress=not args.json
+        args.codecs,
+        args.data,
+        clips=args.clips,
+        seconds=args.seconds,
+        opus_kbps=args.opus_kbps,
+        progress=not args.json,
+        labelled=args.labelled,
+        classifier=args.classifier,
     )
     out["machine"] = machine()
     _print_rows(
@@ -146,6 +153,7 @@ def run_codec_quality(args) -> int:
             "rms_db_max",
             "xrt",
             "cpu_xrt",
+            *(["recognised_recon"] if args.labelled else []),
         ],
     )
     if args.json:
@@ -221,6 +229,12 @@ def register(sub) -> None:
     q.add_argument("--clips", type=int, default=12)
     q.add_argument("--seconds", type=float, default=10.0)
     q.add_argument("--opus-kbps", type=float, default=6.0, help="Opus reference bitrate (0 = none) [6]")
+    q.add_argument(
+        "--labelled",
+        metavar="MANIFEST",
+        help="labelled manifest: also the share of its test clips CLASSIFIER recognises after reconstruction",
+    )
+    q.add_argument("--classifier", default="instrument-classifier", help="for --labelled [instrument-classifier]")
     q.add_argument("--threads", type=int)
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=run_codec_quality)
