@@ -59,6 +59,8 @@ def run_aar_vs_nexttoken(args) -> int:
             args.data,
             args.seed,
             not args.quiet,
+            aar=args.aar,
+            nexttoken=args.nexttoken,
         ),
         args,
     )
@@ -95,6 +97,10 @@ def register(sub) -> None:
     c.add_argument("--msrq-codec", metavar="RUN", help="msrq codec run (default: train one)")
     c.add_argument("--rvq-codec", metavar="RUN", help="rvq codec run (default: train one)")
     c.add_argument("--classifier", metavar="RUN", help="classifier run for FAD/ISc/KL (default: train one)")
+    c.add_argument("--aar", metavar="NAME|RUN", help="compare this AAR (e.g. the bundled aar) instead of training one")
+    c.add_argument(
+        "--nexttoken", metavar="NAME|RUN", help="compare this next-token model (e.g. the bundled nexttoken) instead of training one"
+    )
     c.add_argument("--num-per-class", type=int, default=2)
     c.add_argument("--seconds", type=float, help="length of each generated clip [one window]")
     c.add_argument("--seed", type=int, default=0)

@@ -34,6 +34,16 @@ def _data_overrides(data: str | None) -> list[str]:
     return [f"data.manifest={Path(data).resolve()}"] if data else []
 
 
+def _trained_steps(run: str | Path) -> int:
+    """Optimiser steps behind a run (its metrics.csv) or a bundle (its card's `steps`)."""
+    from arwave import pretrained
+
+    bundle = pretrained.find(run)
+    if bundle is not None:
+        return int(pretrained.read_card(bundle).get("steps") or 0)
+    return int(final_metrics(Path(run)).get("steps", 0))
+
+
 def _plot_runs(runs: dict[str, Path], png: Path, title: str) -> Path:
     """Training loss of several runs on one plot (train split, smoothed by the log interval)."""
     import matplotlib
@@ -309,27 +319,26 @@ def aar_vs_nexttoken(
     data: str | None = None,
     seed: int = 0,
     progress: bool = True,
+    aar: str | None = None,
+    nexttoken: str | None = None,
 ) -> dict:
+    """Train AAR and next-token for `minutes` each (on codecs trained here unless given), or compare the
+    given ones (`aar` / `nexttoken`: bundled names or runs, e.g. the bundled models), then generate
+    `num_per_class` clips per class with CFG 2 and score them against the test split."""
+    import dataclasses
+
     import arwave
     from arwave.data.dataset import dataset_for_split
     from arwave.evaluation.generated import evaluate_generated
 
     out = Path(out)
     d = _data_overrides(data)
-    msrq = (
-        Path(msrq_run)
-        if msrq_run
-        else train_or_reuse(
-            "codec", f"{preset}-msrq", out / "runs" / "codec-msrq", minutes, data_overrides=d, progress=progress
-        )
-    )
-    rvq = (
-        Path(rvq_run)
-        if rvq_run
-        else train_or_reuse(
-            "codec", f"{preset}-rvq", out / "runs" / "codec-rvq", minutes, data_overrides=d, progress=progress
-        )
-    )
+
+    def codec(given, bottleneck):
+        if given:
+            return Path(given)
+        folder = out / "runs" / f"codec-{bottleneck}"
+        return train_or_reuse("codec", f"{preset}-{bottleneck}", folder, minutes, data_overrides=d, progress=progress)
     classifier = (
         Path(classifier_run)
         if classifier_run
@@ -343,17 +352,26 @@ def aar_vs_nexttoken(
         )
     )
     runs = {
-        "AAR": train_or_reuse(
-            "aar", preset, out / "runs" / "aar", minutes, [f"codec_run={run_ref(msrq)}"], d, progress
+        "AAR": aar
+        or train_or_reuse(
+            "aar", preset, out / "runs" / "aar", minutes, [f"codec_run={run_ref(codec(msrq_run, 'msrq'))}"], d, progress
         ),
-        "next-token": train_or_reuse(
-            "nexttoken", preset, out / "runs" / "nexttoken", minutes, [f"codec_run={run_ref(rvq)}"], d, progress
+        "next-token": nexttoken
+        or train_or_reuse(
+            "nexttoken",
+            preset,
+            out / "runs" / "nexttoken",
+            minutes,
+            [f"codec_run={run_ref(codec(rvq_run, 'rvq'))}"],
+            d,
+            progress,
         ),
     }
     rows, audio, results = [], [], {}
     for name, run in runs.items():
         model = arwave.load(run)
         labels = list(model.config.model.label_names)
+        test_data = model.config.data if not data else dataclasses.replace(model.config.data, manifest=str(data))
         secs = seconds or getattr(model, "window_seconds", 1.0)
         t0 = time.time()
         waves = torch.cat(
@@ -363,9 +381,7 @@ def aar_vs_nexttoken(
             ]
         )
         gen_s = time.time() - t0
-        ref = dataset_for_split(
-            model.config.data, "test", segment_samples=waves.shape[-1], random_crop=False, tiled=True
-        )
+        ref = dataset_for_split(test_data, "test", segment_samples=waves.shape[-1], random_crop=False, tiled=True)
         ev = evaluate_generated(
             waves,
             ref,
@@ -377,7 +393,7 @@ def aar_vs_nexttoken(
             "eval": ev,
             "generation_seconds": gen_s,
             "audio_seconds": waves.shape[0] * secs,
-            "steps": final_metrics(run).get("steps", 0),
+            "steps": _trained_steps(run),
         }
         for emb in ev["embedders"]:
             rows.append(
@@ -398,7 +414,8 @@ def aar_vs_nexttoken(
             [f"{name}: {l}" for l in labels[:4]],
         )
     (out / "media").mkdir(parents=True, exist_ok=True)
-    _plot_runs(runs, out / "media" / "loss.png", "AAR vs next-token training loss (cross-entropy)")
+    logged = {name: Path(run) for name, run in runs.items() if (Path(run) / "metrics.csv").is_file()}
+    _plot_runs(logged, out / "media" / "loss.png", "AAR vs next-token training loss (cross-entropy)")
     summary = {"experiment": "aar-vs-nexttoken", "minutes_per_model": minutes, "preset": preset, "results": results}
     write_json(out / "results.json", summary)
     write_report(
