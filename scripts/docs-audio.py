@@ -2,7 +2,7 @@
 
     python scripts/docs-audio.py [--data data/music24k.jsonl]
 
-Reconstructions of held-out clips 0 and 5 (the clips of docs/codec.md, "Listen") by codec-latent, and
+Reconstructions of held-out clips 0 and 5 (the clips of docs/codec.md, "Listen") by the bundled codecs, and
 10-s class-conditioned clips from cam and aar (seed 0), at 1 thread. Ogg Vorbis keeps the repository small.
 """
 
@@ -27,16 +27,18 @@ def write(name: str, audio: torch.Tensor, rate: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data", default="data/music24k.jsonl")
+    p.add_argument("--codecs", default="codec-latent,codec-sat,codec-rvq", help="comma list of codecs to write")
     args = p.parse_args()
     torch.set_num_threads(1)
     OUT.mkdir(parents=True, exist_ok=True)
-    codec = arwave.load("codec-latent")
-    clips = held_out_clips(args.data, codec.sample_rate, codec.channels)
     with torch.no_grad():
-        for i in (0, 5):
-            recon = codec.reconstruct(clips[i][None])[0][..., : clips[i].shape[-1]]
-            write(f"heldout{i}-codec-latent", recon, codec.sample_rate)
-        for model_name, classes in (("cam", ("piano", "trumpet", "violin")), ("aar", ("piano", "flute"))):
+        for codec_name in args.codecs.split(","):
+            codec = arwave.load(codec_name)
+            clips = held_out_clips(args.data, codec.sample_rate, codec.channels)
+            for i in (0, 5):
+                recon = codec.reconstruct(clips[i][None])[0][..., : clips[i].shape[-1]]
+                write(f"heldout{i}-{codec_name}", recon, codec.sample_rate)
+        for model_name, classes in (("cam", ("piano", "trumpet", "violin", "church_organ")), ("aar", ("piano", "flute"))):
             model = arwave.load(model_name)
             for label in classes:
                 audio = model.generate(seconds=10, seed=0, class_label=label)[0]
