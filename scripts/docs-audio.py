@@ -38,7 +38,8 @@ def main() -> None:
             for i in (0, 5):
                 recon = codec.reconstruct(clips[i][None])[0][..., : clips[i].shape[-1]]
                 write(f"heldout{i}-{codec_name}", recon, codec.sample_rate)
-        for model_name, classes in (("cam", ("piano", "trumpet", "violin", "church_organ")), ("aar", ("piano", "flute"))):
+        examples = (("cam", ("piano", "trumpet", "violin", "church_organ")), ("aar", ("piano", "flute")))
+        for model_name, classes in examples:
             model = arwave.load(model_name)
             for label in classes:
                 audio = model.generate(seconds=10, seed=0, class_label=label)[0]

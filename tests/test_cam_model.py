@@ -254,7 +254,8 @@ def test_the_configs_guidance_is_the_default_of_class_conditioned_sampling():
     assert torch.equal(default, model.sample_latents(4, seed=1, class_label=1, cfg=2.5))
     assert not torch.allclose(default, model.sample_latents(4, seed=1, class_label=1, cfg=0.0))
     plain = make(num_classes=3, label_names=["a", "b", "c"])  # same seed, same weights, cfg 0
-    assert torch.equal(plain.sample_latents(4, seed=1, class_label=1), model.sample_latents(4, seed=1, class_label=1, cfg=0))
+    unguided = model.sample_latents(4, seed=1, class_label=1, cfg=0)
+    assert torch.equal(plain.sample_latents(4, seed=1, class_label=1), unguided)
     assert torch.isfinite(model.sample_latents(3, seed=1)).all()  # no class: no guidance, no error
 
 
@@ -360,6 +361,37 @@ def test_a_busy_stream_decoder_catches_up_in_blocks(monkeypatch):
     chunks = list(model.stream(seconds, seed=5))
     assert blocks[0] == 1 and max(blocks) > 1 and sum(blocks) == 24 and len(chunks) == len(blocks) < 24
     torch.testing.assert_close(torch.cat(chunks, -1), model.generate(seconds, seed=5)[0], atol=1e-5, rtol=1e-4)
+
+
+def test_stream_blocks_grow_only_ahead_of_real_time():
+    """A consumer that takes chunks as fast as they come (a file) gets blocks of up to stream_block_max
+    frames; one that plays each chunk in real time never waits for a block (one frame per step)."""
+    import time
+
+    from arwave.registry import get_kind, preset
+
+    codec = get_kind("codec").build_model(preset("codec", "tiny-continuous"), None).eval()
+    torch.manual_seed(0)
+    cfg = tiny_config(latent_dim=codec.latent_dim, hop=codec.hop)
+    model = randomize_zero_init(CAM(cfg, codec, sample_rate=codec.sample_rate, channels=codec.channels)).eval()
+    real_frames = model.frames
+
+    def paced_frames(*args, **kwargs):  # a generator 3x faster than real time, slower than this decoder
+        for x in real_frames(*args, **kwargs):
+            time.sleep(codec.hop / codec.sample_rate / 3)
+            yield x
+
+    model.frames = paced_frames
+    seconds = 40 * codec.hop / codec.sample_rate
+    fast = [c.shape[-1] // codec.hop for c in model.stream(seconds, seed=6)]
+    assert fast[0] == 1 and 4 <= max(fast) <= model.stream_block_max and sum(fast) == 40
+    played = []
+    for chunk in model.stream(seconds, seed=6):
+        played.append(chunk.shape[-1] // codec.hop)
+        time.sleep(chunk.shape[-1] / codec.sample_rate)  # a real-time player
+    assert max(played) <= 2 and played.count(1) >= len(played) - 2  # (a busy decoder may join two frames)
+    offline = model.generate(seconds, seed=6)[0]
+    torch.testing.assert_close(torch.cat(list(model.stream(seconds, seed=6)), -1), offline, atol=1e-5, rtol=1e-4)
 
 
 def test_stream_falls_back_to_window_decoding():

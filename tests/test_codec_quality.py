@@ -19,9 +19,8 @@ def _labelled(folder):
     folder.mkdir()
     t = np.arange(RATE) / RATE
     rows = []
-    for i, (label, freq, split) in enumerate(
-        [("low", 220, "test"), ("low", 250, "test"), ("high", 1800, "test"), ("high", 2000, "test"), ("low", 230, "train")]
-    ):
+    tones = [("low", 220, "test"), ("low", 250, "test"), ("high", 1800, "test"), ("high", 2000, "test")]
+    for i, (label, freq, split) in enumerate([*tones, ("low", 230, "train")]):
         path = folder / f"{i}.wav"
         sf.write(path, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), RATE)
         rows.append({"path": str(path), "label": label, "split": split, "duration": 1.0})

@@ -6,7 +6,7 @@ then runs `rounds` rounds; a round times every variant once (`reps` calls each, 
 round). Reported per variant: the median over rounds of (this variant's time / the first variant's time
 in the same round), and the median seconds per call (absolute: re-measure on a quiet machine).
 
-    python -m arwave.bench.ab head int8-linear int8-cam aar [--rounds 7] [--json]
+    python -m arwave.bench.ab head int8-linear int8-cam aar stream [--rounds 7] [--json]
 
 Random weights (speed does not depend on training), one intra-op thread.
 """
@@ -183,7 +183,50 @@ def exp_aar(rounds: int, preset: str = "small", seconds: float = 2.0) -> dict:
         }
 
 
-EXPERIMENTS = {"head": exp_head, "int8-linear": exp_int8_linear, "int8-cam": exp_int8_cam, "aar": exp_aar}
+def exp_stream(rounds: int, preset: str = "small", seconds: float = 10.0) -> dict:
+    """`CAM.stream` (decoding thread) with blocks of frames per decoder step (`stream_block_max`: up to
+    that many once the stream is ahead of real time; 1 = only frames that arrived while the decoder was
+    busy) against the one-frame-per-step decoder it replaced (the same code with `batched` forced off),
+    and `generate` (all frames, then one batched decode) for reference."""
+    from arwave.bench.cam import build_random
+
+    model, _ = build_random(preset, "rf", codec="cpu")
+    blocks = model._frame_decoder
+
+    def one_frame_per_step(prompt=None):
+        prepare, step, _ = blocks(prompt)
+        return prepare, step, False
+
+    def stream(per_frame: bool, most: int = 1):
+        def run():
+            model._frame_decoder = one_frame_per_step if per_frame else blocks
+            model.stream_block_max = most
+            try:
+                for _ in model.stream(seconds, seed=0):
+                    pass
+            finally:
+                model._frame_decoder = blocks
+                del model.stream_block_max
+
+        return run
+
+    runs = {
+        "stream, one frame per decoder step (before)": stream(True),
+        "stream, blocks only while the decoder is busy": stream(False),
+        **{f"stream, blocks of up to {k} frames when ahead": stream(False, k) for k in (4, 8)},
+        "generate (frames, then one decode)": lambda: model.generate(seconds, seed=0),
+    }
+    with torch.inference_mode():
+        return {f"cam {preset} rf, {seconds:g} s of audio": interleaved(runs, rounds)}
+
+
+EXPERIMENTS = {
+    "head": exp_head,
+    "int8-linear": exp_int8_linear,
+    "int8-cam": exp_int8_cam,
+    "aar": exp_aar,
+    "stream": exp_stream,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

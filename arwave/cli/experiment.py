@@ -99,7 +99,9 @@ def register(sub) -> None:
     c.add_argument("--classifier", metavar="RUN", help="classifier run for FAD/ISc/KL (default: train one)")
     c.add_argument("--aar", metavar="NAME|RUN", help="compare this AAR (e.g. the bundled aar) instead of training one")
     c.add_argument(
-        "--nexttoken", metavar="NAME|RUN", help="compare this next-token model (e.g. the bundled nexttoken) instead of training one"
+        "--nexttoken",
+        metavar="NAME|RUN",
+        help="compare this next-token model (e.g. the bundled one) instead of training one",
     )
     c.add_argument("--num-per-class", type=int, default=2)
     c.add_argument("--seconds", type=float, help="length of each generated clip [one window]")

@@ -339,6 +339,7 @@ def aar_vs_nexttoken(
             return Path(given)
         folder = out / "runs" / f"codec-{bottleneck}"
         return train_or_reuse("codec", f"{preset}-{bottleneck}", folder, minutes, data_overrides=d, progress=progress)
+
     classifier = (
         Path(classifier_run)
         if classifier_run
