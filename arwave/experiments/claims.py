@@ -416,7 +416,8 @@ def aar_vs_nexttoken(
         )
     (out / "media").mkdir(parents=True, exist_ok=True)
     logged = {name: Path(run) for name, run in runs.items() if (Path(run) / "metrics.csv").is_file()}
-    _plot_runs(logged, out / "media" / "loss.png", "AAR vs next-token training loss (cross-entropy)")
+    if logged:  # bundles keep no training log
+        _plot_runs(logged, out / "media" / "loss.png", "AAR vs next-token training loss (cross-entropy)")
     summary = {"experiment": "aar-vs-nexttoken", "minutes_per_model": minutes, "preset": preset, "results": results}
     write_json(out / "results.json", summary)
     write_report(
@@ -426,7 +427,7 @@ def aar_vs_nexttoken(
             Section(
                 "Generation quality and speed",
                 tables=[("class-conditioned, cfg 2", rows)],
-                images=[("training loss", "media/loss.png")],
+                images=[("training loss", "media/loss.png")] if logged else [],
                 audio=audio,
             )
         ],
