@@ -414,11 +414,11 @@ class CAM(AudioGenerator):
         (torch releases the GIL inside its kernels), so a frame costs max(generate, decode) rather
         than their sum on a machine with two free cores; the decoder's one-time preparation (weight
         norm folded, prompt primed) overlaps the first frame's generation. The first frame is decoded
-        alone (first audio as early as possible); after it, frames are decoded in blocks: every frame
-        generated while the decoder was busy and, once the stream is ahead of real time, blocks of up
-        to `stream_block_max` frames. One batched decode costs far less per frame than frame-by-frame,
-        and two threads contend less for the interpreter (docs/benchmarks.md: 1.4x the throughput).
-        pipeline=False decodes each frame on the calling thread (same audio)."""
+        alone (first audio as early as possible); after it, frames are decoded in blocks that grow with
+        the audio already handed out (a quarter of it, up to `stream_block_max` frames): one batched
+        decode costs far less per frame than frame-by-frame, and two threads contend less for the
+        interpreter (docs/benchmarks.md). The schedule is fixed, so the same seed gives the same
+        samples. pipeline=False decodes each frame on the calling thread (equal up to float rounding)."""
         self._check_options(sampling)
         frames, samples = self._seconds_to_frames(seconds)
         prompt = self._prompt_latents(sampling.pop("prompt", None))
@@ -448,15 +448,15 @@ class CAM(AudioGenerator):
             with torch.inference_mode():
                 prepare()
 
-        frame_s = self.hop / self.sample_rate
-        started, handed = 0.0, 0  # when the first chunk was yielded; frames handed to the decoder since
+        handed = 0  # frames handed to the decoder so far
 
         def block() -> int:
-            """Frames to collect before the next decoder step: 1 while the stream is not ahead of real time,
-            up to `stream_block_max` once the audio handed out covers twice that many frames' worth of wall
-            time (a consumer playing in real time never waits; one writing a file gets the batched speed)."""
-            ahead = handed * frame_s - (time.perf_counter() - started)
-            return max(1, min(self.stream_block_max, int(ahead / (2 * frame_s))))
+            """Frames per decoder step: one at first, then a quarter of the frames handed out so far, up to
+            `stream_block_max`. A fixed schedule, not a timing-dependent one, so that the same seed gives
+            the same samples (a block's decode rounds differently from frame-by-frame). A block is at
+            most a quarter of the audio already out, so a consumer playing in real time stays fed as
+            long as generation runs comfortably faster than real time."""
+            return max(1, min(self.stream_block_max, handed // 4))
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cam-decode") as pool:
             pending = pool.submit(prepare_on_thread)  # jobs run in order on the one worker
@@ -468,11 +468,10 @@ class CAM(AudioGenerator):
                     first = False
                     pending.result()
                     yield cut(pool.submit(decode, waiting).result())
-                    started, handed = time.perf_counter(), 1
-                    waiting, pending = [], None
+                    waiting, pending, handed = [], None, 1
                     continue
-                if batched and (len(waiting) < block() or (pending is not None and not pending.done())):
-                    continue  # a block is still filling, or the decoder is busy: this frame joins the next block
+                if batched and len(waiting) < block():
+                    continue  # the block is still filling
                 if pending is not None:
                     yield cut(pending.result())
                 handed += len(waiting)
@@ -482,7 +481,7 @@ class CAM(AudioGenerator):
             if waiting:
                 yield cut(decode(waiting))
 
-    stream_block_max = 8  # most frames per decoder step in `stream` (fewer while not ahead of real time)
+    stream_block_max = 8  # most frames per decoder step in `stream` (blocks grow to it as audio is handed out)
 
     def _frame_decoder(self, prompt: torch.Tensor | None = None):
         """(prepare, step, batched): `step` maps frames (1, D, n) to audio (1, C, n·hop); `prepare()` must
