@@ -20,6 +20,7 @@ model is told k_inf.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -403,7 +404,7 @@ class CAM(AudioGenerator):
 
     @torch.inference_mode()
     def stream(
-        self, seconds: float, seed: int | None = None, *, pipeline: bool = True, **sampling
+        self, seconds: float, seed: int | None = None, *, pipeline: bool | None = None, **sampling
     ) -> Iterator[torch.Tensor]:
         """Yield audio chunks (channels, n·hop) as frames are generated and decoded (the last chunk is
         cut to length). Causal codecs decode through `codec.streaming_decoder()`, which is exact for any
@@ -412,13 +413,15 @@ class CAM(AudioGenerator):
 
         pipeline=True: decoding runs on a second thread, overlapped with generating the next frames
         (torch releases the GIL inside its kernels), so a frame costs max(generate, decode) rather
-        than their sum on a machine with two free cores; the decoder's one-time preparation (weight
-        norm folded, prompt primed) overlaps the first frame's generation. The first frame is decoded
+        than their sum on a machine with two free cores. The default (None) is True when torch's
+        intra-op threads leave a core free, else False (a second thread would only contend). The
+        decoder's one-time preparation (weight norm folded, prompt primed) overlaps the first frame's
+        generation. The first frame is decoded
         alone (first audio as early as possible); after it, frames are decoded in blocks that grow with
         the audio already handed out (a quarter of it, up to `stream_block_max` frames): one batched
         decode costs far less per frame than frame-by-frame, and two threads contend less for the
         interpreter (docs/benchmarks.md). The schedule is fixed, so the same seed gives the same
-        samples. pipeline=False decodes each frame on the calling thread (equal up to float rounding)."""
+        samples. pipeline=False decodes the same blocks on the calling thread (the same samples)."""
         self._check_options(sampling)
         frames, samples = self._seconds_to_frames(seconds)
         prompt = self._prompt_latents(sampling.pop("prompt", None))
@@ -438,25 +441,35 @@ class CAM(AudioGenerator):
             return chunk
 
         latents = self.frames(frames, 1, g, prompt_latents=prompt, **sampling)
-        if not pipeline:
-            prepare()
-            for x in latents:
-                yield cut(decode([x]))
-            return
-
-        def prepare_on_thread():
-            with torch.inference_mode():
-                prepare()
-
         handed = 0  # frames handed to the decoder so far
 
         def block() -> int:
             """Frames per decoder step: one at first, then a quarter of the frames handed out so far, up to
             `stream_block_max`. A fixed schedule, not a timing-dependent one, so that the same seed gives
-            the same samples (a block's decode rounds differently from frame-by-frame). A block is at
-            most a quarter of the audio already out, so a consumer playing in real time stays fed as
-            long as generation runs comfortably faster than real time."""
-            return max(1, min(self.stream_block_max, handed // 4))
+            the same samples (a block's decode rounds differently from frame-by-frame), with or without
+            the thread. A block is at most a quarter of the audio already out, so a consumer playing in
+            real time stays fed as long as generation runs comfortably faster than real time."""
+            return max(1, min(self.stream_block_max, handed // 4)) if batched else 1
+
+        if pipeline is None:  # a decoding thread pays off only with a core to spare for it
+            pipeline = torch.get_num_threads() < (os.cpu_count() or 1)
+        if not pipeline:
+            prepare()
+            waiting = []
+            for x in latents:
+                waiting.append(x)
+                if handed and len(waiting) < block():
+                    continue
+                handed += len(waiting)
+                yield cut(decode(waiting))
+                waiting = []
+            if waiting:
+                yield cut(decode(waiting))
+            return
+
+        def prepare_on_thread():
+            with torch.inference_mode():
+                prepare()
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cam-decode") as pool:
             pending = pool.submit(prepare_on_thread)  # jobs run in order on the one worker
@@ -470,7 +483,7 @@ class CAM(AudioGenerator):
                     yield cut(pool.submit(decode, waiting).result())
                     waiting, pending, handed = [], None, 1
                     continue
-                if batched and len(waiting) < block():
+                if len(waiting) < block():
                     continue  # the block is still filling
                 if pending is not None:
                     yield cut(pending.result())
