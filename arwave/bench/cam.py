@@ -14,9 +14,9 @@ Reported per (preset, head, batch):
   min_frame_ms is the fastest step (closest to the cost on an idle machine);
 - first_audio_ms: from the start of sampling to the first decoded chunk (start-token step + first
   head sample + first decoder step);
-- stream_rtf, stream_first_audio_ms (batch 1): the same through `CAM.stream`, which decodes on a
-  second thread while the next frames are generated (needs two free cores to gain), frames that
-  arrive while it is busy decoded together in its next step;
+- stream_rtf, stream_first_audio_ms (batch 1): the same through `CAM.stream` with its decoding thread,
+  which decodes while the next frames are generated (needs two free cores to gain), in blocks that
+  grow from one frame to `stream_block_max`;
 - generate_rtf (batch 1): `CAM.generate`, what `arwave generate` does: every frame first, then one
   batched decode of the whole clip (no first-audio figure: nothing plays until the end);
   stream_inline_rtf, stream_inline_first_audio_ms: `CAM.stream(pipeline=False)`, decoding on the

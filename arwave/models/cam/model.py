@@ -416,12 +416,12 @@ class CAM(AudioGenerator):
         than their sum on a machine with two free cores. The default (None) is True when torch's
         intra-op threads leave a core free, else False (a second thread would only contend). The
         decoder's one-time preparation (weight norm folded, prompt primed) overlaps the first frame's
-        generation. The first frame is decoded
-        alone (first audio as early as possible); after it, frames are decoded in blocks that grow with
-        the audio already handed out (a quarter of it, up to `stream_block_max` frames): one batched
-        decode costs far less per frame than frame-by-frame, and two threads contend less for the
-        interpreter (docs/benchmarks.md). The schedule is fixed, so the same seed gives the same
-        samples. pipeline=False decodes the same blocks on the calling thread (the same samples)."""
+        generation. The first frame is decoded alone (first audio as early as possible); after it,
+        frames are decoded in blocks that grow with the audio already handed out (a quarter of it, up
+        to `stream_block_max` frames): one batched decode costs far less per frame than frame-by-frame,
+        and two threads contend less for the interpreter (docs/benchmarks.md). The schedule is fixed, so
+        the same seed gives the same samples. pipeline=False decodes the same blocks on the calling
+        thread (the same samples)."""
         self._check_options(sampling)
         frames, samples = self._seconds_to_frames(seconds)
         prompt = self._prompt_latents(sampling.pop("prompt", None))
@@ -441,30 +441,31 @@ class CAM(AudioGenerator):
             return chunk
 
         latents = self.frames(frames, 1, g, prompt_latents=prompt, **sampling)
-        handed = 0  # frames handed to the decoder so far
 
-        def block() -> int:
-            """Frames per decoder step: one at first, then a quarter of the frames handed out so far, up to
-            `stream_block_max`. A fixed schedule, not a timing-dependent one, so that the same seed gives
-            the same samples (a block's decode rounds differently from frame-by-frame), with or without
-            the thread. A block is at most a quarter of the audio already out, so a consumer playing in
-            real time stays fed as long as generation runs comfortably faster than real time."""
-            return max(1, min(self.stream_block_max, handed // 4)) if batched else 1
+        def blocks() -> Iterator[list[torch.Tensor]]:
+            """The frames in decoder steps: the first frame alone (first audio as early as possible),
+            then blocks of a quarter of the frames handed out so far, up to `stream_block_max`. A fixed
+            schedule, not a timing-dependent one, so that the same seed gives the same samples (a
+            block's decode rounds differently from frame-by-frame), with or without the thread. A block
+            is at most a quarter of the audio already out, so a consumer playing in real time stays fed
+            as long as generation runs comfortably faster than real time."""
+            handed, waiting = 0, []
+            for x in latents:
+                waiting.append(x)
+                size = max(1, min(self.stream_block_max, handed // 4)) if batched and handed else 1
+                if len(waiting) >= size:
+                    handed += len(waiting)
+                    yield waiting
+                    waiting = []
+            if waiting:
+                yield waiting
 
         if pipeline is None:  # a decoding thread pays off only with a core to spare for it
             pipeline = torch.get_num_threads() < (os.cpu_count() or 1)
         if not pipeline:
             prepare()
-            waiting = []
-            for x in latents:
-                waiting.append(x)
-                if handed and len(waiting) < block():
-                    continue
-                handed += len(waiting)
-                yield cut(decode(waiting))
-                waiting = []
-            if waiting:
-                yield cut(decode(waiting))
+            for xs in blocks():
+                yield cut(decode(xs))
             return
 
         def prepare_on_thread():
@@ -473,26 +474,20 @@ class CAM(AudioGenerator):
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cam-decode") as pool:
             pending = pool.submit(prepare_on_thread)  # jobs run in order on the one worker
-            waiting: list[torch.Tensor] = []  # frames generated, not yet handed to the decoder
             first = True
-            for x in latents:
-                waiting.append(x)
-                if first:  # latency to first audio: decode the first frame alone and wait for it
+            for xs in blocks():
+                job = pool.submit(decode, xs)  # decodes while the loop generates the next block
+                if first:  # latency to first audio: wait for it now
                     first = False
                     pending.result()
-                    yield cut(pool.submit(decode, waiting).result())
-                    waiting, pending, handed = [], None, 1
+                    yield cut(job.result())
+                    pending = None
                     continue
-                if len(waiting) < block():
-                    continue  # the block is still filling
                 if pending is not None:
                     yield cut(pending.result())
-                handed += len(waiting)
-                pending, waiting = pool.submit(decode, waiting), []
+                pending = job
             if pending is not None:
                 yield cut(pending.result())
-            if waiting:
-                yield cut(decode(waiting))
 
     stream_block_max = 8  # most frames per decoder step in `stream` (blocks grow to it as audio is handed out)
 
